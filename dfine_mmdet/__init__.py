@@ -1,0 +1,21 @@
+"""dfine_mmdet: D-FINE (arXiv 2410.13842) as an MMDetection 3.x plugin.
+
+Importing this package registers every component of the plugin into
+MMDetection's registries (default scope ``mmdet``), so a config only needs::
+
+    custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)
+
+The MMDeploy rewriters in :mod:`dfine_mmdet.deploy` are imported as well when
+``mmdeploy`` is importable.
+"""
+import importlib.util
+
+from .version import __version__
+from . import models  # noqa: F401  (registers MODELS / TASK_UTILS)
+from . import engine  # noqa: F401  (registers HOOKS / optimizer constructors)
+from . import datasets  # noqa: F401  (registers TRANSFORMS)
+
+if importlib.util.find_spec('mmdeploy') is not None:
+    from . import deploy  # noqa: F401  (registers MMDeploy rewriters)
+
+__all__ = ['__version__']

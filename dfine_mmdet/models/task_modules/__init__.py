@@ -1,0 +1,1 @@
+from . import assigners, coders  # noqa: F401

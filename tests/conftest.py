@@ -1,0 +1,40 @@
+"""Shared pytest fixtures.
+
+The parity fixtures produced by the official D-FINE implementation live in
+``../shared/parity`` beside the project root (CI has them; an end user's clone
+does not).  Tests that need them use the ``parity_dir`` fixture, which skips
+with a clear reason when the folder is absent.  ``DFINE_SHARED_DIR`` overrides
+the location.
+"""
+import os
+import os.path as osp
+import sys
+
+import pytest
+
+PROJECT_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED_DIR = os.environ.get('DFINE_SHARED_DIR',
+                            osp.join(osp.dirname(PROJECT_ROOT), 'shared'))
+PARITY_DIR = osp.join(SHARED_DIR, 'parity')
+
+
+def _skip_reason():
+    return (f'official D-FINE parity fixtures not found at {PARITY_DIR} '
+            '(they live in ../shared/parity beside the project root; set '
+            'DFINE_SHARED_DIR to point elsewhere)')
+
+
+@pytest.fixture(scope='session')
+def parity_dir():
+    """Path of ``../shared/parity``; skips the test when it is absent."""
+    if not osp.isdir(PARITY_DIR):
+        pytest.skip(_skip_reason())
+    if PARITY_DIR not in sys.path:
+        # gives access to official_random_weights.py (numpy + torch only)
+        sys.path.insert(0, PARITY_DIR)
+    return PARITY_DIR
+
+
+@pytest.fixture(scope='session')
+def project_root():
+    return PROJECT_ROOT
