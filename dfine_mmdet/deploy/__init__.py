@@ -1,1 +1,20 @@
 # Each module here registers itself on import; add one import line per module.
+"""MMDeploy support of dfine_mmdet (imported by ``dfine_mmdet`` when
+``mmdeploy`` is importable).
+
+* :mod:`.symbolics`: ``F.grid_sample`` -> ONNX ``GridSample`` and native
+  ``LayerNormalization`` for the onnxruntime / tensorrt backends;
+* :mod:`.dfine_detector`, :mod:`.dfine_head`: end-to-end export of
+  ``DFINE`` to ``dets [B, K, 5]`` / ``labels [B, K]``;
+* :mod:`dfine_mmdet.compat` shims: ``torch.onnx.export(dynamo=False)``
+  inside MMDeploy's rewriter context (torch >= 2.9), and the TensorRT >= 10
+  wrapper / fp32-layer builder (only when ``tensorrt`` is importable).
+"""
+from dfine_mmdet import compat
+
+from . import dfine_detector  # noqa: F401
+from . import dfine_head  # noqa: F401
+from . import symbolics  # noqa: F401
+
+compat.register_onnx_export_shim()
+compat.apply_mmdeploy_tensorrt_shim()

@@ -1,1 +1,2 @@
 # Each module here registers itself on import; add one import line per module.
+from .dfine_head import DFINEHead  # noqa: F401

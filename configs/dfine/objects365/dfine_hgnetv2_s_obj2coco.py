@@ -1,0 +1,3 @@
+# D-FINE-S pre-trained on Objects365, fine-tuned on COCO (official checkpoint
+# dfine_s_obj2coco.pth): same architecture as the COCO model, 80 classes.
+_base_ = '../dfine_hgnetv2_s_coco.py'

@@ -1,0 +1,86 @@
+"""SanitizeBoundingBoxes of the D-FINE training recipe.
+
+The official pipeline calls ``torchvision.transforms.v2.SanitizeBoundingBoxes
+(min_size=1)`` after the IoU crop and again after the final resize.  It keeps a
+box (xyxy pixels, image W x H) iff::
+
+    x2 - x1 >= min_size  and  y2 - y1 >= min_size  and  all coords >= 0
+    and x1, x2 <= W  and  y1, y2 <= H
+
+and removes the labels of dropped boxes with them; an image may end up with
+no boxes (it is kept - D-FINE trains on zero-GT images).
+
+MMDetection's :class:`~mmdet.datasets.transforms.FilterAnnotations` differs:
+it keeps ``w > min`` (strict), has no bounds check, and with its default
+``keep_empty=True`` returns ``None`` for an image left without boxes (the
+dataset then draws another image).  So this is written from the torchvision
+definition.
+
+``drop_ignored=True`` additionally removes instances flagged in
+``gt_ignore_flags`` (COCO ``iscrowd=1``).  The official COCO loader drops crowd
+boxes before any transform, so put one ``SanitizeBoundingBoxes(drop_ignored=
+True)`` right after ``LoadAnnotations`` to match it (MMDetection would
+otherwise keep crowd boxes in the pipeline, where they influence the IoU crop,
+and only move them to ``ignored_instances`` at packing time).
+
+Required keys: ``gt_bboxes`` (``HorizontalBoxes``), ``img_shape``.
+Modified keys: ``gt_bboxes`` and every per-instance key present
+(``gt_bboxes_labels``, ``gt_ignore_flags``, ``gt_masks``).
+"""
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from mmdet.registry import TRANSFORMS
+
+#: per-instance keys filtered together with the boxes
+INSTANCE_KEYS = ('gt_bboxes', 'gt_bboxes_labels', 'gt_ignore_flags',
+                 'gt_masks')
+
+
+@TRANSFORMS.register_module()
+class SanitizeBoundingBoxes(BaseTransform):
+    """Remove degenerate, too small and out-of-image boxes (torchvision v2).
+
+    Args:
+        min_size (float): Minimum box width and height in pixels.
+            Defaults to 1 (the D-FINE value).
+        drop_ignored (bool): Also drop instances whose ``gt_ignore_flags`` is
+            True (crowd boxes). Defaults to False.
+    """
+
+    def __init__(self, min_size: float = 1.0,
+                 drop_ignored: bool = False) -> None:
+        if min_size < 0:
+            raise ValueError('SanitizeBoundingBoxes: min_size must be >= 0, '
+                             f'got {min_size}')
+        self.min_size = min_size
+        self.drop_ignored = drop_ignored
+
+    def valid_mask(self, boxes: np.ndarray, height: int,
+                   width: int) -> np.ndarray:
+        """[N] bool mask of boxes to keep (``boxes`` [N, 4] xyxy pixels)."""
+        ws = boxes[:, 2] - boxes[:, 0]
+        hs = boxes[:, 3] - boxes[:, 1]
+        valid = (ws >= self.min_size) & (hs >= self.min_size)
+        valid &= (boxes >= 0).all(axis=1)
+        valid &= (boxes[:, 0] <= width) & (boxes[:, 2] <= width)
+        valid &= (boxes[:, 1] <= height) & (boxes[:, 3] <= height)
+        return valid
+
+    def transform(self, results: dict) -> dict:
+        if 'gt_bboxes' not in results:
+            return results
+        height, width = results['img_shape'][:2]
+        keep = self.valid_mask(results['gt_bboxes'].numpy(), height, width)
+        if self.drop_ignored and 'gt_ignore_flags' in results:
+            keep &= ~results['gt_ignore_flags'].astype(bool)
+        if keep.all():
+            return results
+        for key in INSTANCE_KEYS:
+            if key in results:
+                results[key] = results[key][keep]
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(min_size={self.min_size}, '
+                f'drop_ignored={self.drop_ignored})')

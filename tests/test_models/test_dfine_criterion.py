@@ -1,0 +1,264 @@
+"""DFINECriterion: parity with the official criterion on the loss fixtures.
+
+Every fixture (``../shared/parity/dfine_*_loss_case*.pt``) holds the exact
+decoder-training output structure fed to the official ``DFINECriterion`` and
+everything it computed: each weighted term, Hungarian indices of every output,
+the GO-LSD union, DN matches, normalisers, FGL targets, DDF balance factors
+and (case 2) the gradient of the total loss w.r.t. every output tensor.
+"""
+import copy
+import os.path as osp
+
+import pytest
+import torch
+
+from dfine_mmdet.models.losses import DFINECriterion
+from mmdet.registry import MODELS
+
+CASES = ['dfine_s_loss_case1.pt', 'dfine_s_loss_case2.pt',
+         'dfine_s_loss_case3.pt', 'dfine_s_loss_case4.pt',
+         'dfine_x_loss_case2.pt']
+NUM_TERMS = {'dfine_s_loss_case1.pt': 20, 'dfine_x_loss_case2.pt': 68}
+RTOL = 1e-5  # relative tolerance per loss term
+ATOL = 1e-6  # absolute floor for near-zero terms
+
+
+@pytest.fixture(scope='module')
+def fixtures(parity_dir):
+    cache = {}
+
+    def load(name):
+        if name not in cache:
+            cache[name] = torch.load(
+                osp.join(parity_dir, name), weights_only=True)
+        return cache[name]
+
+    return load
+
+
+def _criterion(meta):
+    crit = MODELS.build(dict(type='DFINECriterion'))
+    # the defaults are the official configuration the fixtures were made with
+    cfg = meta['criterion_config']
+    assert cfg['losses'] == ['vfl', 'boxes', 'local']
+    assert crit.loss_vfl.alpha == cfg['alpha']
+    assert crit.loss_vfl.gamma == cfg['gamma']
+    assert crit.reg_max == cfg['reg_max']
+    weights = dict(
+        loss_vfl=crit.loss_vfl.loss_weight,
+        loss_bbox=crit.loss_bbox.loss_weight,
+        loss_giou=crit.loss_giou.loss_weight,
+        loss_fgl=crit.loss_fgl.loss_weight,
+        loss_ddf=crit.loss_ddf.loss_weight)
+    assert weights == {k: float(v) for k, v in cfg['weight_dict'].items()}
+    m = cfg['matcher']
+    assert (crit.assigner.cost_class, crit.assigner.cost_bbox,
+            crit.assigner.cost_giou) == (m['weight_dict']['cost_class'],
+                                         m['weight_dict']['cost_bbox'],
+                                         m['weight_dict']['cost_giou'])
+    assert (crit.assigner.alpha, crit.assigner.gamma) == (m['alpha'],
+                                                          m['gamma'])
+    return crit
+
+
+def _assert_pairs_equal(ours, ref, what):
+    assert len(ours) == len(ref), what
+    for img, ((q, g), (rq, rg)) in enumerate(zip(ours, ref)):
+        assert torch.equal(q.cpu(), rq), f'{what} image {img} queries'
+        assert torch.equal(g.cpu(), rg), f'{what} image {img} gts'
+
+
+def _snapshot(obj):
+    """Deep copy with tensors cloned, to check the inputs are not mutated."""
+    return copy.deepcopy(obj)
+
+
+def _assert_same_structure(a, b, path=''):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), path
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), \
+            f'{path}: keys {list(a)} vs {list(b)}'
+        for k in a:
+            _assert_same_structure(a[k], b[k], f'{path}.{k}')
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same_structure(x, y, f'{path}[{i}]')
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_loss_terms_match_official(fixtures, case):
+    fx = fixtures(case)
+    crit = _criterion(fx['meta'])
+    outputs, targets = fx['outputs'], fx['targets']
+    before = (_snapshot(outputs), _snapshot(targets))
+    losses = crit(outputs, targets)
+
+    ref = fx['losses']
+    assert set(losses) == set(ref)
+    assert list(losses) == list(ref)  # same order as the official dict
+    if case in NUM_TERMS:
+        assert len(losses) == NUM_TERMS[case]
+    elif fx['meta']['with_denoising']:
+        assert len(losses) == 38
+    worst = 0.0
+    for k, r in ref.items():
+        v = losses[k]
+        assert v.dim() == 0 and torch.isfinite(v), k
+        err = abs(v.item() - r.item())
+        assert err <= RTOL * abs(r.item()) + ATOL, \
+            f'{case} {k}: ours {v.item():.8g} official {r.item():.8g}'
+        if r.item() != 0:
+            worst = max(worst, err / abs(r.item()))
+    total = sum(losses.values())
+    assert abs(total.item() - fx['total_loss'].item()) <= \
+        RTOL * abs(fx['total_loss'].item())
+    print(f'{case}: max relative term difference {worst:.2e}')
+
+    # the criterion must not write into its inputs
+    _assert_same_structure(before[0], outputs, 'outputs')
+    _assert_same_structure(before[1], targets, 'targets')
+
+
+@pytest.mark.parametrize('case', CASES)
+def test_matching_state_matches_official(fixtures, case):
+    fx = fixtures(case)
+    crit = _criterion(fx['meta'])
+    crit(fx['outputs'], fx['targets'])
+    res = crit.last_matching_results()
+
+    ref = fx['indices']
+    _assert_pairs_equal(res['indices'], ref['last'], 'last')
+    for i, ind in enumerate(res['aux_indices']):
+        _assert_pairs_equal(ind, ref[f'aux_{i}'], f'aux_{i}')
+    _assert_pairs_equal(res['pre_indices'], ref['pre'], 'pre')
+    _assert_pairs_equal(res['enc_indices'][0], ref['enc_0'], 'enc_0')
+    assert len(res['aux_indices']) == fx['meta']['num_decoder_layers'] - 1
+    _assert_pairs_equal(res['go_indices'], fx['go_indices'], 'go_indices')
+    if fx['meta']['with_denoising']:
+        _assert_pairs_equal(res['dn_indices'], fx['dn_indices'], 'dn')
+    assert res['num_boxes'] == fx['num_boxes']
+    assert res['num_boxes_go'] == fx['num_boxes_go']
+    assert res['ddf_num_pos'].item() == pytest.approx(fx['ddf_num_pos'],
+                                                      rel=1e-6)
+    assert res['ddf_num_neg'].item() == pytest.approx(fx['ddf_num_neg'],
+                                                      rel=1e-6)
+    for name in ('fgl_targets', 'fgl_targets_dn'):
+        if fx.get(name) is None:
+            continue
+        for ours, official in zip(res[name], fx[name]):
+            assert ours.shape == official.shape, name
+            torch.testing.assert_close(ours.cpu(), official, rtol=1e-5,
+                                       atol=1e-6)
+
+
+def _leaf_copy(outputs, aliases):
+    """Clone every tensor path of ``outputs`` into an independent leaf."""
+    leaves = {}
+
+    def rec(obj, path):
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point():
+                leaf = obj.detach().clone().requires_grad_(True)
+                leaves[path] = leaf
+                return leaf
+            return obj.clone()
+        if isinstance(obj, dict):
+            return {
+                k: rec(v, f'{path}.{k}' if path else k)
+                for k, v in obj.items()
+            }
+        if isinstance(obj, list):
+            return [rec(v, f'{path}.{i}') for i, v in enumerate(obj)]
+        return copy.deepcopy(obj)
+
+    copied = rec(outputs, '')
+    # aliased paths are separate leaves now (the fixture's grads are per path)
+    assert all(p in leaves for p in aliases)
+    return copied, leaves
+
+
+def test_gradients_match_official(fixtures):
+    fx = fixtures('dfine_s_loss_case2.pt')
+    crit = _criterion(fx['meta'])
+    outputs, leaves = _leaf_copy(fx['outputs'], fx['aliases'])
+    losses = crit(outputs, fx['targets'])
+    sum(losses.values()).backward()
+
+    ref = fx['grads']
+    worst = 0.0
+    for path, leaf in leaves.items():
+        if path not in ref:
+            assert leaf.grad is None, \
+                f'{path} must get no gradient (detached in the official code)'
+            continue
+        assert leaf.grad is not None, f'{path} got no gradient'
+        scale = ref[path].abs().max().item()
+        err = (leaf.grad - ref[path]).abs().max().item()
+        assert err <= 1e-5 * scale + 1e-9, \
+            f'{path}: max abs grad diff {err:.3e} (scale {scale:.3e})'
+        worst = max(worst, err / max(scale, 1e-30))
+    missing = set(ref) - set(leaves)
+    assert not missing, f'fixture grads for unknown paths {missing}'
+    print(f'max gradient difference relative to max |grad|: {worst:.2e}')
+
+
+def test_zero_gt_batch_without_denoising_is_finite():
+    """Hand-made batch (no fixture): 1 layer, no GT anywhere."""
+    torch.manual_seed(0)
+    crit = DFINECriterion(num_classes=3, reg_max=4)
+    b, q = 2, 5
+
+    def layer(teacher=None):
+        out = dict(
+            pred_logits=torch.randn(b, q, 3, requires_grad=True),
+            pred_boxes=torch.rand(b, q, 4).requires_grad_(),
+            pred_corners=torch.randn(b, q, 20, requires_grad=True),
+            ref_points=torch.rand(b, q, 4))
+        if teacher is not None:
+            out.update(teacher_corners=teacher['pred_corners'],
+                       teacher_logits=teacher['pred_logits'])
+        return out
+
+    last = layer()
+    outputs = dict(
+        last, up=torch.tensor([0.5]), reg_scale=torch.tensor([4]),
+        aux_outputs=[layer(last)],
+        pre_outputs=dict(pred_logits=torch.randn(b, q, 3),
+                         pred_boxes=torch.rand(b, q, 4)),
+        enc_aux_outputs=[dict(pred_logits=torch.randn(b, q, 3),
+                              pred_boxes=torch.rand(b, q, 4))],
+        enc_meta=dict(class_agnostic=False))
+    targets = [dict(labels=torch.zeros(0, dtype=torch.long),
+                    boxes=torch.zeros(0, 4)) for _ in range(b)]
+    losses = crit(outputs, targets)
+    assert len(losses) == 4 + 5 + 3 + 3
+    for k, v in losses.items():
+        assert torch.isfinite(v), k
+    for k in ('loss_bbox', 'loss_giou', 'loss_fgl', 'loss_bbox_aux_0'):
+        assert losses[k].item() == 0.0, k
+    # without GT every logit is a negative: VFL = sum(a p^2 BCE(x, 0)) / 1
+    p = last['pred_logits'].sigmoid()
+    expected = (0.75 * p**2 * -torch.log1p(-p)).sum()
+    assert losses['loss_vfl'].item() == pytest.approx(expected.item(),
+                                                      rel=1e-5)
+    sum(losses.values()).backward()
+    assert last['pred_logits'].grad.abs().sum() > 0
+    res = crit.last_matching_results()
+    assert res['num_boxes'] == 1.0 and res['num_boxes_go'] == 1.0
+
+
+def test_rejects_inconsistent_inputs():
+    crit = DFINECriterion(num_classes=3)
+    outputs = dict(pred_logits=torch.zeros(1, 2, 4),
+                   pred_boxes=torch.rand(1, 2, 4))
+    with pytest.raises(ValueError, match='num_classes=3'):
+        crit(outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
+                            boxes=torch.zeros(0, 4))])
+    outputs['pred_logits'] = torch.zeros(1, 2, 3)
+    with pytest.raises(ValueError, match='2 targets'):
+        crit(outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
+                            boxes=torch.zeros(0, 4))] * 2)
