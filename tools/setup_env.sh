@@ -197,7 +197,7 @@ if [[ -z "${S[torch]:-}" ]]; then
   [[ -n "${S[torch]:-}" ]] || die "torch still does not import: ${S[torch_err]:-}" \
     "check the pip output above; on another machine set TORCH_INDEX_URL (see README)"
 else
-  log "torch ${S[torch]} already installed (cuda: ${S[torch_cuda]:-none}), keeping it"
+  log "torch ${S[torch]} found in the venv (cuda: ${S[torch_cuda]:-none})"
 fi
 TV="${S[torch]}"
 if ! version_ge "$TV" "$TORCH_MIN"; then
@@ -287,6 +287,8 @@ else
   # --no-deps: mmdeploy 1.3.1 requires the 'mmengine' distribution (and protobuf<=3.20.2), which would
   # replace onedl-mmengine; its runtime deps are listed in EXTRA_PKGS instead.
   pip_install --no-deps "$MMDEPLOY_SPEC"
+  note "pip may now report 'mmdeploy 1.3.1 requires mmengine' / 'protobuf<=3.20.2': expected and harmless" \
+       "(onedl-mmengine provides the mmengine module; the ONNX export path works with the newer protobuf)"
 fi
 if [[ -n "${S[missing_extras]:-}" ]]; then
   [[ $CHECK_ONLY == 1 ]] && die "missing packages: ${S[missing_extras]}" "run: bash tools/setup_env.sh"
@@ -295,13 +297,13 @@ if [[ -n "${S[missing_extras]:-}" ]]; then
 else
   log "onnx, onnxruntime, pycocotools, faster-coco-eval, scipy, mim, pytest: all importable"
 fi
-if [[ -z "${S[dist_onedl-mim]:-}" ]]; then
-  note "the 'mim' module is not from onedl-mim; 'mim train mmdetection' needs onedl-mim with onedl-mmdetection"
-fi
 
 # ---- 9. the plugin ----------------------------------------------------------------------
 step 'dfine_mmdet (editable install of this checkout)'
 probe
+if [[ -z "${S[dist_onedl-mim]:-}" ]]; then
+  note "the 'mim' module is not from onedl-mim; 'mim train mmdetection' needs onedl-mim with onedl-mmdetection"
+fi
 if [[ "${S[plugin]:-0}" == 1 ]]; then
   log "dfine_mmdet already installed from $ROOT"
 else

@@ -1,6 +1,6 @@
 # D-FINE-N (HGNetV2-B0, strides 16/32 only), COCO: 128-d encoder and decoder,
 # 2 levels with 6 sampling points each.
-_base_ = './_base_/dfine_hgnetv2.py'
+_base_ = './_base_/dfine_coco_train.py'
 
 # model
 model = dict(
@@ -28,3 +28,28 @@ model = dict(
             num_levels=2,
             num_points=[6, 6])),
     bbox_head=dict(embed_dims=128, num_pred_layer=3))
+
+# schedule (official dfine_hgnetv2_n_coco.yml): total batch 128 (4 GPUs x 32),
+# AdamW lr 8e-4 / backbone 4e-4, weight decay 1e-4, 160 epochs; strong
+# augmentation stops at epoch 148; no batch multi-scale.
+train_dataloader = dict(batch_size=32)
+optim_wrapper = dict(
+    optimizer=dict(lr=8e-4, weight_decay=1e-4),
+    paramwise_cfg=dict(backbone_lr=4e-4, official_regex_style='nsm'))
+max_epochs = 160
+stop_epoch = 148
+train_cfg = dict(max_epochs=max_epochs)
+custom_hooks = [
+    dict(
+        type='EMAHook',
+        ema_type='DFINEModelEMA',
+        decay=0.9999,
+        warmups=1000,
+        update_buffers=True,
+        priority=49),
+    dict(
+        type='DFINEStopAugHook',
+        stop_epoch=stop_epoch,
+        reload_best_stage1=True),
+]
+auto_scale_lr = dict(base_batch_size=128)

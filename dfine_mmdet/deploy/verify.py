@@ -107,3 +107,62 @@ def compare_with_pytorch(deploy_cfg,
             match_detections(r.bboxes, r.scores, r.labels, o.bboxes, o.scores,
                              o.labels, score_tol))
     return reports
+
+
+def run_onnxruntime(onnx_file: str, inputs: torch.Tensor,
+                    num_threads: int = 0) -> Dict[str, np.ndarray]:
+    """Run an exported graph with a **plain** ONNX Runtime session.
+
+    No MMDeploy op library is registered, so a graph that still contained
+    an ``mmdeploy::`` op would fail to load here.
+
+    Returns:
+        dict: output name -> array (``dets`` ``[B, K, 5]``, ``labels``
+        ``[B, K]``).
+    """
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    if num_threads:
+        options.intra_op_num_threads = num_threads
+    sess = ort.InferenceSession(
+        onnx_file, options, providers=['CPUExecutionProvider'])
+    outputs = sess.run(None, {sess.get_inputs()[0].name: inputs.numpy()})
+    return {o.name: v for o, v in zip(sess.get_outputs(), outputs)}
+
+
+def compare_onnx_with_pytorch(deploy_cfg,
+                              model_cfg,
+                              checkpoint: Optional[str],
+                              onnx_file: str,
+                              imgs: Union[str, np.ndarray, List],
+                              score_tol: float = 1e-4) -> List[Dict[str, float]]:
+    """Like :func:`compare_with_pytorch`, but the graph runs in a plain ONNX
+    Runtime session (see :func:`run_onnxruntime`) and no backend wrapper is
+    built. This is how a graph exported for TensorRT is checked numerically
+    on a machine without TensorRT: it has only standard ops, so ONNX Runtime
+    can run it. Boxes are divided by ``scale_factor`` as MMDeploy's
+    ``End2EndModel`` does.
+    """
+    from mmdeploy.utils import get_input_shape, load_config
+
+    from .export import build_task_processor_cpu
+    deploy_cfg, model_cfg = load_config(deploy_cfg, model_cfg)
+    task_processor = build_task_processor_cpu(model_cfg, deploy_cfg)
+    torch_model = task_processor.build_pytorch_model(checkpoint)
+    data, inputs = task_processor.create_input(
+        imgs, get_input_shape(deploy_cfg), torch_model.data_preprocessor)
+    with torch.no_grad():
+        ref = torch_model(inputs, data['data_samples'], mode='predict')
+    out = run_onnxruntime(onnx_file, inputs)
+    dets, labels = torch.from_numpy(out['dets']), torch.from_numpy(
+        out['labels'])
+    reports = []
+    for i, sample in enumerate(ref):
+        scale = torch.tensor(sample.metainfo['scale_factor'],
+                             dtype=dets.dtype).repeat(2)
+        r = sample.pred_instances
+        reports.append(
+            match_detections(r.bboxes, r.scores, r.labels,
+                             dets[i, :, :4] / scale, dets[i, :, 4], labels[i],
+                             score_tol))
+    return reports

@@ -1,4 +1,4 @@
-"""AIFI encoder layer and the official 2-D sin-cos position embedding (incl. its quirk)."""
+"""AIFI encoder layer and the official 2-D sin-cos position embedding."""
 import math
 
 import pytest
@@ -11,16 +11,16 @@ from dfine_mmdet.models.layers.aifi import (AIFIEncoder, AIFIEncoderLayer,
 
 
 def reference_pos_embed(h, w, dim, temperature=10000.):
-    """Spec section 3 formula in plain Python: token i gets a = i // h, b = i % h."""
+    """Spec section 3 formula in plain Python: a = i // h, b = i % h."""
     pos_dim = dim // 4
     omega = [1. / temperature**(k / pos_dim) for k in range(pos_dim)]
     rows = []
     for i in range(h * w):
         a, b = i // h, i % h
-        rows.append([math.sin(a * o) for o in omega] +
-                    [math.cos(a * o) for o in omega] +
-                    [math.sin(b * o) for o in omega] +
-                    [math.cos(b * o) for o in omega])
+        rows.append([math.sin(a * o)
+                     for o in omega] + [math.cos(a * o) for o in omega] +
+                    [math.sin(b * o)
+                     for o in omega] + [math.cos(b * o) for o in omega])
     return torch.tensor(rows, dtype=torch.float64)[None]
 
 
@@ -36,7 +36,8 @@ def test_pos_embed_matches_spec_formula(hw):
 def test_pos_embed_quirk_on_non_square_map():
     """For a 2x3 map token 2 (y=0, x=2) gets (a, b) = (1, 0), not (0, 2)."""
     pos = build_2d_sincos_position_embedding(2, 3, 8)[0]
-    # pos_dim 2, omega = (1, 1/100): [sin a, sin a/100, cos a, cos a/100, sin b, ...]
+    # pos_dim 2, omega = (1, 1/100): [sin a, sin a/100, cos a, cos a/100, sin
+    # b, ...]
     om = torch.tensor([1.0, 0.01])
 
     def emb(a, b):
@@ -88,7 +89,8 @@ def reference_layer(layer, src, pos):
     v = (src @ w_v.T + b_v).reshape(b, n, heads, -1).transpose(1, 2)
     att = (q @ k.transpose(-1, -2) / math.sqrt(d // heads)).softmax(-1)
     att = (att @ v).transpose(1, 2).reshape(b, n, d)
-    att = att @ layer.self_attn.out_proj.weight.T + layer.self_attn.out_proj.bias
+    out_proj = layer.self_attn.out_proj
+    att = att @ out_proj.weight.T + out_proj.bias
     x = F.layer_norm(src + att, (d, ), layer.norm1.weight, layer.norm1.bias)
     ffn = F.gelu(x @ layer.linear1.weight.T + layer.linear1.bias)
     ffn = ffn @ layer.linear2.weight.T + layer.linear2.bias
@@ -105,24 +107,30 @@ def test_aifi_layer_matches_explicit_computation():
     pos = build_2d_sincos_position_embedding(2, 3, 16)
     with torch.no_grad():
         torch.testing.assert_close(
-            layer(src, pos_embed=pos), reference_layer(layer, src, pos),
-            rtol=1e-5, atol=1e-5)
+            layer(src, pos_embed=pos),
+            reference_layer(layer, src, pos),
+            rtol=1e-5,
+            atol=1e-5)
     keys = set(layer.state_dict())
-    assert {'self_attn.in_proj_weight', 'self_attn.in_proj_bias',
-            'self_attn.out_proj.weight', 'self_attn.out_proj.bias',
-            'linear1.weight', 'linear2.bias', 'norm1.weight',
-            'norm2.bias'} <= keys
+    assert {
+        'self_attn.in_proj_weight', 'self_attn.in_proj_bias',
+        'self_attn.out_proj.weight', 'self_attn.out_proj.bias',
+        'linear1.weight', 'linear2.bias', 'norm1.weight', 'norm2.bias'
+    } <= keys
 
 
 def test_aifi_encoder_stacks_layers():
     torch.manual_seed(0)
     encoder = AIFIEncoder(2, d_model=8, nhead=2, dim_feedforward=16).eval()
-    assert [k for k in encoder.state_dict() if k.endswith('in_proj_weight')] == [
-        'layers.0.self_attn.in_proj_weight', 'layers.1.self_attn.in_proj_weight'
-    ]
-    src, pos = torch.randn(1, 4, 8), build_2d_sincos_position_embedding(2, 2, 8)
+    assert [k for k in encoder.state_dict()
+            if k.endswith('in_proj_weight')] == [
+                'layers.0.self_attn.in_proj_weight',
+                'layers.1.self_attn.in_proj_weight'
+            ]
+    src, pos = torch.randn(1, 4,
+                           8), build_2d_sincos_position_embedding(2, 2, 8)
     with torch.no_grad():
-        expected = encoder.layers[1](encoder.layers[0](src, pos_embed=pos),
-                                     pos_embed=pos)
-        torch.testing.assert_close(encoder(src, pos_embed=pos), expected,
-                                   rtol=0, atol=0)
+        expected = encoder.layers[1](
+            encoder.layers[0](src, pos_embed=pos), pos_embed=pos)
+        torch.testing.assert_close(
+            encoder(src, pos_embed=pos), expected, rtol=0, atol=0)

@@ -1,4 +1,4 @@
-"""Decoupled Distillation Focal loss (paper Eq. 7-8) on hand-checkable inputs."""
+"""Decoupled Distillation Focal loss (GO-LSD), hand-checked inputs."""
 import math
 
 import pytest

@@ -262,3 +262,105 @@ def test_rejects_inconsistent_inputs():
     with pytest.raises(ValueError, match='2 targets'):
         crit(outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
                             boxes=torch.zeros(0, 4))] * 2)
+
+
+def test_half_precision_outputs_give_float32_losses(fixtures):
+    """AMP: predictions may arrive in reduced precision; the criterion upcasts
+    them and computes every term in float32 (autocast disabled)."""
+    fx = fixtures('dfine_s_loss_case2.pt')
+    crit = _criterion(fx['meta'])
+
+    def to_bf16(obj):
+        if isinstance(obj, torch.Tensor):
+            return obj.bfloat16() if obj.is_floating_point() else obj
+        if isinstance(obj, dict):
+            return {k: to_bf16(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [to_bf16(v) for v in obj]
+        return obj
+
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = crit(to_bf16(fx['outputs']), fx['targets'])
+    assert set(losses) == set(fx['losses'])
+    for k, v in losses.items():
+        assert v.dtype == torch.float32, k
+        # bf16 inputs (8 bit mantissa): a few percent at most
+        assert v.item() == pytest.approx(fx['losses'][k].item(), rel=0.05,
+                                         abs=2e-2), k
+
+
+def _normaliser_worker(rank, world_size, init_file, counts, results):
+    import torch.distributed as dist
+    dist.init_process_group(
+        'gloo', init_method=f'file://{init_file}', rank=rank,
+        world_size=world_size)
+    try:
+        results[rank] = DFINECriterion._reduce_count(counts[rank],
+                                                     torch.device('cpu'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_normalisers_are_averaged_over_processes(tmp_path):
+    """num_boxes / num_boxes_go: all-reduce mean over GPUs, clamped to 1."""
+    import torch.multiprocessing as mp
+    assert DFINECriterion._reduce_count(0, torch.device('cpu')) == 1.0
+    assert DFINECriterion._reduce_count(7, torch.device('cpu')) == 7.0
+    manager = mp.Manager()
+    results = manager.dict()
+    # fork: the workers reuse the imported modules (spawn would re-import
+    # mmdet in each of them)
+    mp.start_processes(
+        _normaliser_worker,
+        args=(2, str(tmp_path / 'init'), [3, 0], results),
+        nprocs=2,
+        start_method='fork')
+    assert dict(results) == {0: 1.5, 1: 1.5}
+
+
+def test_configurable_weights_and_disabled_terms(fixtures):
+    fx = fixtures('dfine_s_loss_case1.pt')
+    crit = MODELS.build(
+        dict(type='DFINECriterion',
+             loss_bbox=dict(type='L1Loss', loss_weight=10.0),
+             loss_ddf=dict()))
+    losses = crit(fx['outputs'], fx['targets'])
+    ref = fx['losses']
+    assert not any('ddf' in k for k in losses)
+    assert set(losses) == {k for k in ref if 'ddf' not in k}
+    for k, v in losses.items():
+        scale = 2.0 if k.startswith('loss_bbox') else 1.0
+        assert v.item() == pytest.approx(scale * ref[k].item(), rel=1e-5), k
+
+
+def test_class_agnostic_encoder_output():
+    """enc_meta.class_agnostic: a 1-logit encoder head is supervised with
+    label 0 for every GT (the targets themselves stay untouched)."""
+    torch.manual_seed(2)
+    crit = DFINECriterion(num_classes=3, reg_max=4)
+    q = 6
+    boxes = torch.rand(1, q, 4) * 0.4 + 0.3
+    outputs = dict(
+        pred_logits=torch.randn(1, q, 3), pred_boxes=boxes,
+        pred_corners=torch.randn(1, q, 20), ref_points=boxes,
+        up=torch.tensor([0.5]), reg_scale=torch.tensor([4]),
+        aux_outputs=[],
+        pre_outputs=dict(pred_logits=torch.randn(1, q, 3), pred_boxes=boxes),
+        enc_aux_outputs=[dict(pred_logits=torch.randn(1, q, 1),
+                              pred_boxes=boxes)],
+        enc_meta=dict(class_agnostic=True))
+    targets = [dict(labels=torch.tensor([2]), boxes=boxes[0, 3:4].clone())]
+    losses = crit(outputs, targets)
+    assert targets[0]['labels'].tolist() == [2]
+    # query 3 predicts the GT box exactly -> it is matched, IoU 1
+    enc_match = crit.last_matching_results()['enc_indices'][0][0]
+    assert enc_match[0].tolist() == [3] and enc_match[1].tolist() == [0]
+    logits = outputs['enc_aux_outputs'][0]['pred_logits'][0]
+    p = logits.sigmoid()[:, 0]
+    neg = 0.75 * p**2 * torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[:, 0], torch.zeros(q), reduction='none')
+    pos = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits[3, 0], torch.tensor(1.0))
+    expected = neg.sum() - neg[3] + pos
+    assert losses['loss_vfl_enc_0'].item() == pytest.approx(expected.item(),
+                                                            rel=1e-5)

@@ -1,4 +1,4 @@
-"""Fine-Grained Localization loss (paper Eq. 6) on hand-checkable inputs."""
+"""Fine-Grained Localization loss (the FDR training target), hand-checked."""
 import math
 
 import pytest

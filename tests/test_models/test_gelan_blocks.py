@@ -1,4 +1,4 @@
-"""GELAN blocks of the hybrid encoder: structure, key names, deploy re-parameterisation."""
+"""GELAN blocks of the hybrid encoder: structure, keys, deploy fusion."""
 import pytest
 import torch
 import torch.nn as nn
@@ -26,7 +26,8 @@ def test_conv_norm_layer_and_deploy():
     layer = randomise_bn(ConvNormLayer(4, 6, 3, 2, groups=2, act='silu'))
     assert set(layer.state_dict()) == {
         'conv.weight', 'norm.weight', 'norm.bias', 'norm.running_mean',
-        'norm.running_var', 'norm.num_batches_tracked'}
+        'norm.running_var', 'norm.num_batches_tracked'
+    }
     assert layer.conv.padding == (1, 1) and layer.conv.bias is None
     x = torch.randn(2, 4, 9, 7)
     with torch.no_grad():
@@ -73,7 +74,7 @@ def test_csp_layer():
 
 
 def test_rep_ncsp_elan4_structure():
-    """hd=128, c4=21, n=2: the N-variant fusion block (spec section 3 key examples)."""
+    """hd=128, c4=21, n=2: the N-variant fusion block (spec section 3)."""
     torch.manual_seed(0)
     block = randomise_bn(RepNCSPELAN4(256, 128, 256, 21, 2))
     shapes = {k: tuple(v.shape) for k, v in block.state_dict().items()}

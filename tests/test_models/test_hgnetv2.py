@@ -1,4 +1,4 @@
-"""HGNetV2 backbone: arch table, official key layout, freezing, pretrained loading.
+"""HGNetV2 backbone: arch table, official keys, freezing, pretrained init.
 
 Numerical parity of the backbone against the official fixtures runs in
 ``test_hybrid_encoder.py`` (one shared backbone+encoder forward per variant).
@@ -12,22 +12,24 @@ import torch.nn as nn
 from dfine_mmdet.models.backbones.hgnetv2 import (FrozenBatchNorm2d, HGNetV2,
                                                   LearnableAffineBlock)
 
-# D-FINE COCO variants -> backbone config (spec section 1.1) and parameter count
-# (spec: backbone column; rounded to 0.01M there).
+# D-FINE COCO variants -> backbone config (spec section 1.1) and parameter
+# count (spec: backbone column; rounded to 0.01M there).
 VARIANTS = {
     'n': (dict(arch='B0', use_lab=True, out_indices=(2, 3)), 1.85e6),
     's': (dict(arch='B0', use_lab=True, out_indices=(1, 2, 3)), 1.85e6),
     'm': (dict(arch='B2', use_lab=True, out_indices=(1, 2, 3)), 6.03e6),
-    'l': (dict(arch='B4', out_indices=(1, 2, 3), frozen_stem=True,
-               freeze_norm=True), 13.51e6),
-    'x': (dict(arch='B5', out_indices=(1, 2, 3), frozen_stem=True,
-               freeze_norm=True), 33.23e6),
+    'l': (dict(
+        arch='B4', out_indices=(1, 2, 3), frozen_stem=True,
+        freeze_norm=True), 13.51e6),
+    'x': (dict(
+        arch='B5', out_indices=(1, 2, 3), frozen_stem=True,
+        freeze_norm=True), 33.23e6),
 }
 
 
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_official_key_layout(parity_dir, variant):
-    """Keys, order and shapes equal the official ``backbone.*`` entries, prefix removed."""
+    """Keys/order/shapes equal the official ``backbone.*`` entries."""
     from official_random_weights import load_keys_spec
     cfg, n_params = VARIANTS[variant]
     model = HGNetV2(**cfg)
@@ -43,31 +45,37 @@ def test_official_key_layout(parity_dir, variant):
 
 def test_key_examples_b0():
     """Spec section 2.4 key examples, independent of the fixtures."""
-    sd = {k: tuple(v.shape) for k, v in
-          HGNetV2(arch='B0', use_lab=True).state_dict().items()}
+    sd = {
+        k: tuple(v.shape)
+        for k, v in HGNetV2(arch='B0', use_lab=True).state_dict().items()
+    }
     assert sd['stem.stem1.conv.weight'] == (16, 3, 3, 3)
     assert sd['stem.stem1.lab.scale'] == (1, )
-    assert sd['stages.2.blocks.0.layers.0.conv1.conv.weight'] == (64, 256, 1, 1)
+    assert sd['stages.2.blocks.0.layers.0.conv1.conv.weight'] == (64, 256, 1,
+                                                                  1)
     assert sd['stages.2.blocks.0.layers.0.conv2.conv.weight'] == (64, 1, 5, 5)
     assert 'stages.2.blocks.0.layers.0.conv2.lab.scale' in sd
-    assert not any(k.startswith('stages.2.blocks.0.layers.0.conv1.lab')
-                   for k in sd)
+    assert not any(
+        k.startswith('stages.2.blocks.0.layers.0.conv1.lab') for k in sd)
     assert sd['stages.1.downsample.conv.weight'] == (64, 1, 3, 3)
     assert not any(k.startswith('stages.1.downsample.lab') for k in sd)
     assert not any(k.startswith('stages.0.downsample') for k in sd)
     # aggregation: in + n*mid -> out/2 -> out
-    assert sd['stages.1.blocks.0.aggregation.0.conv.weight'] == (128, 64 + 3 * 32,
+    assert sd['stages.1.blocks.0.aggregation.0.conv.weight'] == (128,
+                                                                 64 + 3 * 32,
                                                                  1, 1)
-    assert sd['stages.1.blocks.0.aggregation.1.conv.weight'] == (256, 128, 1, 1)
+    assert sd['stages.1.blocks.0.aggregation.1.conv.weight'] == (256, 128, 1,
+                                                                 1)
     assert sd['stem.stem1.bn.num_batches_tracked'] == ()
 
 
 @pytest.mark.parametrize('arch', sorted(HGNetV2.arch_settings))
 def test_all_archs_forward_shapes(arch):
-    """Every arch-table row builds and gives the table's channels at strides 4..32.
+    """Every arch-table row builds and gives the table's channels at strides
+    4..32.
 
-    Runs on the ``meta`` device (shapes only, no compute); the numerics of the blocks are
-    covered by the parity tests.
+    Runs on the ``meta`` device (shapes only, no compute); the numerics of the
+    blocks are covered by the parity tests.
     """
     setting = HGNetV2.arch_settings[arch]
     with torch.device('meta'):
@@ -80,10 +88,11 @@ def test_all_archs_forward_shapes(arch):
     assert model.out_channels == [st[2] for st in setting['stages']]
     assert model.stem.stem1.conv.out_channels == setting['stem'][1]
     assert model.stem.stem4.conv.out_channels == setting['stem'][2]
-    assert [len(stage.blocks) for stage in model.stages] == [
-        st[3] for st in setting['stages']]
+    assert [len(stage.blocks)
+            for stage in model.stages] == [st[3] for st in setting['stages']]
     # no LearnableAffineBlock unless use_lab
-    assert not any(isinstance(m, LearnableAffineBlock) for m in model.modules())
+    assert not any(
+        isinstance(m, LearnableAffineBlock) for m in model.modules())
 
 
 @pytest.mark.parametrize('hw', [(480, 640), (512, 384), (100, 70)])
@@ -114,24 +123,23 @@ def test_frozen_batch_norm_matches_eval_batch_norm():
     torch.testing.assert_close(frozen(x), bn(x), rtol=1e-5, atol=1e-6)
     # formula of the official module
     scale = frozen.weight * (frozen.running_var + 1e-5).rsqrt()
-    ref = x * scale[:, None, None] + (frozen.bias -
-                                      frozen.running_mean * scale)[:, None,
-                                                                   None]
+    ref = x * scale[:, None, None] + (
+        frozen.bias - frozen.running_mean * scale)[:, None, None]
     torch.testing.assert_close(frozen(x), ref, rtol=0, atol=0)
 
 
 def test_freezing_options():
     model = HGNetV2(arch='B0', frozen_stem=True, freeze_norm=True)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-    assert not any(k.endswith('num_batches_tracked')
-                   for k in model.state_dict())
+    assert not any(
+        k.endswith('num_batches_tracked') for k in model.state_dict())
     assert all(not p.requires_grad for p in model.stem.parameters())
     assert all(p.requires_grad for p in model.stages.parameters())
 
     model = HGNetV2(arch='B0', frozen_stages=1)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    assert frozen and all(n.startswith(('stem.', 'stages.0.', 'stages.1.'))
-                          for n in frozen)
+    assert frozen and all(
+        n.startswith(('stem.', 'stages.0.', 'stages.1.')) for n in frozen)
     assert all(p.requires_grad for p in model.stages[2].parameters())
 
     model = HGNetV2(arch='B0', norm_eval=True).train()
@@ -152,7 +160,7 @@ def test_bad_arguments():
 
 @pytest.mark.parametrize('freeze_norm', [False, True])
 def test_pretrained_loading(tmp_path, freeze_norm):
-    """An official-style pretrained file (no ``backbone.`` prefix) loads via init_cfg."""
+    """An official-style file (no ``backbone.`` prefix) loads via init_cfg."""
     torch.manual_seed(0)
     src = HGNetV2(arch='B0', use_lab=True)
     with torch.no_grad():
@@ -163,8 +171,11 @@ def test_pretrained_loading(tmp_path, freeze_norm):
     # official files are plain state_dicts of the non-frozen network
     torch.save(src.state_dict(), path)
 
-    model = HGNetV2(arch='B0', use_lab=True, freeze_norm=freeze_norm,
-                    init_cfg=dict(type='Pretrained', checkpoint=path))
+    model = HGNetV2(
+        arch='B0',
+        use_lab=True,
+        freeze_norm=freeze_norm,
+        init_cfg=dict(type='Pretrained', checkpoint=path))
     before = model.stem.stem1.conv.weight.clone()
     model.init_weights()
     ours = model.state_dict()
@@ -177,8 +188,8 @@ def test_pretrained_loading(tmp_path, freeze_norm):
 
 def test_pretrained_missing_file(tmp_path):
     path = str(tmp_path / 'weights' / 'PPHGNetV2_B4_stage1.pth')
-    model = HGNetV2(arch='B4',
-                    init_cfg=dict(type='Pretrained', checkpoint=path))
+    model = HGNetV2(
+        arch='B4', init_cfg=dict(type='Pretrained', checkpoint=path))
     with pytest.raises(FileNotFoundError, match='PPHGNetV2_B4_stage1.pth'):
         model.init_weights()
 

@@ -1,10 +1,11 @@
-"""HybridEncoder (AIFI + GELAN CCFF): official key layout, numerical parity, any input size.
+"""HybridEncoder (AIFI + GELAN CCFF): official keys, parity, any input size.
 
-The parity tests regenerate the official random weights of each COCO variant with
-``official_random_weights.py``, load the ``backbone.*`` / ``encoder.*`` entries (prefix
-removed) into HGNetV2 / HybridEncoder and compare the backbone outputs, the AIFI output and
-the encoder outputs with the summaries stored in ``dfine_{v}_coco.npz`` (tolerances of the
-parity README, section 3). One forward per variant is shared by the tests of that variant.
+The parity tests regenerate the official random weights of each COCO variant
+with ``official_random_weights.py``, load the ``backbone.*`` / ``encoder.*``
+entries (prefix removed) into HGNetV2 / HybridEncoder and compare the backbone
+outputs, the AIFI output and the encoder outputs with the summaries stored in
+``dfine_{v}_coco.npz`` (tolerances of the parity README, section 3). One
+forward per variant is shared by the tests of that variant.
 """
 import os.path as osp
 
@@ -16,6 +17,7 @@ from dfine_mmdet.models.backbones.hgnetv2 import HGNetV2
 from dfine_mmdet.models.necks.hybrid_encoder import HybridEncoder
 
 # Spec section 1.1 (resolved official COCO configs).
+# yapf: disable
 VARIANTS = {
     'n': (dict(arch='B0', use_lab=True, out_indices=(2, 3)),
           dict(in_channels=(512, 1024), feat_strides=(16, 32), hidden_dim=128,
@@ -36,15 +38,17 @@ VARIANTS = {
           dict(in_channels=(512, 1024, 2048), hidden_dim=384,
                dim_feedforward=2048, expansion=1.0, depth_mult=1.0)),
 }
-# Spec section 1.1: encoder parameter counts.
+# Spec section 1.1: encoder parameter counts (rounded to 0.01M there).
 ENCODER_PARAMS = {'n': 0.70e6, 's': 4.02e6, 'm': 7.80e6, 'l': 9.34e6,
                   'x': 20.70e6}
+# yapf: enable
 
 
 def official_entries(parity_dir, variant, prefix):
-    """[(key without prefix, shape)] of the official state_dict under ``prefix``."""
+    """[(key without prefix, shape)] of the official entries under prefix."""
     from official_random_weights import load_keys_spec
-    spec = load_keys_spec(osp.join(parity_dir, f'dfine_{variant}_coco_keys.json'))
+    spec = load_keys_spec(
+        osp.join(parity_dir, f'dfine_{variant}_coco_keys.json'))
     return [(k[len(prefix):], shape) for k, shape, _ in spec
             if k.startswith(prefix)]
 
@@ -55,7 +59,8 @@ def official_weights(parity_dir, variant):
                                          make_state_dict)
     fx = np.load(osp.join(parity_dir, f'dfine_{variant}_coco.npz'))
     sd = make_state_dict(
-        load_keys_spec(osp.join(parity_dir, f'dfine_{variant}_coco_keys.json')),
+        load_keys_spec(
+            osp.join(parity_dir, f'dfine_{variant}_coco_keys.json')),
         seed=int(fx['meta/weight_seed']),
         fixed=load_fixed_buffers(fx),
         gain=float(fx['meta/weight_gain']))
@@ -67,7 +72,7 @@ def sub_state_dict(sd, prefix):
 
 
 def compare_summary(tensor, fx, name):
-    """Check ``tensor`` against ``sum/<name>/*``; return the measured differences."""
+    """Check ``tensor`` against ``sum/<name>/*``; return the differences."""
     p = f'sum/{name}/'
     assert list(tensor.shape) == fx[p + 'shape'].tolist(), name
     t64 = tensor.detach().double()
@@ -77,7 +82,8 @@ def compare_summary(tensor, fx, name):
         abs_sum_rel=abs(t64.abs().sum().item() - abs_sum) / abs_sum,
         sq_sum_rel=abs((t64**2).sum().item() - sq_sum) / sq_sum,
         sum_rel=abs(t64.sum().item() - float(fx[p + 'sum'])) / abs_sum,
-        first=(flat[:32] - torch.from_numpy(fx[p + 'first'])).abs().max().item(),
+        first=(flat[:32] -
+               torch.from_numpy(fx[p + 'first'])).abs().max().item(),
         sample=(flat[torch.from_numpy(fx[p + 'sample_index'])] -
                 torch.from_numpy(fx[p + 'sample_values'])).abs().max().item())
     assert diffs['abs_sum_rel'] < 1e-5, (name, diffs)
@@ -90,7 +96,7 @@ def compare_summary(tensor, fx, name):
 
 @pytest.fixture(scope='module', params=list(VARIANTS))
 def parity_run(request, parity_dir):
-    """Backbone + encoder of one variant with the official random weights, run once."""
+    """Backbone + encoder of a variant, official random weights, run once."""
     variant = request.param
     fx, sd = official_weights(parity_dir, variant)
     bb_cfg, enc_cfg = VARIANTS[variant]
@@ -110,8 +116,8 @@ def parity_run(request, parity_dir):
         feats = backbone(x)
         outs = encoder(feats)
     hook.remove()
-    return dict(variant=variant, fx=fx, feats=feats, outs=outs,
-                aifi=captured['aifi'])
+    return dict(
+        variant=variant, fx=fx, feats=feats, outs=outs, aifi=captured['aifi'])
 
 
 def test_backbone_parity(parity_run):
@@ -136,7 +142,7 @@ def test_encoder_parity(parity_run):
 
 @pytest.mark.parametrize('variant', list(VARIANTS))
 def test_official_key_layout(parity_dir, variant):
-    """state_dict keys/order/shapes equal the official ``encoder.*`` entries."""
+    """Keys/order/shapes equal the official ``encoder.*`` entries."""
     encoder = HybridEncoder(**VARIANTS[variant][1])
     ours = [(k, tuple(v.shape)) for k, v in encoder.state_dict().items()]
     assert ours == official_entries(parity_dir, variant, 'encoder.')
@@ -145,15 +151,19 @@ def test_official_key_layout(parity_dir, variant):
 
 
 def test_official_key_examples():
-    """Key examples of spec section 3 (N layout), independent of the fixtures."""
+    """Key examples of spec section 3 (N layout), without the fixtures."""
     encoder = HybridEncoder(**VARIANTS['n'][1])
     shapes = {k: tuple(v.shape) for k, v in encoder.state_dict().items()}
     assert shapes['fpn_blocks.0.cv1.conv.weight'] == (256, 256, 1, 1)
     assert shapes['fpn_blocks.0.cv2.0.conv1.conv.weight'] == (21, 128, 1, 1)
-    assert shapes['fpn_blocks.0.cv2.0.bottlenecks.1.conv1.conv.weight'] == (
-        21, 21, 3, 3)
-    assert shapes['fpn_blocks.0.cv2.0.bottlenecks.1.conv2.conv.weight'] == (
-        21, 21, 1, 1)
+    assert shapes['fpn_blocks.0.cv2.0.bottlenecks.1.conv1.conv.weight'] == (21,
+                                                                            21,
+                                                                            3,
+                                                                            3)
+    assert shapes['fpn_blocks.0.cv2.0.bottlenecks.1.conv2.conv.weight'] == (21,
+                                                                            21,
+                                                                            1,
+                                                                            1)
     assert shapes['fpn_blocks.0.cv2.1.conv.weight'] == (21, 21, 3, 3)
     assert shapes['fpn_blocks.0.cv4.conv.weight'] == (128, 298, 1, 1)
     assert shapes['encoder.0.layers.0.self_attn.in_proj_weight'] == (384, 128)
@@ -164,20 +174,25 @@ def test_official_key_examples():
 
 @pytest.mark.parametrize('hw', [(480, 640), (512, 384), (500, 372)])
 def test_rectangular_and_odd_inputs(hw):
-    """Any input size runs in eval (no 640-only buffers); output shapes follow the input.
+    """Any input size runs in eval (no 640-only buffers); output shapes follow
+    the input.
 
-    The maps have the sizes HGNetV2 gives for an ``h x w`` image (ceil(h/s) x ceil(w/s));
-    500x372 is not divisible by 32, so the FPN must upsample 16x12 to 32x24 and 32x24 to
-    63x47.
+    The maps have the sizes HGNetV2 gives for an ``h x w`` image (ceil(h/s) x
+    ceil(w/s)); 500x372 is not divisible by 32, so the FPN must upsample 16x12
+    to 32x24 and 32x24 to 63x47.
     """
     torch.manual_seed(0)
-    encoder = HybridEncoder(in_channels=(16, 32, 64), hidden_dim=32, nhead=4,
-                            dim_feedforward=64, expansion=0.5,
-                            depth_mult=0.34).eval()
+    encoder = HybridEncoder(
+        in_channels=(16, 32, 64),
+        hidden_dim=32,
+        nhead=4,
+        dim_feedforward=64,
+        expansion=0.5,
+        depth_mult=0.34).eval()
     h, w = hw
     sizes = [(-(-h // s), -(-w // s)) for s in (8, 16, 32)]  # ceil
-    feats = tuple(torch.randn(1, c, *hw_s)
-                  for c, hw_s in zip((16, 32, 64), sizes))
+    feats = tuple(
+        torch.randn(1, c, *hw_s) for c, hw_s in zip((16, 32, 64), sizes))
     with torch.no_grad():
         outs = encoder(feats)
     assert isinstance(outs, tuple)
@@ -199,13 +214,17 @@ def test_backbone_and_encoder_on_rectangular_image():
 
 
 def test_rectangular_aifi_uses_official_pos_embed():
-    """AIFI on a non-square map adds the quirky embedding of the actual (H, W)."""
+    """AIFI on a non-square map uses the quirky embedding of its (H, W)."""
     from dfine_mmdet.models.layers.aifi import \
         build_2d_sincos_position_embedding
     torch.manual_seed(0)
-    encoder = HybridEncoder(in_channels=(8, 16), feat_strides=(16, 32),
-                            hidden_dim=16, use_encoder_idx=(1, ), nhead=2,
-                            dim_feedforward=32).eval()
+    encoder = HybridEncoder(
+        in_channels=(8, 16),
+        feat_strides=(16, 32),
+        hidden_dim=16,
+        use_encoder_idx=(1, ),
+        nhead=2,
+        dim_feedforward=32).eval()
     feat = torch.randn(2, 16, 3, 5)
     src = feat.flatten(2).permute(0, 2, 1)
     pos = build_2d_sincos_position_embedding(3, 5, 16)
@@ -218,11 +237,16 @@ def test_rectangular_aifi_uses_official_pos_embed():
 
 def test_training_backward_reaches_every_parameter():
     torch.manual_seed(0)
-    encoder = HybridEncoder(in_channels=(8, 16, 32), hidden_dim=16, nhead=2,
-                            dim_feedforward=32, expansion=0.5,
-                            depth_mult=0.34).train()
-    feats = (torch.randn(2, 8, 16, 12), torch.randn(2, 16, 8, 6),
-             torch.randn(2, 32, 4, 3))
+    encoder = HybridEncoder(
+        in_channels=(8, 16, 32),
+        hidden_dim=16,
+        nhead=2,
+        dim_feedforward=32,
+        expansion=0.5,
+        depth_mult=0.34).train()
+    feats = (torch.randn(2, 8, 16,
+                         12), torch.randn(2, 16, 8,
+                                          6), torch.randn(2, 32, 4, 3))
     with torch.inference_mode():  # pos-embed cache filled in inference mode
         encoder.eval()(feats)
     encoder.train()
@@ -237,10 +261,14 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match='feat_strides'):
         HybridEncoder(in_channels=(8, 16), feat_strides=(8, 16, 32))
     with pytest.raises(ValueError, match='use_encoder_idx'):
-        HybridEncoder(in_channels=(8, 16), feat_strides=(16, 32),
-                      use_encoder_idx=(2, ))
-    encoder = HybridEncoder(in_channels=(8, 16), feat_strides=(16, 32),
-                            hidden_dim=16, use_encoder_idx=(1, ), nhead=2)
+        HybridEncoder(
+            in_channels=(8, 16), feat_strides=(16, 32), use_encoder_idx=(2, ))
+    encoder = HybridEncoder(
+        in_channels=(8, 16),
+        feat_strides=(16, 32),
+        hidden_dim=16,
+        use_encoder_idx=(1, ),
+        nhead=2)
     with pytest.raises(ValueError, match='expects 2 feature maps'):
         encoder((torch.randn(1, 8, 4, 4), ))
 
@@ -248,7 +276,12 @@ def test_bad_arguments():
 def test_registered():
     from mmdet.registry import MODELS
     import dfine_mmdet  # noqa: F401
-    neck = MODELS.build(dict(type='HybridEncoder', in_channels=(8, 16),
-                             feat_strides=(16, 32), hidden_dim=16,
-                             use_encoder_idx=(1, ), nhead=2))
+    neck = MODELS.build(
+        dict(
+            type='HybridEncoder',
+            in_channels=(8, 16),
+            feat_strides=(16, 32),
+            hidden_dim=16,
+            use_encoder_idx=(1, ),
+            nhead=2))
     assert isinstance(neck, HybridEncoder)

@@ -7,6 +7,8 @@ the installed MMDetection's packaged configs) that carries the plugin's
 import json
 import os
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -83,6 +85,7 @@ val_evaluator = dict(ann_file=data_root + 'val.json')
 test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=1, dynamic_intervals=None)
 custom_hooks = []
+model.update(test_cfg=dict(score_thr=0.0))  # keep detections, so the COCO metric is computed
 default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1))
 """
 
@@ -98,3 +101,42 @@ def tiny_config(toy_coco, tmp_path_factory):
     path = tmp_path_factory.mktemp('tiny_cfg') / 'tiny_plugin_rtmdet.py'
     path.write_text(TINY_CONFIG.format(data_root=toy_coco + '/', classes=CLASSES))
     return str(path)
+
+
+def run_cli(cmd, cwd, timeout=900, env=None):
+    """Run a command line tool; return its combined output, failing the test on rc != 0."""
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f'{" ".join(map(str, cmd))} failed ({proc.returncode}):\n{out[-5000:]}'
+    return out
+
+
+def venv_script(name):
+    """A console script installed beside the running interpreter (e.g. ``mim``)."""
+    path = osp.join(osp.dirname(sys.executable), name)
+    assert osp.exists(path), f'{path} missing; run: bash tools/setup_env.sh'
+    return path
+
+
+@pytest.fixture(scope='session')
+def cli():
+    """``cli(cmd, cwd, timeout=900, env=None) -> output``; fails the test on a non-zero exit."""
+    return run_cli
+
+
+@pytest.fixture(scope='session')
+def mim_bin():
+    return venv_script('mim')
+
+
+@pytest.fixture(scope='session')
+def mim_trained(tiny_config, tmp_path_factory):
+    """``mim train mmdetection <plugin config>`` run from an unrelated directory.
+
+    Returns ``(work_dir, checkpoint, output)``.
+    """
+    work = tmp_path_factory.mktemp('mim_train')
+    out = run_cli([venv_script('mim'), 'train', 'mmdetection', tiny_config,
+                   '--work-dir', str(work / 'wd')], cwd=str(work))
+    return str(work / 'wd'), str(work / 'wd' / 'epoch_1.pth'), out

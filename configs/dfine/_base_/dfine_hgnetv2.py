@@ -73,17 +73,26 @@ model = dict(
             type='DFINECriterion',
             num_classes=num_classes,
             reg_max=32,
-            alpha=0.75,
-            gamma=2.0,
-            weight_dict=dict(
-                loss_vfl=1, loss_bbox=5, loss_giou=2, loss_fgl=0.15,
-                loss_ddf=1.5),
-            losses=['vfl', 'boxes', 'local'],
-            matcher=dict(
+            assigner=dict(
                 type='DFINEHungarianAssigner',
+                cost_class=2.0,
+                cost_bbox=5.0,
+                cost_giou=2.0,
                 alpha=0.25,
+                gamma=2.0),
+            go_lsd_assigner=dict(type='GOLSDAssigner'),
+            loss_vfl=dict(
+                type='DFINEVarifocalLoss',
+                alpha=0.75,
                 gamma=2.0,
-                weight_dict=dict(cost_class=2, cost_bbox=5, cost_giou=2)))),
+                loss_weight=1.0),
+            loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+            loss_giou=dict(type='GIoULoss', loss_weight=2.0),
+            loss_fgl=dict(type='FineGrainedLocalizationLoss', loss_weight=0.15),
+            loss_ddf=dict(
+                type='DecoupledDistillationFocalLoss',
+                temperature=5.0,
+                loss_weight=1.5))),
     train_cfg=None,
     test_cfg=dict(max_per_img=300))
 

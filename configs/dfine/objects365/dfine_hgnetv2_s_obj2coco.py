@@ -1,3 +1,43 @@
 # D-FINE-S pre-trained on Objects365, fine-tuned on COCO (official checkpoint
 # dfine_s_obj2coco.pth): same architecture as the COCO model, 80 classes.
 _base_ = '../dfine_hgnetv2_s_coco.py'
+
+# schedule (official dfine_hgnetv2_s_obj2coco.yml): total batch 32 (4 GPUs x
+# 8), AdamW lr 2.5e-4 / backbone 1.25e-4, weight decay 1.25e-4, 64 epochs;
+# strong augmentation and multi-scale (640 x10) stop at epoch 56. No LR warmup
+# and a constant EMA decay (official warmup_duration 0, EMA warmups 0).
+model = dict(
+    # batch multi-scale of the official BatchImageCollateFunction
+    data_preprocessor=dict(batch_augments=[
+        dict(type='DFINEBatchMultiScaleResize', base_size=640,
+             base_size_repeat=10)
+    ]),
+)
+train_dataloader = dict(batch_size=8)
+optim_wrapper = dict(
+    optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
+    paramwise_cfg=dict(backbone_lr=1.25e-4, official_regex_style='nsm'))
+param_scheduler = []
+max_epochs = 64
+stop_epoch = 56
+train_cfg = dict(max_epochs=max_epochs)
+custom_hooks = [
+    dict(
+        type='EMAHook',
+        ema_type='DFINEModelEMA',
+        decay=0.9999,
+        warmups=0,
+        update_buffers=True,
+        priority=49),
+    dict(
+        type='DFINEStopAugHook',
+        stop_epoch=stop_epoch,
+        reload_best_stage1=True),
+    dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco'),
+]
+auto_scale_lr = dict(base_batch_size=32)
+
+# Fine-tuned from the Objects365 model (366 rows): the class rows of the
+# class branches and of the denoising embedding are remapped to the 80 COCO
+# classes with the official obj365_ids table (ClassHeadAdaptHook).
+load_from = None  # e.g. 'work_dirs/dfine_hgnetv2_s_obj365/best_coco_bbox_mAP.pth'

@@ -67,7 +67,8 @@ def adjust_hue(rgb: np.ndarray, factor: float) -> np.ndarray:
     """Rotate the hue by ``factor`` (in [-0.5, 0.5]) of the hue circle."""
     hsv = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
     hsv[..., 0] = np.mod(hsv[..., 0] + factor * 360.0, 360.0)
-    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+    # float -> uint8 as torchvision's to_dtype(scale=True): x * (256 - 1e-3)
+    out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * (256.0 - 1e-3)
     return _to_uint8(out)
 
 

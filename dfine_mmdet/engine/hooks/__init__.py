@@ -1,1 +1,3 @@
 # Each module here registers itself on import; add one import line per module.
+from .dfine_stop_aug_hook import DFINEStopAugHook  # noqa: F401
+from .class_head_adapt_hook import ClassHeadAdaptHook  # noqa: F401

@@ -1,18 +1,20 @@
 """HGNetV2 backbone (PP-HGNetV2, as used by D-FINE / RT-DETRv2).
 
-The network is a stem (stride 4) followed by four HG stages (strides 4, 8, 16, 32). Each HG
-block runs ``layer_num`` convs in sequence, concatenates the input with every intermediate
-output and aggregates them with two 1x1 convs (squeeze to ``out/2``, excite to ``out``).
-Stages 3-4 use "light" blocks (1x1 conv + depthwise kxk). ``use_lab`` adds a learnable
-scalar affine (``LearnableAffineBlock``) after every activation (used by the B0-based N/S and
+The network is a stem (stride 4) followed by four HG stages (strides 4, 8, 16,
+32). Each HG block runs ``layer_num`` convs in sequence, concatenates the input
+with every intermediate output and aggregates them with two 1x1 convs (squeeze
+to ``out/2``, excite to ``out``). Stages 3-4 use "light" blocks (1x1 conv +
+depthwise kxk). ``use_lab`` adds a learnable scalar affine
+(``LearnableAffineBlock``) after every activation (used by the B0-based N/S and
 the B2-based M models).
 
-The layout follows timm's ``hgnet.py``: small blocks first, one architecture table
-(:attr:`HGNetV2.arch_settings`), one network class. Sub-module names are those of the
-official D-FINE code (``stem.stem1.conv``, ``stages.{i}.downsample``,
-``stages.{i}.blocks.{j}.layers.{k}``, ``...aggregation.{0,1}``...), so an official
-``backbone.*`` checkpoint entry or an official ImageNet-pretrained ``PPHGNetV2_*`` file loads
-without any key change. The blocks are written here because neither MMDetection nor MMCV has
+The layout follows timm's ``hgnet.py``: small blocks first, one architecture
+table (:attr:`HGNetV2.arch_settings`), one network class. Sub-module names are
+those of the official D-FINE code (``stem.stem1.conv``,
+``stages.{i}.downsample``, ``stages.{i}.blocks.{j}.layers.{k}``,
+``...aggregation.{0,1}``...), so an official ``backbone.*`` checkpoint entry or
+an official ImageNet-pretrained ``PPHGNetV2_*`` file loads without any key
+change. The blocks are written here because neither MMDetection nor MMCV has
 HGNetV2.
 """
 import os.path as osp
@@ -32,7 +34,7 @@ __all__ = [
 
 
 class LearnableAffineBlock(nn.Module):
-    """``scale * x + bias`` with two learnable scalars (keys ``scale``, ``bias``, shape [1])."""
+    """``scale * x + bias`` with learnable scalars ``scale`` and ``bias``."""
 
     def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
         super().__init__()
@@ -44,11 +46,12 @@ class LearnableAffineBlock(nn.Module):
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """BatchNorm2d with fixed statistics and affine terms (official ``FrozenBatchNorm2d``).
+    """BatchNorm2d with fixed statistics and affine terms.
 
+    The official ``FrozenBatchNorm2d`` (which adds ``eps`` to torchvision's).
     Buffers ``weight``, ``bias``, ``running_mean``, ``running_var`` (no
-    ``num_batches_tracked``: a checkpoint entry of that name is dropped on load).
-    ``y = x * scale + (bias - running_mean * scale)`` with
+    ``num_batches_tracked``: a checkpoint entry of that name is dropped on
+    load). ``y = x * scale + (bias - running_mean * scale)`` with
     ``scale = weight * rsqrt(running_var + eps)``.
     """
 
@@ -71,8 +74,8 @@ class FrozenBatchNorm2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight.reshape(1, -1, 1, 1) * (
             self.running_var.reshape(1, -1, 1, 1) + self.eps).rsqrt()
-        bias = self.bias.reshape(1, -1, 1, 1) - self.running_mean.reshape(
-            1, -1, 1, 1) * scale
+        bias = self.bias.reshape(
+            1, -1, 1, 1) - self.running_mean.reshape(1, -1, 1, 1) * scale
         return x * scale + bias
 
     def extra_repr(self) -> str:
@@ -80,10 +83,10 @@ class FrozenBatchNorm2d(nn.Module):
 
 
 def freeze_batch_norm2d(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.BatchNorm2d`` in ``module`` by a default :class:`FrozenBatchNorm2d`.
+    """Replace every ``nn.BatchNorm2d`` by a :class:`FrozenBatchNorm2d`.
 
-    As the official ``_freeze_norm``, the new modules hold default values (1, 0, 0, 1); the
-    weights come from the checkpoint loaded afterwards.
+    As the official ``_freeze_norm``, the new modules hold default values
+    (1, 0, 0, 1); the weights come from the checkpoint loaded afterwards.
     """
     if isinstance(module, nn.BatchNorm2d):
         return FrozenBatchNorm2d(module.num_features, module.eps)
@@ -97,9 +100,9 @@ def freeze_batch_norm2d(module: nn.Module) -> nn.Module:
 class ConvBNAct(nn.Module):
     """Conv2d (no bias) -> BatchNorm2d -> ReLU -> LearnableAffineBlock.
 
-    ``act`` is ReLU when ``use_act`` else Identity; ``lab`` exists only when both
-    ``use_act`` and ``use_lab`` (else Identity, no keys). Padding ``(k - 1) // 2``
-    (0 for the stem's 2x2 convs).
+    ``act`` is ReLU when ``use_act`` else Identity; ``lab`` exists only when
+    both ``use_act`` and ``use_lab`` (else Identity, no keys). Padding
+    ``(k - 1) // 2`` (0 for the stem's 2x2 convs).
     """
 
     def __init__(self,
@@ -129,7 +132,7 @@ class ConvBNAct(nn.Module):
 
 
 class LightConvBNAct(nn.Module):
-    """Light conv: ``conv1`` 1x1 in->out without activation, ``conv2`` depthwise kxk + ReLU."""
+    """``conv1`` 1x1 (no activation), then ``conv2`` depthwise kxk + ReLU."""
 
     def __init__(self,
                  in_chs: int,
@@ -149,19 +152,23 @@ class LightConvBNAct(nn.Module):
 class StemBlock(nn.Module):
     """HGNetV2 stem, ``[B, in, H, W] -> [B, out, H/4, W/4]``.
 
-    ``x = stem1(x)`` (3x3 s2), zero-pad right/bottom by 1; branch A: ``stem2a`` (2x2) ->
-    pad -> ``stem2b`` (2x2); branch B: 2x2 max-pool (stride 1) of the padded ``x``;
-    ``stem3`` (3x3 s2) on ``cat[B, A]`` (pool first), then ``stem4`` (1x1).
+    ``x = stem1(x)`` (3x3 s2), zero-pad right/bottom by 1; branch A: ``stem2a``
+    (2x2) -> pad -> ``stem2b`` (2x2); branch B: 2x2 max-pool (stride 1) of the
+    padded ``x``; ``stem3`` (3x3 s2) on ``cat[B, A]`` (pool first), then
+    ``stem4`` (1x1).
     """
 
-    def __init__(self, in_chs: int, mid_chs: int, out_chs: int,
+    def __init__(self,
+                 in_chs: int,
+                 mid_chs: int,
+                 out_chs: int,
                  use_lab: bool = False):
         super().__init__()
         self.stem1 = ConvBNAct(in_chs, mid_chs, 3, stride=2, use_lab=use_lab)
         self.stem2a = ConvBNAct(mid_chs, mid_chs // 2, 2, use_lab=use_lab)
         self.stem2b = ConvBNAct(mid_chs // 2, mid_chs, 2, use_lab=use_lab)
-        self.stem3 = ConvBNAct(mid_chs * 2, mid_chs, 3, stride=2,
-                               use_lab=use_lab)
+        self.stem3 = ConvBNAct(
+            mid_chs * 2, mid_chs, 3, stride=2, use_lab=use_lab)
         self.stem4 = ConvBNAct(mid_chs, out_chs, 1, use_lab=use_lab)
         self.pool = nn.MaxPool2d(kernel_size=2, stride=1, ceil_mode=True)
 
@@ -174,11 +181,12 @@ class StemBlock(nn.Module):
 
 
 class HGBlock(nn.Module):
-    """HG block (official ``HG_Block`` with ``agg='se'``, the only variant D-FINE uses).
+    """HG block: official ``HG_Block`` with ``agg='se'`` (all D-FINE uses).
 
-    ``layers.{k}`` (k < layer_num): ConvBNAct kxk or LightConvBNAct, input ``in_chs`` for the
-    first, ``mid_chs`` after; ``aggregation`` = Sequential(1x1 ``in+n*mid -> out/2``,
-    1x1 ``out/2 -> out``) on ``cat[x, y1..yn]``; ``+ x`` when ``residual``.
+    ``layers.{k}`` (k < layer_num): ConvBNAct kxk or LightConvBNAct, input
+    ``in_chs`` for the first, ``mid_chs`` after; ``aggregation`` =
+    Sequential(1x1 ``in+n*mid -> out/2``, 1x1 ``out/2 -> out``) on
+    ``cat[x, y1..yn]``; ``+ x`` when ``residual``.
     """
 
     def __init__(self,
@@ -216,9 +224,10 @@ class HGBlock(nn.Module):
 
 
 class HGStage(nn.Module):
-    """HG stage: optional ``downsample`` (depthwise 3x3 s2 ConvBNAct, no act/lab) + ``blocks``.
+    """HG stage: optional ``downsample``, then ``blocks``.
 
-    Without downsampling ``downsample`` is ``nn.Identity`` (no keys). Block 0 maps
+    ``downsample`` is a depthwise 3x3 stride-2 ConvBNAct (no act/lab), or
+    ``nn.Identity`` (no keys) for a stage without downsampling. Block 0 maps
     ``in -> out`` without residual, the others ``out -> out`` with residual.
     """
 
@@ -264,35 +273,43 @@ class HGStage(nn.Module):
 class HGNetV2(BaseModule):
     """HGNetV2 backbone of D-FINE (B0-B6).
 
-    D-FINE uses B0 (N, S; ``use_lab=True``), B2 (M; ``use_lab=True``), B4 (L) and B5 (X);
-    L/X freeze the stem and turn every BN into :class:`FrozenBatchNorm2d`.
+    D-FINE uses B0 (N, S; ``use_lab=True``), B2 (M; ``use_lab=True``), B4 (L)
+    and B5 (X); L/X freeze the stem and turn every BN into
+    :class:`FrozenBatchNorm2d`.
 
     Args:
         arch (str): ``'B0'`` ... ``'B6'`` (rows of :attr:`arch_settings`).
-        use_lab (bool): add a LearnableAffineBlock after each activation. Default False.
-        out_indices (Sequence[int]): stages to return (0..3 = strides 4, 8, 16, 32).
-            Default (1, 2, 3).
-        frozen_stem (bool): stop gradients of the stem parameters (official
-            ``freeze_at=0, freeze_stem_only=True``). Like the official code this only sets
-            ``requires_grad=False``; combine with ``freeze_norm``/``norm_eval`` to also fix
-            BN statistics. Default False.
-        frozen_stages (int): additionally stop gradients of stages ``0..frozen_stages``
-            (official ``freeze_stem_only=False``; unused by D-FINE). -1 = none. Default -1.
-        freeze_norm (bool): replace every BatchNorm2d by :class:`FrozenBatchNorm2d`
-            (official ``freeze_norm``). Default False.
-        norm_eval (bool): keep the remaining BatchNorm layers in eval mode during training.
+        use_lab (bool): add a LearnableAffineBlock after each activation.
             Default False.
+        out_indices (Sequence[int]): stages to return (0..3 = strides 4, 8, 16,
+            32). Default (1, 2, 3).
+        frozen_stem (bool): stop gradients of the stem parameters (official
+            ``freeze_at=0, freeze_stem_only=True``). Like the official code
+            this only sets ``requires_grad=False``; combine with
+            ``freeze_norm``/``norm_eval`` to also fix BN statistics. Default
+            False.
+        frozen_stages (int): additionally stop gradients of stages
+            ``0..frozen_stages`` (official ``freeze_stem_only=False``; unused
+            by D-FINE). -1 = none. Default -1.
+        freeze_norm (bool): replace every BatchNorm2d by
+            :class:`FrozenBatchNorm2d` (official ``freeze_norm``). Default
+            False.
+        norm_eval (bool): keep the remaining BatchNorm layers in eval mode
+            during training. Default False.
         init_cfg (dict, optional): e.g. ``dict(type='Pretrained',
             checkpoint='weights/PPHGNetV2_B4_stage1.pth')`` to load an official
-            ImageNet-pretrained file (keys without a ``backbone.`` prefix). Nothing is
-            downloaded; a missing local file raises ``FileNotFoundError``.
+            ImageNet-pretrained file (keys without a ``backbone.`` prefix).
+            Nothing is downloaded; a missing local file raises
+            ``FileNotFoundError``.
 
-    Input ``[B, 3, H, W]``; output: tuple of ``[B, C_i, H/s_i, W/s_i]`` for the stages in
-    ``out_indices`` (high resolution first; ``s_i`` in 4, 8, 16, 32 with ceil rounding).
+    Input ``[B, 3, H, W]``; output: tuple of ``[B, C_i, H/s_i, W/s_i]`` for
+    the stages in ``out_indices`` (high resolution first; ``s_i`` in 4, 8, 16,
+    32 with ceil rounding).
     """
 
-    # stem: (in, mid, out); stage: (in, mid, out, num_blocks, downsample, light_block,
-    # kernel_size, layer_num)
+    # stem: (in, mid, out); stage: (in, mid, out, num_blocks, downsample,
+    # light_block, kernel_size, layer_num)
+    # yapf: disable
     arch_settings = {
         'B0': dict(stem=(3, 16, 16), stages=(
             (16, 16, 64, 1, False, False, 3, 3),
@@ -330,6 +347,7 @@ class HGNetV2(BaseModule):
             (512, 384, 1024, 6, True, True, 5, 6),
             (1024, 768, 2048, 3, True, True, 5, 6))),
     }
+    # yapf: enable
     strides = (4, 8, 16, 32)
 
     def __init__(self,
@@ -347,8 +365,9 @@ class HGNetV2(BaseModule):
                            f'{sorted(self.arch_settings)}')
         out_indices = tuple(int(i) for i in out_indices)
         if not out_indices or any(i < 0 or i > 3 for i in out_indices):
-            raise ValueError('HGNetV2: out_indices must be a non-empty subset of '
-                             f'(0, 1, 2, 3), got {out_indices}')
+            raise ValueError(
+                'HGNetV2: out_indices must be a non-empty subset of '
+                f'(0, 1, 2, 3), got {out_indices}')
         setting = self.arch_settings[arch]
         self.arch = arch
         self.use_lab = use_lab
@@ -382,7 +401,7 @@ class HGNetV2(BaseModule):
                 p.requires_grad = False
 
     def init_weights(self) -> None:
-        """Load ``init_cfg`` (e.g. a ``Pretrained`` local file), failing clearly if absent."""
+        """Apply ``init_cfg``; a missing ``Pretrained`` file fails clearly."""
         cfg = self.init_cfg
         if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
             ckpt = cfg.get('checkpoint')
@@ -392,9 +411,10 @@ class HGNetV2(BaseModule):
             if '://' not in str(ckpt) and not osp.isfile(ckpt):
                 raise FileNotFoundError(
                     f'HGNetV2 ({self.arch}) pretrained checkpoint not found: '
-                    f'{ckpt!r}. Nothing is downloaded at run time: put the official '
-                    f'PPHGNetV2_{self.arch}_stage1.pth (ImageNet-pretrained, keys '
-                    "without a 'backbone.' prefix) there, or remove init_cfg.")
+                    f'{ckpt!r}. Nothing is downloaded at run time: put the '
+                    f'official PPHGNetV2_{self.arch}_stage1.pth '
+                    "(ImageNet-pretrained, keys without a 'backbone.' prefix) "
+                    'there, or remove init_cfg.')
         super().init_weights()
 
     def train(self, mode: bool = True):
@@ -406,7 +426,7 @@ class HGNetV2(BaseModule):
         return self
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """``x`` ``[B, 3, H, W]`` -> tuple of the ``out_indices`` stage maps."""
+        """``x`` ``[B, 3, H, W]`` -> tuple of the ``out_indices`` maps."""
         x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):

@@ -3,3 +3,4 @@ from .gelan_blocks import CSPLayer, ConvNormLayer, RepNCSPELAN4, SCDown, VGGBloc
 from .aifi import AIFIEncoder, AIFIEncoderLayer, SinCos2DPositionEmbedding, build_2d_sincos_position_embedding  # noqa: F401
 from .fdr_decoder import DFINETransformerDecoder, DFINETransformerDecoderLayer  # noqa: F401
 from .contrastive_denoising import DFINEContrastiveDenoising, dn_match_indices  # noqa: F401
+from .dfine_ema import DFINEModelEMA  # noqa: F401

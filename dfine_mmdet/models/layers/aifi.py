@@ -1,14 +1,16 @@
-"""AIFI: attention-based intra-scale feature interaction (RT-DETR, kept by D-FINE).
+"""AIFI: attention-based intra-scale feature interaction (RT-DETR, D-FINE).
 
-The hybrid encoder applies a plain post-norm transformer encoder layer to the tokens of the
-lowest-resolution (stride-32) map only, with a fixed 2-D sin-cos position embedding added to
-queries and keys.
+The hybrid encoder applies a plain post-norm transformer encoder layer to the
+tokens of the lowest-resolution (stride-32) map only, with a fixed 2-D sin-cos
+position embedding added to queries and keys.
 
-Written here rather than reusing MMDetection's ``DetrTransformerEncoderLayer`` /
-``SinePositionalEncoding`` because (a) the official parameter names (``self_attn``,
-``linear1``, ``linear2``, ``norm1``, ``norm2``) must be kept so that official checkpoints map
-1:1, and (b) the official position embedding has a different formula and a flattening quirk
-(see :func:`build_2d_sincos_position_embedding`) that MMDetection's encodings do not have.
+Written here rather than reusing MMDetection's ``DetrTransformerEncoderLayer``
+/ ``SinePositionalEncoding`` because (a) the official parameter names
+(``self_attn``, ``linear1``, ``linear2``, ``norm1``, ``norm2``) must be kept so
+that official checkpoints map 1:1, and (b) the official position embedding has
+a different formula and a flattening quirk (see
+:func:`build_2d_sincos_position_embedding`) that MMDetection's encodings do not
+have.
 """
 from typing import Dict, Optional, Tuple
 
@@ -23,27 +25,30 @@ __all__ = [
 ]
 
 
-def build_2d_sincos_position_embedding(h: int,
-                                       w: int,
-                                       embed_dim: int = 256,
-                                       temperature: float = 10000.,
-                                       device=None,
-                                       dtype: torch.dtype = torch.float32
-                                       ) -> torch.Tensor:
-    """2-D sin-cos position embedding of the official hybrid encoder, ``[1, h*w, embed_dim]``.
+def build_2d_sincos_position_embedding(
+        h: int,
+        w: int,
+        embed_dim: int = 256,
+        temperature: float = 10000.,
+        device=None,
+        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """2-D sin-cos position embedding of the official hybrid encoder.
 
-    With ``pos_dim = embed_dim // 4`` and ``omega_k = 1 / temperature**(k / pos_dim)``, token
-    ``i`` (the row-major flattening ``i = y*w + x`` of an ``h x w`` map) gets
-    ``[sin(a*omega), cos(a*omega), sin(b*omega), cos(b*omega)]`` with
-    **``a = i // h`` and ``b = i % h``**.
+    With ``pos_dim = embed_dim // 4`` and
+    ``omega_k = 1 / temperature**(k / pos_dim)``, token ``i`` (the row-major
+    flattening ``i = y*w + x`` of an ``h x w`` map) gets
+    ``[sin(a*omega), cos(a*omega), sin(b*omega), cos(b*omega)]``
+    with **a = i // h and b = i % h**.
 
     This is the official quirk, reproduced on purpose: the official code builds
-    ``meshgrid(arange(w), arange(h), indexing='ij')`` and flattens it, i.e. it enumerates a
-    ``w x h`` grid while the tokens come from an ``h x w`` map. For square maps ``a`` is the
-    row ``y`` and ``b`` the column ``x``; for non-square maps the pattern is scrambled, but
-    trained official weights expect exactly this, so it must not be "fixed".
+    ``meshgrid(arange(w), arange(h), indexing='ij')`` and flattens it, i.e. it
+    enumerates a ``w x h`` grid while the tokens come from an ``h x w`` map.
+    For square maps ``a`` is the row ``y`` and ``b`` the column ``x``; for
+    non-square maps the pattern is scrambled, but trained official weights
+    expect exactly this, so it must not be "fixed".
 
-    The values are computed in float32 (as the official code) and then cast to ``dtype``.
+    The values are computed in float32 (as the official code) and then cast to
+    ``dtype``.
 
     Args:
         h (int): feature-map height (number of rows).
@@ -57,30 +62,35 @@ def build_2d_sincos_position_embedding(h: int,
         Tensor: ``[1, h*w, embed_dim]``.
     """
     if embed_dim % 4 != 0:
-        raise ValueError('embed_dim must be divisible by 4 for the 2-D sin-cos '
-                         f'position embedding, got {embed_dim}')
+        raise ValueError(
+            'embed_dim must be divisible by 4 for the 2-D sin-cos '
+            f'position embedding, got {embed_dim}')
     h, w = int(h), int(w)
     pos_dim = embed_dim // 4
     omega = torch.arange(pos_dim, dtype=torch.float32, device=device) / pos_dim
     omega = 1. / (temperature**omega)
     idx = torch.arange(h * w, device=device)
-    # official meshgrid(arange(w), arange(h), indexing='ij').flatten(): (i // h, i % h)
+    # official meshgrid(arange(w), arange(h), indexing='ij').flatten(): (i //
+    # h, i % h)
     a = torch.div(idx, h, rounding_mode='floor').to(torch.float32)
     b = (idx % h).to(torch.float32)
     out_a = a[:, None] * omega[None]
     out_b = b[:, None] * omega[None]
-    pos = torch.cat([out_a.sin(), out_a.cos(), out_b.sin(), out_b.cos()], dim=1)
+    pos = torch.cat(
+        [out_a.sin(), out_a.cos(),
+         out_b.sin(), out_b.cos()], dim=1)
     return pos[None].to(dtype)
 
 
 class SinCos2DPositionEmbedding(nn.Module):
     """Caching wrapper of :func:`build_2d_sincos_position_embedding`.
 
-    Builds the embedding for the **actual** feature shape, so any input size (incl.
-    rectangular) works, and caches it per ``(h, w, embed_dim, device, dtype)``. The cache is
-    a plain attribute (nothing enters the state_dict). Entries are created outside inference
-    mode so that an embedding first built under ``torch.inference_mode()`` can still be used
-    in a later training step.
+    Builds the embedding for the **actual** feature shape, so any input size
+    (incl. rectangular) works, and caches it per
+    ``(h, w, embed_dim, device, dtype)``. The cache is a plain attribute
+    (nothing enters the state_dict). Entries are created outside inference
+    mode so that an embedding first built under ``torch.inference_mode()``
+    can still be used in a later training step.
 
     Args:
         embed_dim (int): embedding size (divisible by 4).
@@ -90,18 +100,23 @@ class SinCos2DPositionEmbedding(nn.Module):
     def __init__(self, embed_dim: int, temperature: float = 10000.):
         super().__init__()
         if embed_dim % 4 != 0:
-            raise ValueError('embed_dim must be divisible by 4 for the 2-D sin-cos '
-                             f'position embedding, got {embed_dim}')
+            raise ValueError(
+                'embed_dim must be divisible by 4 for the 2-D sin-cos '
+                f'position embedding, got {embed_dim}')
         self.embed_dim = embed_dim
         self.temperature = temperature
         self._cache: Dict[Tuple, torch.Tensor] = {}
 
-    def forward(self, h: int, w: int, device=None,
+    def forward(self,
+                h: int,
+                w: int,
+                device=None,
                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """Return the ``[1, h*w, embed_dim]`` embedding for an ``h x w`` map."""
+        """The ``[1, h*w, embed_dim]`` embedding of an ``h x w`` map."""
         if torch.jit.is_tracing() or torch.jit.is_scripting():
-            return build_2d_sincos_position_embedding(
-                h, w, self.embed_dim, self.temperature, device, dtype)
+            return build_2d_sincos_position_embedding(h, w, self.embed_dim,
+                                                      self.temperature, device,
+                                                      dtype)
         key = (int(h), int(w), self.embed_dim, torch.device(device)
                if device is not None else torch.device('cpu'), dtype)
         pos = self._cache.get(key)
@@ -117,12 +132,13 @@ class SinCos2DPositionEmbedding(nn.Module):
 
 
 class AIFIEncoderLayer(nn.Module):
-    """Post-norm transformer encoder layer of AIFI (official ``TransformerEncoderLayer``).
+    """Post-norm transformer encoder layer of AIFI.
 
-    ``q = k = src + pos``, ``v = src``; ``src = norm1(src + self_attn(q, k, v))``;
-    ``src = norm2(src + linear2(act(linear1(src))))``. Dropouts after attention and inside
-    the FFN (0 in every D-FINE config). ``normalize_before=True`` gives the pre-norm form
-    (unused by D-FINE).
+    The official ``TransformerEncoderLayer``: ``q = k = src + pos``,
+    ``v = src``; ``src = norm1(src + self_attn(q, k, v))``;
+    ``src = norm2(src + linear2(act(linear1(src))))``. Dropouts after
+    attention and inside the FFN (0 in every D-FINE config).
+    ``normalize_before=True`` gives the pre-norm form (unused by D-FINE).
 
     Args:
         d_model (int): token width ``hd``.
@@ -163,7 +179,8 @@ class AIFIEncoderLayer(nn.Module):
         if self.normalize_before:
             src = self.norm1(src)
         q = k = src if pos_embed is None else src + pos_embed
-        # default need_weights=True keeps the official (non-SDPA) attention numerics
+        # default need_weights=True keeps the official (non-SDPA) attention
+        # numerics
         src, _ = self.self_attn(q, k, value=src, attn_mask=src_mask)
         src = residual + self.dropout1(src)
         if not self.normalize_before:
@@ -180,7 +197,9 @@ class AIFIEncoderLayer(nn.Module):
 
 
 class AIFIEncoder(nn.Module):
-    """Stack of :class:`AIFIEncoderLayer` (official ``TransformerEncoder``; keys ``layers.{j}``).
+    """Stack of :class:`AIFIEncoderLayer` (keys ``layers.{j}``).
+
+    The official ``TransformerEncoder``.
 
     No final norm (the official ``norm=None``).
 

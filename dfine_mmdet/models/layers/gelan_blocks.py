@@ -1,14 +1,15 @@
-"""GELAN building blocks of the D-FINE hybrid encoder's CCFF (cross-scale fusion).
+"""GELAN blocks of the D-FINE hybrid encoder's cross-scale fusion (CCFF).
 
-D-FINE keeps RT-DETR's hybrid encoder but replaces its CSPRepLayer fusion blocks by
-YOLOv9's GELAN block (``RepNCSPELAN4``) and its 3x3 stride-2 downsampling convs by
-YOLOv10's ``SCDown`` (spatial-channel decoupled downsampling).
+D-FINE keeps RT-DETR's hybrid encoder but replaces its CSPRepLayer fusion
+blocks by YOLOv9's GELAN block (``RepNCSPELAN4``) and its 3x3 stride-2
+downsampling convs by YOLOv10's ``SCDown`` (spatial-channel decoupled
+downsampling).
 
-The blocks are written here (rather than reused from MMDetection/MMCV) because they must
-keep the **official sub-module names** (``conv``/``norm``, ``conv1``/``conv2``,
-``bottlenecks``, ``cv1``..``cv4``) so that an official ``encoder.*`` checkpoint entry maps
-onto ours with a prefix rename only, and because MMDetection has no RepVGG/GELAN block with
-this exact structure.
+The blocks are written here (rather than reused from MMDetection/MMCV) because
+they must keep the **official sub-module names** (``conv``/``norm``,
+``conv1``/``conv2``, ``bottlenecks``, ``cv1``..``cv4``) so that an official
+``encoder.*`` checkpoint entry maps onto ours with a prefix rename only, and
+because MMDetection has no RepVGG/GELAN block with this exact structure.
 
 All blocks take and return feature maps of shape ``[B, C, H, W]``.
 """
@@ -19,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    'build_activation', 'ConvNormLayer', 'VGGBlock', 'CSPLayer', 'RepNCSPELAN4',
-    'SCDown'
+    'build_activation', 'ConvNormLayer', 'VGGBlock', 'CSPLayer',
+    'RepNCSPELAN4', 'SCDown'
 ]
 
 _ACTIVATIONS = {
@@ -34,7 +35,7 @@ _ACTIVATIONS = {
 
 
 def build_activation(act: Union[str, nn.Module, None]) -> nn.Module:
-    """Activation from its official config name (``'silu'``, ``'gelu'``, ``'relu'``...).
+    """Activation from its official name (``'silu'``, ``'gelu'``, ...).
 
     ``None`` gives ``nn.Identity``; an ``nn.Module`` is returned unchanged.
     """
@@ -50,7 +51,7 @@ def build_activation(act: Union[str, nn.Module, None]) -> nn.Module:
 
 
 def _fuse_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d):
-    """Kernel and bias of the single conv equal to ``norm(conv(x))`` in eval mode."""
+    """Kernel and bias of one conv equal to eval-mode ``norm(conv(x))``."""
     std = (norm.running_var + norm.eps).sqrt()
     t = norm.weight / std
     kernel = conv.weight * t.reshape(-1, 1, 1, 1)
@@ -63,9 +64,11 @@ def _fuse_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d):
 class ConvNormLayer(nn.Module):
     """Conv2d -> BatchNorm2d -> activation (official ``ConvNormLayer_fuse``).
 
-    Keys: ``conv.weight``, ``norm.{weight,bias,running_mean,running_var,num_batches_tracked}``.
-    :meth:`switch_to_deploy` folds the BN into a biased conv named ``conv_bn_fused``
-    (as the official ``convert_to_deploy``), valid for inference only.
+    Keys: ``conv.weight`` and
+    ``norm.{weight,bias,running_mean,running_var,num_batches_tracked}``.
+    :meth:`switch_to_deploy` folds the BN into a biased conv named
+    ``conv_bn_fused`` (as the official ``convert_to_deploy``), valid for
+    inference only.
 
     Args:
         ch_in (int): input channels.
@@ -130,15 +133,15 @@ class ConvNormLayer(nn.Module):
 class VGGBlock(nn.Module):
     """RepVGG-style block: ``act(BN(conv3x3(x)) + BN(conv1x1(x)))``.
 
-    Keys: ``conv1.{conv,norm}`` (3x3) and ``conv2.{conv,norm}`` (1x1). :meth:`switch_to_deploy`
-    re-parameterises both branches into one biased 3x3 conv named ``conv`` (official
-    ``convert_to_deploy``).
+    Keys: ``conv1.{conv,norm}`` (3x3) and ``conv2.{conv,norm}`` (1x1).
+    :meth:`switch_to_deploy` re-parameterises both branches into one biased
+    3x3 conv named ``conv`` (official ``convert_to_deploy``).
 
     Args:
         ch_in (int): input channels.
         ch_out (int): output channels.
-        act (str | nn.Module | None): activation after the sum. Default ``'silu'``
-            (the value every D-FINE config uses).
+        act (str | nn.Module | None): activation after the sum. Default
+            ``'silu'`` (the value every D-FINE config uses).
     """
 
     def __init__(self,
@@ -175,11 +178,12 @@ class VGGBlock(nn.Module):
 
 
 class CSPLayer(nn.Module):
-    """Cross-stage-partial layer with ``num_blocks`` :class:`VGGBlock` bottlenecks.
+    """Cross-stage-partial layer with ``num_blocks`` VGGBlock bottlenecks.
 
-    ``out = conv3(bottlenecks(conv1(x)) + conv2(x))`` where ``conv1``/``conv2`` are 1x1
-    ConvNormLayers (with ``act``) to ``hidden = int(out_channels * expansion)`` channels and
-    ``conv3`` is a 1x1 ConvNormLayer back to ``out_channels`` (``nn.Identity`` when
+    ``out = conv3(bottlenecks(conv1(x)) + conv2(x))`` where ``conv1``/``conv2``
+    are 1x1 ConvNormLayers (with ``act``) to
+    ``hidden = int(out_channels * expansion)`` channels and ``conv3`` is a 1x1
+    ConvNormLayer back to ``out_channels`` (``nn.Identity`` when
     ``hidden == out_channels``, the only case D-FINE uses).
 
     Args:
@@ -200,8 +204,10 @@ class CSPLayer(nn.Module):
                  act: Union[str, None] = 'silu'):
         super().__init__()
         hidden = int(out_channels * expansion)
-        self.conv1 = ConvNormLayer(in_channels, hidden, 1, 1, bias=bias, act=act)
-        self.conv2 = ConvNormLayer(in_channels, hidden, 1, 1, bias=bias, act=act)
+        self.conv1 = ConvNormLayer(
+            in_channels, hidden, 1, 1, bias=bias, act=act)
+        self.conv2 = ConvNormLayer(
+            in_channels, hidden, 1, 1, bias=bias, act=act)
         self.bottlenecks = nn.Sequential(
             *[VGGBlock(hidden, hidden, act=act) for _ in range(num_blocks)])
         if hidden != out_channels:
@@ -217,10 +223,11 @@ class CSPLayer(nn.Module):
 class RepNCSPELAN4(nn.Module):
     """GELAN block (YOLOv9 ``RepNCSPELAN4``), D-FINE's CCFF fusion block.
 
-    ``cv1`` (1x1, c1->c3) output is split into two halves of ``c3 // 2`` channels
-    ``[y0, y1]``; ``y2 = cv2(y1)`` and ``y3 = cv3(y2)``, where ``cv2``/``cv3`` are
-    ``Sequential(CSPLayer(., c4, n), ConvNormLayer 3x3 c4->c4)``; the output is
-    ``cv4(cat[y0, y1, y2, y3])`` (1x1, ``c3 + 2*c4 -> c2``). All convs use ``act``.
+    ``cv1`` (1x1, c1->c3) output is split into two halves of ``c3 // 2``
+    channels ``[y0, y1]``; ``y2 = cv2(y1)`` and ``y3 = cv3(y2)``, where
+    ``cv2``/``cv3`` are Sequential(CSPLayer(., c4, n), 3x3 ConvNormLayer
+    c4->c4); the output is ``cv4(cat[y0, y1, y2, y3])`` (1x1,
+    ``c3 + 2*c4 -> c2``). All convs use ``act``.
 
     In the hybrid encoder: ``c1 = 2*hd``, ``c2 = hd``, ``c3 = 2*hd``,
     ``c4 = round(expansion * hd // 2)``, ``n = round(3 * depth_mult)``.
@@ -264,9 +271,10 @@ class RepNCSPELAN4(nn.Module):
 class SCDown(nn.Module):
     """Spatial-channel decoupled downsampling (YOLOv10 ``SCDown``).
 
-    ``cv1``: 1x1 ConvNormLayer ``c1 -> c2`` (no activation), then ``cv2``: depthwise
-    ``k x k`` stride-``s`` ConvNormLayer (groups ``c2``, no activation).
-    ``[B, c1, H, W] -> [B, c2, ceil(H/s), ceil(W/s)]`` for ``k=3, s=2``.
+    ``cv1``: 1x1 ConvNormLayer ``c1 -> c2`` (no activation), then ``cv2``:
+    depthwise ``k x k`` stride-``s`` ConvNormLayer (groups ``c2``, no
+    activation). For ``k=3, s=2``:
+    ``[B, c1, H, W] -> [B, c2, ceil(H/2), ceil(W/2)]``.
 
     Args:
         c1 (int): input channels.

@@ -1,4 +1,4 @@
-"""Decoupled Distillation Focal (DDF) loss (D-FINE, arXiv 2410.13842, Eq. 7-8).
+"""Decoupled Distillation Focal (DDF) loss (D-FINE, arXiv 2410.13842, GO-LSD).
 
 GO-LSD distils the refined edge distributions of the last decoder layer
 (teacher, detached) into every earlier layer (student) with a temperature-
@@ -15,7 +15,8 @@ how many there are ("decoupled")::
 
     DDF = (mean_matched(w * KL) * n_pos + mean_unmatched(w * KL) * n_neg)
           / (n_pos + n_neg),
-    n_pos = sqrt(#matched edges * 8 / B),  n_neg = sqrt(#unmatched edges * 8 / B)
+    n_pos = sqrt(#matched edges * 8 / B)
+    n_neg = sqrt(#unmatched edges * 8 / B)
 
 (official constant: ``batch_scale = 8 / batch_size`` per GPU).  When the
 student *is* the teacher (the last layer) the loss is exactly
@@ -112,10 +113,11 @@ class DecoupledDistillationFocalLoss(nn.Module):
             weight (Tensor): (N,) per-edge weights (IoU for matched, teacher
                 confidence for unmatched queries); detached here.
             pos_mask (Tensor): Bool (N,), True for matched entries.
-            num_pos, num_neg (float | Tensor, optional): Balance factors;
-                default :func:`ddf_balance_factors` of ``pos_mask`` with
-                batch size 8 (D-FINE passes the ones of the non-denoising
-                layers to the denoising layers as well).
+            num_pos, num_neg (float | Tensor, optional): Balance factors.
+                :class:`DFINECriterion` passes ``ddf_balance_factors`` of the
+                GO-LSD matched set (also to the denoising layers, as the
+                official code does); if omitted, the square roots of the
+                matched / unmatched entry counts of ``pos_mask``.
 
         Returns:
             Tensor: Scalar loss.
@@ -123,7 +125,7 @@ class DecoupledDistillationFocalLoss(nn.Module):
         if torch.equal(pred, target):
             return pred.sum() * 0 * self.loss_weight
         if num_pos is None or num_neg is None:
-            num_pos, num_neg = ddf_balance_factors(pos_mask, 8)
+            num_pos, num_neg = ddf_balance_factors(pos_mask, 1, 1)
         loss = distribution_distillation_kl(
             pred,
             target,

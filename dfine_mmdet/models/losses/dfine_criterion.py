@@ -29,11 +29,15 @@ multiplied by its ``loss_weight`` and passed through ``nan_to_num`` (NaN ->
 with, 68 for 6 layers with denoising.
 
 Building blocks: :class:`DFINEHungarianAssigner`, :class:`GOLSDAssigner`,
-:class:`DFINEVarifocalLoss`, mmdet's ``L1Loss`` and ``GIoULoss`` (exact for
-this use: same arithmetic; their normaliser adds ``float32 eps`` to the
-average factor, a relative change below 1.2e-7),
+:class:`DFINEVarifocalLoss`, mmdet's ``L1Loss`` and ``GIoULoss`` and
+``bbox_overlaps`` (reused because they are exact here: the same arithmetic as
+the official ``box_ops``; mmdet's reduction adds ``float32 eps`` to the
+average factor, a relative change below 1.2e-7, and ``bbox_overlaps``
+floors union/enclosing areas at 1e-6, which only matters when both boxes
+are below 1e-6 of the image area, where the official code yields NaN),
 :class:`FineGrainedLocalizationLoss`, :class:`DecoupledDistillationFocalLoss`
-and the FDR coder's ``bbox2distance``.
+and the FDR coder's ``bbox2distance``.  Boxes are converted to ``xyxy`` with
+widths/heights clamped at 0, as upstream.
 
 Unlike the official criterion this module never writes into ``outputs`` or
 ``targets`` (the official one stores ``up``/``reg_scale``/``is_dn`` in the
@@ -82,6 +86,19 @@ _DEFAULTS = dict(
 
 def _cfg(cfg: Optional[dict], name: str) -> dict:
     return copy.deepcopy(_DEFAULTS[name] if cfg is None else cfg)
+
+
+def _float32(obj):
+    """Nested dicts/lists with floating tensors cast to float32 (new
+    containers; a float32 tensor is returned as is, so graphs and the
+    teacher/student aliasing are kept)."""
+    if isinstance(obj, Tensor):
+        return obj.float() if obj.is_floating_point() else obj
+    if isinstance(obj, dict):
+        return {k: _float32(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_float32(v) for v in obj)
+    return obj
 
 
 @MODELS.register_module()
@@ -227,18 +244,19 @@ class DFINECriterion(nn.Module):
                     ddf_factors: Tuple[Tensor, Tensor]) -> Dict[str, Tensor]:
         """FGL on the matched pairs and, for a student layer, DDF."""
         losses = {}
-        if 'pred_corners' not in out or self.loss_fgl is None:
+        if 'pred_corners' not in out:
             return losses
         bins = self.reg_max + 1
         idx = self._src_idx(indices)
         ious = self._aligned_iou(out['pred_boxes'][idx],
                                  self._matched(targets, indices,
                                                'boxes')).detach()
-        losses['loss_fgl'] = self.loss_fgl(
-            out['pred_corners'][idx].reshape(-1, bins),
-            fgl_targets,
-            ious.repeat_interleave(4),
-            avg_factor=num_boxes)
+        if self.loss_fgl is not None:
+            losses['loss_fgl'] = self.loss_fgl(
+                out['pred_corners'][idx].reshape(-1, bins),
+                fgl_targets,
+                ious.repeat_interleave(4),
+                avg_factor=num_boxes)
 
         if 'teacher_corners' in out and self.loss_ddf is not None:
             confidence = out['teacher_logits'].detach().sigmoid().max(-1)[0]
@@ -272,10 +290,20 @@ class DFINECriterion(nn.Module):
                 ) -> Dict[str, Tensor]:
         """Compute all weighted loss terms (see the class docstring).
 
+        As upstream (which calls the criterion outside ``autocast``), the
+        losses are computed in float32 with autocast disabled, so mixed
+        precision training only changes the precision of the predictions.
+
         Returns:
             dict[str, Tensor]: Official term name -> scalar, already
             multiplied by its weight and NaN-cleaned.
         """
+        device_type = outputs['pred_logits'].device.type
+        with torch.autocast(device_type=device_type, enabled=False):
+            return self._forward(_float32(outputs), _float32(targets))
+
+    def _forward(self, outputs: Dict,
+                 targets: Sequence[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         logits = outputs['pred_logits']
         device = logits.device
         bs = logits.shape[0]
@@ -292,6 +320,9 @@ class DFINECriterion(nn.Module):
         dn_list = list(outputs.get('dn_outputs', []))
         up, reg_scale = outputs['up'], outputs['reg_scale']
 
+        # class-agnostic encoder head (no official config uses it): match and
+        # supervise it against label 0 (upstream matches with the original
+        # labels, which would index past its single logit)
         enc_targets = targets
         if enc_list and outputs.get('enc_meta', {}).get('class_agnostic'):
             enc_targets = [

@@ -1,4 +1,4 @@
-"""Fine-Grained Localization (FGL) loss (D-FINE, arXiv 2410.13842, Eq. 6).
+"""Fine-Grained Localization (FGL) loss (D-FINE, arXiv 2410.13842, FDR).
 
 Each box edge is predicted as a distribution over the ``reg_max + 1`` bins of
 the non-uniform weighting function ``W(n)``.  The continuous target distance

@@ -1,23 +1,27 @@
-"""Hybrid encoder of D-FINE (RT-DETR's efficient hybrid encoder with GELAN fusion).
+"""Hybrid encoder of D-FINE: RT-DETR's hybrid encoder with GELAN fusion.
 
 Two parts (RT-DETR, Sec. 4.2; D-FINE keeps them and swaps the fusion blocks):
 
-* **AIFI** (attention-based intra-scale feature interaction): one post-norm transformer
-  encoder layer on the tokens of the stride-32 map, with the official 2-D sin-cos position
-  embedding (see :mod:`dfine_mmdet.models.layers.aifi`).
-* **CCFF** (CNN-based cross-scale feature fusion): a top-down FPN then a bottom-up PAN whose
-  fusion blocks are GELAN ``RepNCSPELAN4`` and whose downsampling is ``SCDown``
-  (see :mod:`dfine_mmdet.models.layers.gelan_blocks`).
+* **AIFI** (attention-based intra-scale feature interaction): one post-norm
+  transformer encoder layer on the tokens of the stride-32 map, with the
+  official 2-D sin-cos position embedding (see
+  :mod:`dfine_mmdet.models.layers.aifi`).
+* **CCFF** (CNN-based cross-scale feature fusion): a top-down FPN then a
+  bottom-up PAN whose fusion blocks are GELAN ``RepNCSPELAN4`` and whose
+  downsampling is ``SCDown`` (see
+  :mod:`dfine_mmdet.models.layers.gelan_blocks`).
 
 Sub-module names equal the official ones (``input_proj.{i}.conv/norm``,
-``encoder.{k}.layers.{j}``, ``lateral_convs``, ``fpn_blocks``, ``downsample_convs``,
-``pan_blocks``): an official ``encoder.X`` checkpoint entry is our ``neck.X``.
+``encoder.{k}.layers.{j}``, ``lateral_convs``, ``fpn_blocks``,
+``downsample_convs``, ``pan_blocks``): an official ``encoder.X`` checkpoint
+entry is our ``neck.X``.
 
-Differences from the official module, none of which changes the numbers: the position
-embedding is built for the actual feature shape (and cached) instead of being frozen to
-``eval_spatial_size``, so any input size, also rectangular, works in eval; when a
-feature-map size is not exactly twice the next one (input not divisible by 32) the FPN
-upsamples to the lateral map's size instead of failing.
+Differences from the official module, none of which changes the numbers: the
+position embedding is built for the actual feature shape (and cached) instead
+of being frozen to ``eval_spatial_size``, so any input size, also rectangular,
+works in eval; when a feature-map size is not exactly twice the next one (input
+not divisible by 32) the FPN upsamples to the lateral map's size instead of
+failing.
 """
 from collections import OrderedDict
 from typing import Sequence, Tuple
@@ -34,28 +38,36 @@ from ..layers.gelan_blocks import ConvNormLayer, RepNCSPELAN4, SCDown
 
 @MODELS.register_module()
 class HybridEncoder(BaseModule):
-    """D-FINE hybrid encoder (AIFI + GELAN CCFF), used as the detector's ``neck``.
+    """D-FINE hybrid encoder (AIFI + GELAN CCFF), the detector's ``neck``.
 
     Args:
-        in_channels (Sequence[int]): channels of the backbone maps (high resolution first).
-        feat_strides (Sequence[int]): their strides (informative; the output has the same).
-        hidden_dim (int): encoder width ``hd`` (all outputs have ``hd`` channels).
-        use_encoder_idx (Sequence[int]): levels that get AIFI (D-FINE: the last one).
+        in_channels (Sequence[int]): channels of the backbone maps (high
+            resolution first).
+        feat_strides (Sequence[int]): their strides (informative; the output
+            has the same).
+        hidden_dim (int): encoder width ``hd`` (all outputs have ``hd``
+            channels).
+        use_encoder_idx (Sequence[int]): levels that get AIFI (D-FINE: the last
+            one).
         num_encoder_layers (int): AIFI layers per level (0 disables AIFI).
         nhead (int): attention heads.
         dim_feedforward (int): AIFI FFN width.
         dropout (float): AIFI dropout.
         enc_act (str): AIFI FFN activation (``'gelu'``).
-        expansion (float): GELAN branch width ``c4 = round(expansion * hd // 2)``.
-        depth_mult (float): VGGBlocks per CSPLayer ``n = round(3 * depth_mult)``.
-        act (str): activation of the GELAN blocks (``'silu'``; the official code ignores this
-            argument and hard-codes SiLU, equal to every config's value).
+        expansion (float): GELAN branch width
+            ``c4 = round(expansion * hd // 2)``.
+        depth_mult (float): VGGBlocks per CSPLayer
+            ``n = round(3 * depth_mult)``.
+        act (str): activation of the GELAN blocks (``'silu'``; the official
+            code ignores this argument and hard-codes SiLU, equal to every
+            config's value).
         pe_temperature (float): sin-cos position-embedding temperature.
-        init_cfg (dict, optional): mmengine init config. Default None keeps PyTorch's default
-            initialisation, as the official code.
+        init_cfg (dict, optional): mmengine init config. Default None keeps
+            PyTorch's default initialisation, as the official code.
 
-    Input: tuple of ``len(in_channels)`` maps ``[B, in_channels[i], H_i, W_i]``.
-    Output: tuple of the same number of maps ``[B, hidden_dim, H_i, W_i]`` (high res first).
+    Input: tuple of ``len(in_channels)`` maps
+    ``[B, in_channels[i], H_i, W_i]`` (high resolution first).
+    Output: tuple of as many maps ``[B, hidden_dim, H_i, W_i]``.
     """
 
     def __init__(self,
@@ -76,13 +88,14 @@ class HybridEncoder(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if len(feat_strides) != len(in_channels):
             raise ValueError(
-                f'HybridEncoder: feat_strides {list(feat_strides)} and in_channels '
-                f'{list(in_channels)} must have the same length')
+                f'HybridEncoder: feat_strides {list(feat_strides)} and '
+                f'in_channels {list(in_channels)} must have the same length')
         num_levels = len(in_channels)
         bad = [i for i in use_encoder_idx if not 0 <= i < num_levels]
         if bad:
-            raise ValueError(f'HybridEncoder: use_encoder_idx {list(use_encoder_idx)} '
-                             f'out of range for {num_levels} input levels')
+            raise ValueError(
+                f'HybridEncoder: use_encoder_idx {list(use_encoder_idx)} '
+                f'out of range for {num_levels} input levels')
         self.in_channels = list(in_channels)
         self.feat_strides = list(feat_strides)
         self.hidden_dim = hidden_dim
@@ -95,8 +108,7 @@ class HybridEncoder(BaseModule):
         # channel projection: 1x1 conv + BN, no activation
         self.input_proj = nn.ModuleList([
             nn.Sequential(
-                OrderedDict([('conv',
-                              nn.Conv2d(c, hidden_dim, 1, bias=False)),
+                OrderedDict([('conv', nn.Conv2d(c, hidden_dim, 1, bias=False)),
                              ('norm', nn.BatchNorm2d(hidden_dim))]))
             for c in in_channels
         ])
@@ -121,9 +133,10 @@ class HybridEncoder(BaseModule):
             return RepNCSPELAN4(
                 hidden_dim * 2, hidden_dim, hidden_dim * 2, c4, n, act=act)
 
-        self.lateral_convs = nn.ModuleList(
-            [ConvNormLayer(hidden_dim, hidden_dim, 1, 1)
-             for _ in range(num_levels - 1)])
+        self.lateral_convs = nn.ModuleList([
+            ConvNormLayer(hidden_dim, hidden_dim, 1, 1)
+            for _ in range(num_levels - 1)
+        ])
         self.fpn_blocks = nn.ModuleList(
             [gelan() for _ in range(num_levels - 1)])
         self.downsample_convs = nn.ModuleList([
@@ -144,11 +157,13 @@ class HybridEncoder(BaseModule):
         memory = self.encoder[i](src, pos_embed=pos)
         return memory.permute(0, 2, 1).reshape(b, c, h, w).contiguous()
 
-    def forward(self, feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        """Backbone maps (high resolution first) -> encoder maps with ``hidden_dim`` channels."""
+    def forward(self,
+                feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        """Backbone maps (high res first) -> ``hidden_dim``-channel maps."""
         if len(feats) != len(self.in_channels):
-            raise ValueError(f'HybridEncoder expects {len(self.in_channels)} feature maps '
-                             f'(in_channels={self.in_channels}), got {len(feats)}')
+            raise ValueError(
+                f'HybridEncoder expects {len(self.in_channels)} feature maps '
+                f'(in_channels={self.in_channels}), got {len(feats)}')
         proj = [m(f) for m, f in zip(self.input_proj, feats)]
 
         if self.num_encoder_layers > 0:
@@ -174,6 +189,6 @@ class HybridEncoder(BaseModule):
         outs = [inner_outs[0]]
         for idx in range(num_levels - 1):
             down = self.downsample_convs[idx](outs[-1])
-            outs.append(self.pan_blocks[idx](
-                torch.cat([down, inner_outs[idx + 1]], dim=1)))
+            outs.append(self.pan_blocks[idx](torch.cat(
+                [down, inner_outs[idx + 1]], dim=1)))
         return tuple(outs)

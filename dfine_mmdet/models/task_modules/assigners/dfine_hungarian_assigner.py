@@ -21,8 +21,8 @@ scipy raise instead of being mapped to ``1.0``.  Any of these can flip a
 near-tied assignment, so this assigner evaluates the cost with the official
 element-wise arithmetic.  The pairwise GIoU itself is mmdet's
 :func:`~mmdet.structures.bbox.bbox_overlaps` (same formula; its ``eps=1e-6``
-floor on union/enclosing area only matters for boxes smaller than 1e-6 of
-the image area, where the official code produces ``NaN``).
+floor on union/enclosing area only matters when both boxes are smaller than
+1e-6 of the image area, where the official code produces ``NaN``).
 
 Boxes are normalised ``(cx, cy, w, h)``; widths/heights are clamped at 0
 before the conversion to ``(x1, y1, x2, y2)`` as in the official

@@ -1,4 +1,4 @@
-"""GO-LSD union assignment (D-FINE, arXiv 2410.13842, §3.3).
+"""GO-LSD union assignment (D-FINE, arXiv 2410.13842, GO-LSD section).
 
 Global Optimal Localization Self-Distillation supervises the boxes and the
 edge distributions of *every* decoder layer with one shared set of matched

@@ -1,0 +1,2 @@
+# Each module here registers itself on import; add one import line per module.
+from .batch_multiscale_resize import DFINEBatchMultiScaleResize  # noqa: F401

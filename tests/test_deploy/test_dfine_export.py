@@ -1,0 +1,216 @@
+"""D-FINE-N through MMDeploy on CPU: ONNX graph contents and exactness.
+
+The D-FINE-N model (``configs/dfine/dfine_hgnetv2_n_coco.py``, 640x640) gets
+random weights: the official init, then N(0, 0.02) noise on every parameter.
+The official init zeroes the last layer of every box / corner branch, so
+without the noise the FDR refinements and the LQE would contribute nothing.
+
+* ONNX Runtime static (batch 1) and dynamic batch (batch 1 and 2) graphs are
+  exported with MMDeploy's own ``torch2onnx``. They run in MMDeploy's
+  ``End2EndModel`` and in a plain ONNX Runtime session without MMDeploy's op
+  library, and are compared with the unmodified PyTorch ``test_step``:
+  identical labels (every detection paired), boxes within 1e-3 px, scores
+  within 1e-4.
+* The TensorRT FP16 dynamic-batch graph is exported on CPU
+  (``dfine_mmdet.deploy.export.export_onnx``). It is checked statically
+  against the TensorRT 10 ONNX parser's op list and for constant TopK K, run
+  with ONNX Runtime at batch 2 against PyTorch, and passed through the FP16
+  builder shim with the stand-in TensorRT module to count the layers kept in
+  FP32. No real TensorRT runs here.
+"""
+import os.path as osp
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('mmdeploy')
+pytest.importorskip('onnxruntime')
+
+import onnx  # noqa: E402
+
+from dfine_mmdet import compat  # noqa: E402
+from dfine_mmdet.deploy.graph_checks import (check_graph,  # noqa: E402
+                                             custom_domain_ops,
+                                             op_type_counts)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MODEL_CFG = osp.join(ROOT, 'configs/dfine/dfine_hgnetv2_n_coco.py')
+DEPLOY_DIR = osp.join(ROOT, 'configs/deploy')
+ORT_STATIC = osp.join(DEPLOY_DIR, 'detection_onnxruntime_static-640x640.py')
+ORT_DYNAMIC = osp.join(DEPLOY_DIR,
+                       'detection_onnxruntime_dynamic-batch-640x640.py')
+TRT_FP16_DYNAMIC = osp.join(
+    DEPLOY_DIR, 'detection_tensorrt-fp16_dynamic-batch-640x640.py')
+
+BOX_TOL_PX = 1e-3
+SCORE_TOL = 1e-4
+# D-FINE-N: 3 decoder layers x 2 feature levels of deformable sampling
+NUM_GRID_SAMPLE = 6
+
+
+def _images():
+    rng = np.random.default_rng(0)
+    # non-square originals so that the scale_factor mapping is exercised
+    return [
+        rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
+        rng.integers(0, 256, (640, 512, 3), dtype=np.uint8)
+    ]
+
+
+@pytest.fixture(scope='module')
+def checkpoint(tmp_path_factory):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine import Config
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(MODEL_CFG)
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    path = str(tmp_path_factory.mktemp('ckpt') / 'dfine_n_random.pth')
+    torch.save({'state_dict': model.state_dict()}, path)
+    return path
+
+
+def _torch2onnx(deploy_cfg, checkpoint, work_dir):
+    from mmdeploy.apis import torch2onnx
+    torch2onnx(_images()[0], str(work_dir), 'end2end.onnx', deploy_cfg,
+               MODEL_CFG, checkpoint, 'cpu')
+    return str(work_dir / 'end2end.onnx')
+
+
+@pytest.fixture(scope='module')
+def ort_static_onnx(checkpoint, tmp_path_factory):
+    return _torch2onnx(ORT_STATIC, checkpoint,
+                       tmp_path_factory.mktemp('ort_static'))
+
+
+@pytest.fixture(scope='module')
+def ort_dynamic_onnx(checkpoint, tmp_path_factory):
+    return _torch2onnx(ORT_DYNAMIC, checkpoint,
+                       tmp_path_factory.mktemp('ort_dynamic'))
+
+
+@pytest.fixture(scope='module')
+def trt_fp16_onnx(checkpoint, tmp_path_factory):
+    from dfine_mmdet.deploy.export import export_onnx
+    return export_onnx(_images()[0], str(tmp_path_factory.mktemp('trt16')),
+                       'end2end.onnx', TRT_FP16_DYNAMIC, MODEL_CFG,
+                       checkpoint)
+
+
+def _assert_exact(reports, batch):
+    assert len(reports) == batch
+    for r in reports:
+        assert r['num_ref'] == r['num_test'] == 300
+        assert r['unmatched'] == 0, r  # every (label, score, box) paired
+        assert r['max_box_diff'] <= BOX_TOL_PX, r
+        assert r['max_score_diff'] <= SCORE_TOL, r
+
+
+def _io_shapes(path):
+    model = onnx.load(path)
+
+    def dims(value_info):
+        return [
+            d.dim_param or d.dim_value
+            for d in value_info.type.tensor_type.shape.dim
+        ]
+
+    return ({i.name: dims(i)
+             for i in model.graph.input},
+            {o.name: dims(o)
+             for o in model.graph.output})
+
+
+def test_static_graph_io_and_ops(ort_static_onnx):
+    inputs, outputs = _io_shapes(ort_static_onnx)
+    assert inputs == {'input': [1, 3, 640, 640]}
+    assert outputs == {'dets': [1, 300, 5], 'labels': [1, 300]}
+    counts = op_type_counts(ort_static_onnx)
+    assert custom_domain_ops(ort_static_onnx) == []
+    assert counts.get('GridSample') == NUM_GRID_SAMPLE
+    assert counts.get('LayerNormalization', 0) > 0
+    onnx.checker.check_model(onnx.load(ort_static_onnx))
+
+
+def test_dynamic_graph_io(ort_dynamic_onnx):
+    inputs, outputs = _io_shapes(ort_dynamic_onnx)
+    assert inputs == {'input': ['batch', 3, 640, 640]}
+    assert outputs == {'dets': ['batch', 300, 5], 'labels': ['batch', 300]}
+    assert custom_domain_ops(ort_dynamic_onnx) == []
+
+
+def test_ort_static_matches_pytorch(ort_static_onnx, checkpoint):
+    from dfine_mmdet.deploy.verify import (compare_onnx_with_pytorch,
+                                           compare_with_pytorch)
+    img = _images()[0]
+    # MMDeploy's End2EndModel (the path of mmdeploy's tools/test.py)
+    _assert_exact(
+        compare_with_pytorch(ORT_STATIC, MODEL_CFG, checkpoint,
+                             [ort_static_onnx], img), 1)
+    # plain onnxruntime session: no MMDeploy custom-op library loaded
+    _assert_exact(
+        compare_onnx_with_pytorch(ORT_STATIC, MODEL_CFG, checkpoint,
+                                  ort_static_onnx, img), 1)
+
+
+@pytest.mark.parametrize('batch', [1, 2])
+def test_ort_dynamic_batch_matches_pytorch(ort_dynamic_onnx, checkpoint,
+                                           batch):
+    """Traced at batch 1 (as tools/deploy.py does), run at batch 1 and 2."""
+    from dfine_mmdet.deploy.verify import compare_with_pytorch
+    reports = compare_with_pytorch(ORT_DYNAMIC, MODEL_CFG, checkpoint,
+                                   [ort_dynamic_onnx],
+                                   _images()[:batch])
+    _assert_exact(reports, batch)
+
+
+def test_tensorrt_graph_checks(trt_fp16_onnx):
+    report = check_graph(trt_fp16_onnx, 'tensorrt')
+    assert report['custom_ops'] == []
+    assert report['unsupported_tensorrt_ops'] == []
+    assert report['non_constant_topk'] == []
+    assert report['ok']
+    assert report['op_counts'].get('GridSample') == NUM_GRID_SAMPLE
+    inputs, outputs = _io_shapes(trt_fp16_onnx)
+    assert inputs == {'input': ['batch', 3, 640, 640]}
+    assert outputs == {'dets': ['batch', 300, 5], 'labels': ['batch', 300]}
+
+
+def test_tensorrt_graph_matches_pytorch_in_ort(trt_fp16_onnx, checkpoint):
+    """The TensorRT-flavoured graph has only standard ops, so ONNX Runtime
+    can run it. Batch 2, traced at batch 1."""
+    from dfine_mmdet.deploy.verify import compare_onnx_with_pytorch
+    _assert_exact(
+        compare_onnx_with_pytorch(TRT_FP16_DYNAMIC, MODEL_CFG, checkpoint,
+                                  trt_fp16_onnx, _images()), 2)
+
+
+def test_tensorrt_fp16_builder_pins_layers(trt_fp16_onnx, tmp_path):
+    """FP16 config: every LayerNormalization and Softmax node is kept in FP32
+    (stand-in TensorRT module, not real TensorRT)."""
+    from mmdeploy.utils import (get_common_config, get_model_inputs,
+                                load_config)
+    sys.path.insert(0, osp.dirname(__file__))
+    import fake_tensorrt
+    cfg = load_config(TRT_FP16_DYNAMIC)[0]
+    common = get_common_config(cfg)
+    pinned = compat.build_tensorrt_engine(
+        trt_fp16_onnx,
+        str(tmp_path / 'end2end.engine'),
+        get_model_inputs(cfg)[0]['input_shapes'],
+        fp16_mode=common['fp16_mode'],
+        max_workspace_size=common['max_workspace_size'],
+        fp32_layer_types=common['fp32_layer_types'],
+        fp32_layer_name_patterns=common['fp32_layer_name_patterns'],
+        trt_module=fake_tensorrt)
+    counts = op_type_counts(trt_fp16_onnx)
+    expected = counts['LayerNormalization'] + counts['Softmax']
+    assert len(pinned) == expected > 0
+    assert fake_tensorrt.Builder.last.config.flags == {'FP16', 'OBEY'}
