@@ -96,13 +96,15 @@ def test_training_outputs_structure(model_n):
     model = model_n.train()
     seen = {}
 
-    def record(outputs, targets):
-        seen['outputs'], seen['targets'] = outputs, targets
-        return dict(loss_dummy=outputs['pred_logits'].sum() * 0)
+    class Recorder(torch.nn.Module):
+
+        def forward(self, outputs, targets):
+            seen['outputs'], seen['targets'] = outputs, targets
+            return dict(loss_dummy=outputs['pred_logits'].sum() * 0)
 
     head = model.bbox_head
     old = head.criterion
-    head.criterion = record
+    head.criterion = Recorder()
     try:
         torch.manual_seed(0)
         losses = model(torch.rand(2, 3, 320, 320), _train_samples([3, 0]),
