@@ -11,8 +11,10 @@ Two tables are printed:
 * parameter counts of N/S/M/L/X built from this repo's configs next to the
   official counts (spec section 1.1, measured on the official modules), with a
   match flag;
-* latency (median over ``--runs`` after ``--warmup`` runs) of ``mode='tensor'``
-  forwards on a random ``1x3x640x640`` input for each backend.
+* latency (median over ``--runs`` after ``--warmup`` runs) on a random
+  ``1x3x640x640`` input for each backend: PyTorch eager ``mode='tensor'``
+  forwards and ONNX Runtime (CPU) on the MMDeploy end-to-end graph, with
+  their ratio ``eager/ort`` (> 1: ONNX Runtime is faster).
 
 Backends are plain functions ``bench_<name>(model, inputs, args) -> list of
 seconds``, registered in :data:`BACKENDS`; adding a column (e.g. ONNX Runtime)
@@ -90,9 +92,57 @@ def bench_torch_eager(model, inputs, args) -> List[float]:
                          args.runs)
 
 
-#: backend name -> benchmark function (add ONNX Runtime etc. here)
+def bench_onnxruntime(model, inputs, args) -> List[float]:
+    """ONNX Runtime (CPU execution provider), same thread count as torch.
+
+    The graph is the MMDeploy end-to-end export
+    (``configs/deploy/detection_onnxruntime_static-640x640.py`` at the
+    benchmark's input shape, D-FINE rewriters from ``dfine_mmdet.deploy``), so
+    it includes the top-k post-processing to ``dets`` / ``labels`` that
+    ``mode='tensor'`` leaves out. Export time is not counted.
+    """
+    import tempfile
+
+    import onnxruntime as ort
+    from mmdeploy.apis.onnx import export
+    from mmdeploy.utils import load_config
+    from mmdet.structures import DetDataSample
+
+    import dfine_mmdet.deploy  # noqa: F401  (rewriters and symbolics)
+    deploy_cfg = load_config(
+        osp.join(REPO_ROOT, 'configs', 'deploy',
+                 'detection_onnxruntime_static-640x640.py'))[0]
+    batch, _, h, w = inputs.shape
+    deploy_cfg.onnx_config.input_shape = (w, h)
+    meta = dict(img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
+                scale_factor=(1.0, 1.0))
+    samples = [DetDataSample(metainfo=meta) for _ in range(batch)]
+    with tempfile.TemporaryDirectory() as tmp:
+        prefix = osp.join(tmp, 'end2end')
+        export(
+            model,
+            inputs,
+            prefix,
+            backend='onnxruntime',
+            input_metas=dict(data_samples=samples, mode='predict'),
+            context_info=dict(deploy_cfg=deploy_cfg),
+            input_names=['input'],
+            output_names=['dets', 'labels'],
+            opset_version=deploy_cfg.onnx_config.opset_version,
+            keep_initializers_as_inputs=False)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(
+            prefix + '.onnx', options, providers=['CPUExecutionProvider'])
+    feed = {'input': inputs.numpy()}
+    return time_runs(lambda: session.run(None, feed), args.warmup, args.runs)
+
+
+#: backend name -> benchmark function
 BACKENDS: Dict[str, Callable] = {
     'torch-eager': bench_torch_eager,
+    'onnxruntime': bench_onnxruntime,
 }
 
 
@@ -135,14 +185,22 @@ def main(argv=None) -> int:
           f'{torch.get_num_threads()} threads, median of {args.runs} runs '
           f'after {args.warmup} warm-up runs')
     header = f'{"variant":8s}' + ''.join(f'{b:>16s}' for b in args.backends)
+    with_ratio = {'torch-eager', 'onnxruntime'} <= set(args.backends)
+    if with_ratio:
+        header += f'{"eager/ort":>12s}'
     print(header + '   (ms)')
     inputs = torch.rand(args.batch, 3, args.size, args.size)
     for v in args.variants:
         model = build_model(v)
         row = f'{v.upper():8s}'
+        medians = {}
         for name in args.backends:
             times = BACKENDS[name](model, inputs, args)
-            row += f'{1000 * statistics.median(times):>16.1f}'
+            medians[name] = statistics.median(times)
+            row += f'{1000 * medians[name]:>16.1f}'
+        if with_ratio:
+            ratio = medians['torch-eager'] / medians['onnxruntime']
+            row += f'{ratio:>11.2f}x'
         print(row)
         del model
     return 0 if all_match else 1

@@ -115,7 +115,8 @@ def main(argv=None):
 
         def after_train_iter(self, runner, batch_idx, data_batch=None,
                              outputs=None):
-            self.losses.append(float(outputs['loss']))
+            loss = outputs['loss']
+            self.losses.append(float(loss.detach() if hasattr(loss, 'detach') else loss))
             if budget_s is not None and time.time() - self.start > budget_s:
                 runner.train_loop.stop_training = True
 

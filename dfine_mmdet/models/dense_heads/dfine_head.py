@@ -303,6 +303,10 @@ class DFINEHead(BaseModule):
             dn_refs, refs = _split(refs, 2)
 
         def _layers(lg, bx, cn, rf):
+            """Per-layer dicts; one tensor object per layer output, the
+            teacher (last layer) shared by all."""
+            lg, bx, cn, rf = lg.unbind(0), bx.unbind(0), cn.unbind(0), \
+                rf.unbind(0)
             return [
                 dict(
                     pred_logits=lg[i],
@@ -310,17 +314,19 @@ class DFINEHead(BaseModule):
                     pred_corners=cn[i],
                     ref_points=rf[i],
                     teacher_corners=cn[-1],
-                    teacher_logits=lg[-1]) for i in range(lg.shape[0])
+                    teacher_logits=lg[-1]) for i in range(len(lg))
             ]
 
+        layers = _layers(logits, boxes, corners, refs)
+        last = layers[-1]
         outputs = dict(
-            pred_logits=logits[-1],
-            pred_boxes=boxes[-1],
-            pred_corners=corners[-1],
-            ref_points=refs[-1],
+            pred_logits=last['pred_logits'],
+            pred_boxes=last['pred_boxes'],
+            pred_corners=last['pred_corners'],
+            ref_points=last['ref_points'],
             up=up,
             reg_scale=reg_scale,
-            aux_outputs=_layers(logits, boxes, corners, refs)[:-1],
+            aux_outputs=layers[:-1],
             enc_aux_outputs=[
                 dict(pred_logits=enc_topk_logits, pred_boxes=enc_topk_bboxes)
             ],
