@@ -204,7 +204,9 @@ class TensorRT10Wrapper(_WrapperBase):
         self.device_id = device_id
         self.context = engine.create_execution_context()
         self._profile_id = 0
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        names = [
+            engine.get_tensor_name(i) for i in range(engine.num_io_tensors)
+        ]
         mode_input = self._trt.TensorIOMode.INPUT
         self._input_names = [
             n for n in names if engine.get_tensor_mode(n) == mode_input
@@ -218,7 +220,8 @@ class TensorRT10Wrapper(_WrapperBase):
         return (self.engine.get_tensor_location(name) ==
                 self._trt.TensorLocation.DEVICE)
 
-    def forward(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self,
+                inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Run the engine.
 
         Args:

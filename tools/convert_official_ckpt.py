@@ -3,7 +3,7 @@ checkpoint of this plugin.
 
 Usage::
 
-    python tools/convert_official_ckpt.py dfine_l_coco.pth dfine_l_coco_mmdet.pth
+    python tools/convert_official_ckpt.py dfine_l_coco.pth dfine_l_mmdet.pth
     python tools/convert_official_ckpt.py last.pth out.pth \
         --config configs/dfine/dfine_hgnetv2_l_coco.py
 

@@ -1,4 +1,4 @@
-"""Convert a D-FINE checkpoint to ONNX, and to a TensorRT engine, with MMDeploy.
+"""Convert a D-FINE checkpoint to ONNX and a TensorRT engine with MMDeploy.
 
 The PyPI ``mmdeploy`` wheel (1.3.1) ships no ``tools/deploy.py``. This is
 the D-FINE counterpart of MMDeploy's tool: the same arguments, the same
@@ -14,7 +14,8 @@ the D-FINE counterpart of MMDeploy's tool: the same arguments, the same
 3. TensorRT backend: ``to_backend`` builds ``end2end.engine``, FP16 configs
    keeping the configured layers in FP32. A ``trtexec_cmd.sh`` with the
    equivalent ``trtexec`` command is always written. Without ``tensorrt``
-   the tool stops after the ONNX file and prints how to build the engine.
+   (or with ``--device cpu``) the tool stops after the ONNX file and prints
+   how to build the engine.
 4. ``--check``: runs the backend and PyTorch on the image(s) and prints the
    largest box/score differences (``dfine_mmdet.deploy.verify``).
 
@@ -129,6 +130,7 @@ def main():
                                 load_config)
 
     from dfine_mmdet import compat
+    from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.graph_checks import check_graph
 
     logger = get_root_logger()
@@ -148,9 +150,16 @@ def main():
 
     save_file = get_ir_config(deploy_cfg)['save_file']
     onnx_file = osp.join(args.work_dir, save_file)
-    print(f'[1/3] torch2onnx -> {onnx_file}')
-    torch2onnx(imgs[0], args.work_dir, save_file, deploy_cfg, model_cfg,
-               checkpoint, 'cpu')
+    if backend == 'tensorrt' and not args.device.startswith('cuda'):
+        # mmdeploy's torch2onnx refuses device=cpu for TensorRT configs;
+        # the same export steps without that check (graph only)
+        print(f'[1/3] export_onnx (CPU, TensorRT graph) -> {onnx_file}')
+        export_onnx(imgs[0], args.work_dir, save_file, deploy_cfg, model_cfg,
+                    checkpoint)
+    else:
+        print(f'[1/3] torch2onnx -> {onnx_file}')
+        torch2onnx(imgs[0], args.work_dir, save_file, deploy_cfg, model_cfg,
+                   checkpoint, args.device)
 
     report = check_graph(onnx_file, backend)
     print(f'[2/3] graph check ({backend}): '
@@ -175,7 +184,9 @@ def main():
                   f'this command with --device cuda:0, or run {cmd_file}')
             return
         if not args.device.startswith('cuda'):
-            raise ValueError('TensorRT needs --device cuda:N')
+            print('[3/3] --device cpu: wrote the ONNX file only; build the '
+                  f'engine with --device cuda:0 or {cmd_file}')
+            return
         print('[3/3] building the TensorRT engine')
         backend_files = to_backend(
             backend, [onnx_file],

@@ -61,7 +61,8 @@ def export_onnx(img: Any,
     onnx_cfg = get_onnx_config(deploy_cfg)
     input_names = onnx_cfg['input_names']
     output_names = onnx_cfg['output_names']
-    output_prefix = osp.join(work_dir, osp.splitext(osp.basename(save_file))[0])
+    output_prefix = osp.join(work_dir,
+                             osp.splitext(osp.basename(save_file))[0])
     with no_mp():
         export(
             torch_model,

@@ -135,7 +135,8 @@ def compare_onnx_with_pytorch(deploy_cfg,
                               checkpoint: Optional[str],
                               onnx_file: str,
                               imgs: Union[str, np.ndarray, List],
-                              score_tol: float = 1e-4) -> List[Dict[str, float]]:
+                              score_tol: float = 1e-4
+                              ) -> List[Dict[str, float]]:
     """Like :func:`compare_with_pytorch`, but the graph runs in a plain ONNX
     Runtime session (see :func:`run_onnxruntime`) and no backend wrapper is
     built. This is how a graph exported for TensorRT is checked numerically

@@ -41,7 +41,8 @@ int8 = DataType('INT8', np.int8)
 uint8 = DataType('UINT8', np.uint8)
 bool = DataType('BOOL', np.bool_)  # noqa: A001  (TensorRT's name)
 
-TensorIOMode = types.SimpleNamespace(NONE='NONE', INPUT='INPUT', OUTPUT='OUTPUT')
+TensorIOMode = types.SimpleNamespace(
+    NONE='NONE', INPUT='INPUT', OUTPUT='OUTPUT')
 TensorLocation = types.SimpleNamespace(DEVICE='DEVICE', HOST='HOST')
 LayerType = types.SimpleNamespace(
     CONVOLUTION='CONVOLUTION',

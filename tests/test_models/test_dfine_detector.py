@@ -54,19 +54,30 @@ def test_any_input_size(model_n, input_hw):
 
 
 def test_buffers_used_only_at_their_shape(model_n):
-    anchors, valid = model_n.get_anchors([(40, 40), (20, 20)], 'cpu',
-                                         torch.float32)
-    assert anchors.data_ptr() == model_n.anchors.data_ptr()
-    other, _ = model_n.get_anchors([(20, 40), (10, 20)], 'cpu', torch.float32)
+    """The (checkpoint) buffers serve the 640x640 shapes at inference;
+    other shapes, and training, use generated anchors."""
+    at_640 = [(40, 40), (20, 20)]
+    anchors, valid = model_n.get_anchors(at_640, 'cpu')
+    assert anchors is model_n.anchors and valid is model_n.valid_mask
+    other, other_valid = model_n.get_anchors([(20, 40), (10, 20)], 'cpu')
     assert other.shape == (1, 20 * 40 + 10 * 20, 4)
-    # an EMA'd buffer value is honoured at 640
+    assert other.dtype == torch.float32 and other_valid.dtype == torch.bool
+    # a checkpoint value (e.g. EMA-averaged) is honoured at 640 ...
+    saved = model_n.anchors.clone()
     with torch.no_grad():
         model_n.anchors[0, 500, 0] += 1e-3
-        inputs = torch.rand(1, 3, 640, 640)
-        a, _ = model_n.get_anchors([(40, 40), (20, 20)], 'cpu', torch.float32)
-        assert a[0, 500, 0] == model_n.anchors[0, 500, 0]
-        model_n.anchors[0, 500, 0] -= 1e-3
-    del inputs
+    try:
+        assert model_n.get_anchors(at_640, 'cpu')[0][0, 500, 0] == \
+            model_n.anchors[0, 500, 0]
+        # ... while training regenerates the official values
+        model_n.train()
+        generated = model_n.get_anchors(at_640, 'cpu')[0]
+        assert generated is not model_n.anchors
+        assert generated[0, 500, 0] != model_n.anchors[0, 500, 0]
+    finally:
+        model_n.eval()
+        with torch.no_grad():
+            model_n.anchors.copy_(saved)
 
 
 def _train_samples(num_gts, input_hw=(320, 320), seed=0):

@@ -56,7 +56,8 @@ def test_every_official_key_is_mapped(parity_dir):
     duplicates are the only collisions."""
     from official_random_weights import load_keys_spec
     for v in 'nsmlx':
-        spec = load_keys_spec(osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
+        spec = load_keys_spec(
+            osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
         targets = [map_key(k) for k, _, _ in spec]
         dupes = {t for t in targets if targets.count(t) > 1}
         assert dupes == {'decoder.up', 'decoder.reg_scale'}
@@ -82,8 +83,8 @@ def test_converted_file_loads_strictly_with_init_detector(
     fx, sd = official_n
     assert torch.equal(state['bbox_head.cls_branches.2.weight'],
                        sd['decoder.dec_score_head.2.weight'])
-    assert state['decoder.reg_scale'].dtype == torch.float32
-    assert state['decoder.reg_scale'].item() == 4.0
+    assert state['decoder.reg_scale'].dtype == torch.int64
+    assert state['decoder.reg_scale'].item() == 4
     # the loaded model reproduces the official detections of image 0
     samples = data_samples_for(fx['post/orig_sizes_wh'][:1])
     with torch.no_grad():
@@ -165,17 +166,20 @@ def test_duplicated_parameters_must_agree(official_n):
     with pytest.raises(CheckpointMismatchError, match='decoder.decoder.up'):
         convert_state_dict(bad)
     bad = dict(sd)
-    bad['decoder.reg_scale'] = bad['decoder.decoder.reg_scale'] = \
-        torch.tensor([4.5])
-    with pytest.raises(CheckpointMismatchError, match='not integral'):
+    bad['decoder.reg_scale'] = torch.tensor([8])
+    with pytest.raises(CheckpointMismatchError, match='decoder.reg_scale'):
         convert_state_dict(bad)
+    merged = convert_state_dict(sd)
+    assert 'decoder.decoder.up' not in merged
+    assert merged['decoder.reg_scale'].dtype == torch.int64
 
 
 def test_variant_signatures(parity_dir):
     """Each COCO variant is recognised from shapes alone (X: reg_scale 8)."""
     from official_random_weights import load_keys_spec
     for v in 'nsmlx':
-        spec = load_keys_spec(osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
+        spec = load_keys_spec(
+            osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
         fx = np.load(osp.join(parity_dir, f'dfine_{v}_coco.npz'))
         sd = {k: torch.empty(shape) for k, shape, _ in spec}
         sd['decoder.reg_scale'] = torch.from_numpy(
@@ -184,3 +188,20 @@ def test_variant_signatures(parity_dir):
         assert info['variant'] == v
         assert info['num_classes'] == 80
         assert info['reg_scale'] == (8.0 if v == 'x' else 4.0)
+
+
+def test_demo_draws_detections(converted_n, tmp_path, capsys):
+    """tools/demo.py on a converted checkpoint writes the drawn image."""
+    from PIL import Image
+    img = tmp_path / 'img.jpg'
+    Image.new('RGB', (200, 150), (90, 120, 150)).save(img)
+    spec = importlib.util.spec_from_file_location(
+        'dfine_demo', osp.join(ROOT, 'tools', 'demo.py'))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    out = tmp_path / 'out.jpg'
+    _, ckpt = converted_n
+    assert demo.main([str(img), config_path('n'), ckpt, '--out-file',
+                      str(out), '--score-thr', '0.5']) == 0
+    assert Image.open(out).size == (200, 150)
+    assert 'of 300' in capsys.readouterr().out

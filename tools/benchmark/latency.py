@@ -2,7 +2,7 @@
 
 Usage::
 
-    python tools/benchmark/latency.py                      # N and S, 640, batch 1
+    python tools/benchmark/latency.py        # N and S, 640x640, batch 1
     python tools/benchmark/latency.py --variants n s m --runs 20 --threads 2
     python tools/benchmark/latency.py --params-only
 

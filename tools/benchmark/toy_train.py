@@ -31,6 +31,7 @@ TOY_CONFIG = osp.join(PROJECT_ROOT, 'configs', 'dfine', 'toy',
 
 
 def parse_args(argv=None):
+    from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument('--minutes', type=float, default=None,
@@ -49,6 +50,9 @@ def parse_args(argv=None):
     parser.add_argument('--window', type=int, default=None,
                         help='iterations per loss-curve point (default: ~20 '
                         'points)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        default={}, help='override config settings '
+                        '(key=value, as in tools/train.py)')
     parser.add_argument('--raw', action='store_true',
                         help='also evaluate the raw (non-EMA) weights')
     return parser.parse_args(argv)
@@ -66,6 +70,7 @@ def ensure_toy_data(data_dir, seed):
 def build_cfg(args, data_dir, work_dir):
     from mmengine.config import Config
     cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
     root = data_dir.rstrip('/') + '/'
     for loader in (cfg.train_dataloader, cfg.val_dataloader,
                    cfg.test_dataloader):

@@ -88,7 +88,8 @@ model = dict(
                 loss_weight=1.0),
             loss_bbox=dict(type='L1Loss', loss_weight=5.0),
             loss_giou=dict(type='GIoULoss', loss_weight=2.0),
-            loss_fgl=dict(type='FineGrainedLocalizationLoss', loss_weight=0.15),
+            loss_fgl=dict(
+                type='FineGrainedLocalizationLoss', loss_weight=0.15),
             loss_ddf=dict(
                 type='DecoupledDistillationFocalLoss',
                 temperature=5.0,

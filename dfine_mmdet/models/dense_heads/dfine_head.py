@@ -23,7 +23,6 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmdet.models.layers.transformer import MLP
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList

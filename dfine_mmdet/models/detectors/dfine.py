@@ -183,27 +183,25 @@ class DFINE(DetectionTransformer):
         self.bbox_head._init_branches()
 
     # ------------------------------------------------------------------ #
-    def get_anchors(self, spatial_shapes: SpatialShapes, device,
-                    dtype) -> Tuple[Tensor, Tensor]:
-        """Anchors ``[1, N, 4]`` and valid mask ``[1, N, 1]`` for the
-        actual feature shapes.
+    def get_anchors(self, spatial_shapes: SpatialShapes,
+                    device) -> Tuple[Tensor, Tensor]:
+        """Anchors ``[1, N, 4]`` (logit cxcywh) and valid mask ``[1, N, 1]``
+        for the actual feature shapes.
 
         At inference the checkpoint buffers are used when ``spatial_shapes``
         equals the shapes they were made for; otherwise (and in training, as
         the official code) anchors are generated and cached per shape.
+        Generated anchors are float32 whatever the memory dtype (as
+        officially, also under autocast).
         """
         shapes = tuple((int(h), int(w)) for h, w in spatial_shapes)
         if (not self.training and self._buffer_shapes is not None
                 and shapes == self._buffer_shapes):
-            return self.anchors.to(dtype), self.valid_mask
-        key = (shapes, str(device), dtype)
+            return self.anchors, self.valid_mask
+        key = (shapes, str(device))
         if key not in self._anchor_cache:
             self._anchor_cache[key] = generate_anchors(
-                shapes,
-                self.anchor_grid_size,
-                self.anchor_eps,
-                dtype=dtype,
-                device=device)
+                shapes, self.anchor_grid_size, self.anchor_eps, device=device)
         return self._anchor_cache[key]
 
     # ------------------------------------------------------------------ #
@@ -282,13 +280,10 @@ class DFINE(DetectionTransformer):
             queries (0 at inference).
         """
         bs = memory.shape[0]
-        anchors, valid_mask = self.get_anchors(spatial_shapes, memory.device,
-                                               memory.dtype)
-        anchors = anchors.to(memory.device)
+        anchors, valid_mask = self.get_anchors(spatial_shapes, memory.device)
         if bs > 1:
             anchors = anchors.repeat(bs, 1, 1)
-        masked = valid_mask.to(device=memory.device,
-                               dtype=memory.dtype) * memory
+        masked = valid_mask.to(memory.dtype) * memory
         output_memory = self.memory_trans_norm(self.memory_trans_fc(masked))
         enc_logits = self.bbox_head.enc_cls_branch(output_memory)
 

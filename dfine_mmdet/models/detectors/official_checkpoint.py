@@ -13,7 +13,7 @@ Key table (first matching prefix wins; the rest of the key is kept)::
     decoder.anchors / valid_mask       -> anchors / valid_mask   (640 buffers)
     decoder.up, decoder.decoder.up     -> decoder.up             (one buffer)
     decoder.reg_scale,
-      decoder.decoder.reg_scale        -> decoder.reg_scale      (int64->f32)
+      decoder.decoder.reg_scale        -> decoder.reg_scale      (one buffer)
     decoder.decoder.layers.            -> decoder.layers.
     decoder.query_pos_head.            -> decoder.query_pos_head.
     decoder.decoder.lqe_layers.        -> bbox_head.lqe_layers.
@@ -28,9 +28,10 @@ Key table (first matching prefix wins; the rest of the key is kept)::
 
 The official model registers ``up`` and ``reg_scale`` twice (the same
 Parameter under ``decoder.`` and ``decoder.decoder.``); both copies are read
-and must agree.  ``reg_scale`` is int64 officially and a float32 buffer here
-(it must be integral: the official int64 arithmetic then gives the same
-float32 values).
+and must agree, and become one buffer each.  Values and dtypes are kept
+(``reg_scale`` is int64 officially and in our model; ``up`` is float32 and
+may differ from 0.5 by a few ulp after EMA averaging, so it is loaded rather
+than recomputed).
 """
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -157,11 +158,10 @@ def convert_state_dict(sd: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
     """Map an official state dict to :class:`DFINE` keys.
 
     Duplicated official entries (``up``, ``reg_scale``) are checked to agree
-    and merged; ``reg_scale`` is cast to float32 (it must be integral).
+    and merged.
 
     Raises:
-        CheckpointMismatchError: when duplicated entries disagree or
-            ``reg_scale`` is not integral.
+        CheckpointMismatchError: when duplicated entries disagree.
         KeyError: for an official key the table does not know.
     """
     out: 'OrderedDict[str, Tensor]' = OrderedDict()
@@ -175,13 +175,7 @@ def convert_state_dict(sd: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
                     f'{sd[twin].tolist()}; the official model ties them')
             if twin in sd:
                 continue
-        new_key = map_key(key)
-        if new_key == 'decoder.reg_scale':
-            if torch.any(value != value.round()):
-                raise CheckpointMismatchError(
-                    f'{key} = {value.tolist()} is not integral')
-            value = value.to(torch.float32)
-        out[new_key] = value
+        out[map_key(key)] = value
     return out
 
 

@@ -140,7 +140,8 @@ class DFINETransformerDecoder(nn.Module):
         layer_cfg (dict): Keyword arguments of
             :class:`DFINETransformerDecoderLayer`.
         reg_max (int): Bin intervals per edge (33 bins for 32). Default 32.
-        reg_scale (float): ``c`` of ``W(n)`` (4; 8 for D-FINE-X).
+        reg_scale (float): ``c`` of ``W(n)`` (4; 8 for D-FINE-X); stored
+            as an int64 buffer when integral, as in official checkpoints.
         up (float): ``a`` of ``W(n)``. Default 0.5.
         eval_idx (int): Index of the layer whose output is used at inference
             (negative counts from the end); at inference the loop stops after
@@ -168,13 +169,19 @@ class DFINETransformerDecoder(nn.Module):
         self.embed_dims = self.layers[0].embed_dims
         # positional embedding of the current reference box (4 -> 2D -> D)
         self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
-        # W(n) hyper-parameters. The official model registers them as
-        # non-trainable Parameters under two names each (decoder.up and
-        # decoder.decoder.up) and stores reg_scale as int64; here each is one
-        # float32 buffer (exact: c is a small integer, and the official
-        # int64 -> float32 promotions give the same float32 values).
+        # W(n) hyper-parameters. The official model registers each as a
+        # non-trainable Parameter under two names (decoder.up and
+        # decoder.decoder.up); here each is one buffer. As officially, `up`
+        # is float32 (averaged by the EMA) and an integral `reg_scale` is
+        # int64: the FDR arithmetic then follows the official int64 -> float32
+        # promotions bit for bit and the EMA (floating-point entries only)
+        # leaves it untouched. A non-integral reg_scale is stored as float32.
         self.register_buffer('up', torch.tensor([float(up)]))
-        self.register_buffer('reg_scale', torch.tensor([float(reg_scale)]))
+        if float(reg_scale) == int(reg_scale):
+            reg_scale_t = torch.tensor([int(reg_scale)], dtype=torch.int64)
+        else:
+            reg_scale_t = torch.tensor([float(reg_scale)])
+        self.register_buffer('reg_scale', reg_scale_t)
         self.init_weights()
 
     def init_weights(self) -> None:

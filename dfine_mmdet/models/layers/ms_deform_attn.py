@@ -43,7 +43,8 @@ class MSDeformableAttention(nn.Module):
         num_levels (int): Number of feature levels ``L``. Default 3.
         num_points (int | list[int]): Sampling points per level (one int for
             all levels, or one per level). Default 4.
-        offset_scale (float): Factor applied to ``offset * ref_wh``. Default 0.5.
+        offset_scale (float): Factor applied to ``offset * ref_wh``.
+            Default 0.5.
     """
 
     def __init__(self,

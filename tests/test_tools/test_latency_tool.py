@@ -1,0 +1,30 @@
+"""tools/benchmark/latency.py: parameter count helper and backend table."""
+import importlib.util
+import os.path as osp
+
+import torch
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location(
+        'dfine_latency', osp.join(ROOT, 'tools', 'benchmark', 'latency.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_param_count_and_eager_backend():
+    latency = _load()
+    model = latency.build_model('n')
+    # official count (spec 1.1) incl. the two W(n) scalars
+    assert latency.count_params(model) == latency.OFFICIAL_PARAMS['n']
+    assert 'torch-eager' in latency.BACKENDS
+
+    class Args:
+        warmup, runs = 0, 2
+
+    times = latency.BACKENDS['torch-eager'](model, torch.rand(1, 3, 320, 320),
+                                            Args)
+    assert len(times) == 2 and all(t > 0 for t in times)
