@@ -133,3 +133,39 @@ def test_linear_warmup_matches_official():
         assert opt.param_groups[1]['lr'] == pytest.approx(8e-4 * factor, rel=1e-9), it
         opt.step()
         sched.step()
+
+
+def _to_official(name):
+    """Our parameter name -> the official one (inverse of the converter's key table)."""
+    from dfine_mmdet.models.detectors.official_checkpoint import KEY_MAP
+    for official, ours in sorted(KEY_MAP, key=lambda kv: -len(kv[1])):
+        if name.startswith(ours):
+            return official + name[len(ours):]
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize('cfg_name,style', [('dfine_hgnetv2_n_coco', 'nsm'),
+                                            ('dfine_hgnetv2_l_coco', 'lx')])
+def test_real_detector_official_mode_matches_official_regexes(project_root, cfg_name, style):
+    """On the real N (N/S/M regexes) and L (L/X regexes, frozen stem + frozen BN)
+    detectors, the official-bug mode gives exactly the groups the official regexes
+    give on the official parameter names; the fixed mode moves norms/LAB/biases out
+    of weight decay."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(f'{project_root}/configs/dfine/{cfg_name}.py')
+    assert cfg.optim_wrapper.paramwise_cfg.official_regex_style == style
+    model = MODELS.build(cfg.model)
+    named = [(_to_official(n), p) for n, p in model.named_parameters()]
+    expected = official_groups(named, NSM if style == 'nsm' else LX)
+    ours = dfine_param_groups(model, reproduce_official_regex_bug=True, official_regex_style=style)
+    ours = {k: {_to_official(n) for n, _ in v} for k, v in ours.items() if v}
+    assert ours == expected
+    fixed = _names(dfine_param_groups(model))
+    if style == 'nsm':
+        assert 'backbone.stem.stem1.bn.weight' in fixed['backbone_no_decay']
+        assert 'backbone.stem.stem1.lab.scale' in fixed['backbone_no_decay']
+    assert any(n.endswith('in_proj_bias') for n in fixed['no_decay'])
+    assert not any(n.endswith('bias') for g in ('backbone', 'default') for n in fixed.get(g, ()))

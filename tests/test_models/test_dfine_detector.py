@@ -260,3 +260,27 @@ def test_det_inferencer_matches_init_detector(toy_setup):
     torch.testing.assert_close(pred.bboxes, ref.bboxes)
     assert pred.labels.max() < 2
     assert config_path('n') != toy_setup['cfg_file']
+
+
+def test_init_weights_gives_official_init():
+    """After mmengine's ``init_weights`` the official zero / prior inits
+    hold (training from scratch)."""
+    model = build_model('n')
+    model.init_weights()
+    head = model.bbox_head
+    prior = -4.59511985013459  # logit(0.01)
+    for branch in list(head.cls_branches) + [head.enc_cls_branch]:
+        torch.testing.assert_close(branch.bias,
+                                   torch.full_like(branch.bias, prior))
+    for reg in list(head.reg_branches) + [head.pre_reg_branch,
+                                          head.enc_reg_branch]:
+        assert torch.all(reg.layers[-1].weight == 0)
+    for lqe in head.lqe_layers:
+        assert torch.all(lqe.reg_conf.layers[-1].weight == 0)
+    layer = model.decoder.layers[0]
+    assert torch.all(layer.gateway.gate.weight == 0)
+    assert torch.all(layer.cross_attn.attention_weights.weight == 0)
+    assert layer.cross_attn.sampling_offsets.bias.abs().max() == 6
+    assert model.decoder.reg_scale.dtype == torch.int64
+    emb = model.dn_query_generator.label_embedding.weight
+    assert torch.all(emb[-1] == 0) and emb[:-1].std() > 0.5

@@ -143,6 +143,9 @@ def test_postprocess(parity_dir, variant):
                                       fx['post/boxes'][b])}
         assert set(ours) == set(ref)
         diff = max(np.abs(ours[k] - ref[k]).max() for k in ref)
+        print(f'{variant} image {b}: max|dscore|='
+              f'{np.abs(scores - fx["post/scores"][b]).max():.3g} '
+              f'max|dbox|={diff:.3g} px')
         assert diff <= PIXEL_ATOL, f'{variant} image {b}: {diff} px'
 
 

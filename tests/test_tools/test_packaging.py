@@ -69,3 +69,19 @@ def test_wheel_contains_plugin_and_regular_install_imports(tmp_path):
     assert path.startswith(str(target)), path
     import dfine_mmdet
     assert version == dfine_mmdet.__version__
+
+
+def test_plugin_does_not_depend_on_distribution_names():
+    """The plugin imports ``mmdet``/``mmcv``/``mmengine`` modules only; it never asks which
+    distribution provides them (onedl-* forks or OpenMMLab's packages)."""
+    import re
+    forbidden = re.compile(r'importlib[._]metadata|pkg_resources|get_distribution|'
+                           r'metadata\.version\(|is_installed\(|get_installed_path\(')
+    offenders = []
+    for rel in sorted(_source_files()):
+        with open(osp.join(ROOT, rel), encoding='utf-8') as f:
+            for lineno, line in enumerate(f, 1):
+                code = line.split('#', 1)[0]
+                if forbidden.search(code):
+                    offenders.append(f'{rel}:{lineno}: {line.strip()}')
+    assert not offenders, offenders

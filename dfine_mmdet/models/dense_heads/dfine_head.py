@@ -182,7 +182,9 @@ class DFINEHead(BaseModule):
 
         Returns:
             list[:obj:`InstanceData`]: Per image ``scores`` [K], ``labels``
-            [K] (0..C-1) and ``bboxes`` [K, 4] xyxy, K = ``max_per_img``.
+            [K] (0..C-1), ``bboxes`` [K, 4] xyxy and ``query_index`` [K]
+            (the decoder query each detection comes from), K =
+            ``max_per_img``.
         """
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         last = hidden_states.shape[0] - 1

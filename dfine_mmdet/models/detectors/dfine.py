@@ -171,16 +171,21 @@ class DFINE(DetectionTransformer):
                 self._buffer_shapes, self.anchor_grid_size, self.anchor_eps)
             self.register_buffer('anchors', anchors)
             self.register_buffer('valid_mask', valid_mask)
+        self._init_own_layers()
 
-    def init_weights(self) -> None:
-        """Official init of the layers owned here (the rest init themselves):
-        xavier ``memory_trans_fc`` and decoder input projections."""
-        super().init_weights()
+    def _init_own_layers(self) -> None:
+        """Official init of the layers owned here: xavier-uniform
+        ``memory_trans_fc`` and decoder input projections."""
         nn.init.xavier_uniform_(self.memory_trans_fc.weight)
         for proj in self.input_proj:
             if isinstance(proj, nn.Sequential):
                 nn.init.xavier_uniform_(proj.conv.weight)
-        self.bbox_head._init_branches()
+
+    def init_weights(self) -> None:
+        """mmengine init of the sub-modules, then the official init of the
+        layers owned here (the head and decoder re-apply theirs)."""
+        super().init_weights()
+        self._init_own_layers()
 
     # ------------------------------------------------------------------ #
     def get_anchors(self, spatial_shapes: SpatialShapes,
@@ -281,8 +286,9 @@ class DFINE(DetectionTransformer):
         """
         bs = memory.shape[0]
         anchors, valid_mask = self.get_anchors(spatial_shapes, memory.device)
-        if bs > 1:
-            anchors = anchors.repeat(bs, 1, 1)
+        # expand (not a Python `if bs > 1`): tracing must keep the batch dim
+        # symbolic for dynamic-batch ONNX export.
+        anchors = anchors.expand(bs, -1, -1)
         masked = valid_mask.to(memory.dtype) * memory
         output_memory = self.memory_trans_norm(self.memory_trans_fc(masked))
         enc_logits = self.bbox_head.enc_cls_branch(output_memory)
