@@ -68,7 +68,7 @@ def _draw_object(draw, rng, cls, x1, y1, w, h):
     return [x1, y1, x2, y2]
 
 
-def make_image(rng, image_id):
+def make_image(rng):
     width = int(rng.randint(128, 193))
     height = int(rng.randint(128, 193))
     base = rng.randint(90, 170)
@@ -106,7 +106,7 @@ def write_split(out, split, num_images, rng, start_ann_id):
     images, annotations = [], []
     ann_id = start_ann_id
     for i in range(num_images):
-        img, anns = make_image(rng, i)
+        img, anns = make_image(rng)
         name = f'{i:06d}.png'
         img.save(osp.join(img_dir, name))
         images.append(dict(id=i, file_name=name, width=img.width,

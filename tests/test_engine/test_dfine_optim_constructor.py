@@ -79,7 +79,8 @@ def test_fixed_mode_groups():
               'backbone.stem.stem1.lab.scale', 'backbone.stem.stem1.lab.bias'):
         assert n in g['backbone_no_decay'], n
     assert g['no_decay'] == {
-        'encoder.input_proj.norm.weight', 'encoder.input_proj.norm.bias', 'encoder.attn.in_proj_bias',
+        'encoder.input_proj.norm.weight', 'encoder.input_proj.norm.bias',
+        'encoder.attn.in_proj_bias',
         'encoder.attn.out_proj.bias', 'encoder.norm1.weight', 'encoder.norm1.bias',
         'decoder.linear1.bias', 'decoder.norm3.weight', 'decoder.norm3.bias'}
     assert g['default'] == {'encoder.input_proj.conv.weight', 'encoder.attn.in_proj_weight',
@@ -169,3 +170,22 @@ def test_real_detector_official_mode_matches_official_regexes(project_root, cfg_
         assert 'backbone.stem.stem1.lab.scale' in fixed['backbone_no_decay']
     assert any(n.endswith('in_proj_bias') for n in fixed['no_decay'])
     assert not any(n.endswith('bias') for g in ('backbone', 'default') for n in fixed.get(g, ()))
+
+
+def test_flat_cosine_composes_from_mmengine_schedulers():
+    """Warmup, flat, then cosine: the composition documented in dfine_coco_train.py."""
+    from mmengine.optim.scheduler import CosineAnnealingLR
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1e-3)
+    scheds = [LinearLR(opt, start_factor=1 / 10, by_epoch=False, begin=0, end=10),
+              CosineAnnealingLR(opt, eta_min=0.0, T_max=20, by_epoch=False, begin=30, end=50)]
+    lrs = []
+    for _ in range(50):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        for s in scheds:
+            s.step()
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[10:31] == pytest.approx([1e-3] * 21)  # flat
+    assert lrs[40] == pytest.approx(0.5e-3, rel=1e-6)  # half way down the cosine
+    assert lrs[49] < 0.01e-3

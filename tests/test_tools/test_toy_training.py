@@ -1,4 +1,4 @@
-"""D-FINE runs end to end through the tools: toy data, train.py + resume, CPU DDP, mim, toy_train.py.
+"""D-FINE end to end through the tools: toy data, train.py + resume, CPU DDP, mim, benchmarks.
 
 All runs use D-FINE-N at 64x64 on an 8-image toy set (``tools/make_toy_dataset.py``)
 so that each command takes well under a minute on 2 CPU cores.  The tiny config
@@ -7,7 +7,6 @@ augmentation and a batch multi-scale augment back in, so the stop-epoch switch h
 something to switch off.
 """
 import json
-import os
 import os.path as osp
 import re
 import socket
@@ -133,6 +132,7 @@ def test_make_toy_dataset_is_deterministic_and_varied(tmp_path):
 
 
 # ------------------------------------------- train.py, stop epoch, resume, finetune
+@pytest.mark.slow
 def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, tmp_path, cli):
     """Epoch 1 fine-tunes from an 80-class checkpoint (class layers re-initialised);
     the run then resumes into epoch 2, where the strong augs and multi-scale stop and
@@ -153,7 +153,8 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
     train = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), tiny_dfine_cfg, '--work-dir', wd]
     out1 = cli(train + ['--cfg-options', f'load_from={coco_ckpt}'], cwd=str(tmp_path))
     assert re.search(r"ClassHeadAdaptHook: class count differs .*re-initialised \[.*"
-                     r"bbox_head\.cls_branches\.0\.weight.*dn_query_generator\.label_embedding", out1)
+                     r"bbox_head\.cls_branches\.0\.weight.*"
+                     r"dn_query_generator\.label_embedding", out1)
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out1), out1[-3000:]
     assert 'DFINEStopAugHook: epoch' not in out1
     assert osp.isfile(osp.join(wd, 'epoch_1.pth'))
@@ -174,6 +175,7 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
 
 
 # ----------------------------------------------------------------------- DDP
+@pytest.mark.slow
 def test_two_process_cpu_ddp(toy_data, tmp_path, cli):
     cfg = _write_cfg(tmp_path / 'tiny_ddp.py', toy_data, batch_size=2)
     out = cli([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
@@ -189,6 +191,7 @@ def test_two_process_cpu_ddp(toy_data, tmp_path, cli):
 
 
 # ----------------------------------------------------------------------- mim
+@pytest.mark.slow
 def test_mim_train_toy_config(tiny_dfine_cfg, tmp_path, cli, mim_bin):
     out = cli([mim_bin, 'train', 'mmdetection', tiny_dfine_cfg, '--work-dir',
                str(tmp_path / 'wd')], cwd=str(tmp_path))

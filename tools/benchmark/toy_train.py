@@ -145,7 +145,6 @@ def main(argv=None):
         print(f'  iter {i + 1:5d}-{i + len(chunk):5d}  '
               f'loss {sum(chunk) / len(chunk):8.3f}')
 
-    results = {}
     if args.raw:
         # EMAHook swaps EMA weights in for validation; pre-swapping makes that
         # swap bring the raw weights in (and the second swap restores)
@@ -154,7 +153,6 @@ def main(argv=None):
         ema_hook._swap_ema_parameters()
         raw = runner.val_loop.run()
         ema_hook._swap_ema_parameters()
-        results['raw'] = raw
         print(f'raw weights: bbox mAP {raw.get("coco/bbox_mAP", 0):.3f}  '
               f'mAP@0.5 {raw.get("coco/bbox_mAP_50", 0):.3f}')
     metrics = runner.val_loop.run()  # EMAHook swaps the EMA weights in

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""CPU time of one D-FINE training iteration (forward + criterion with matching + backward + AdamW step).
+"""CPU time of one D-FINE training iteration (forward, criterion + matching, backward, AdamW).
 
 Builds a COCO config (default D-FINE-N, 80 classes), feeds a fixed synthetic
 batch (random images, ``--gt`` random boxes per image, default 7 ~ the COCO

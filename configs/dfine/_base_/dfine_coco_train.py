@@ -85,6 +85,15 @@ param_scheduler = [
         begin=0,
         end=500)
 ]
+# D-FINE keeps the lr constant after the warmup (official MultiStepLR milestone
+# 500 epochs is never reached).  A "flat then cosine" schedule (as in later
+# DETR recipes) composes from MMEngine parts: a scheduler is inactive before
+# its `begin`, so the lr stays flat until then, e.g.
+#   param_scheduler = [
+#       dict(type='LinearLR', start_factor=1.0 / 500, by_epoch=False,
+#            begin=0, end=500),
+#       dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True,
+#            begin=flat_epochs, end=max_epochs, convert_to_iter_based=True)]
 
 max_epochs = 80
 stop_epoch = 72
