@@ -69,6 +69,11 @@ custom_hooks = [
 """
 
 
+# one OpenMP thread per process: on a shared 2-core machine oversubscribed
+# threads make a D-FINE step up to ~20x slower (tools/benchmark/train_step.py)
+ONE_THREAD = dict(OMP_NUM_THREADS='1')
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -151,7 +156,8 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
 
     wd = str(tmp_path / 'wd')
     train = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), tiny_dfine_cfg, '--work-dir', wd]
-    out1 = cli(train + ['--cfg-options', f'load_from={coco_ckpt}'], cwd=str(tmp_path))
+    out1 = cli(train + ['--cfg-options', f'load_from={coco_ckpt}'], cwd=str(tmp_path),
+               env=ONE_THREAD)
     assert re.search(r"ClassHeadAdaptHook: class count differs .*re-initialised \[.*"
                      r"bbox_head\.cls_branches\.0\.weight.*"
                      r"dn_query_generator\.label_embedding", out1)
@@ -160,7 +166,7 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
     assert osp.isfile(osp.join(wd, 'epoch_1.pth'))
 
     out2 = cli(train + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2'],
-               cwd=str(tmp_path))
+               cwd=str(tmp_path), env=ONE_THREAD)
     assert 'resumed epoch: 1, iter: 2' in out2, out2[-3000:]
     assert not re.search(r'Epoch\(train\) \[1\]\[', out2)
     assert re.search(r'Epoch\(train\) \[2\]\[2/2\]', out2), out2[-3000:]
@@ -181,7 +187,7 @@ def test_two_process_cpu_ddp(toy_data, tmp_path, cli):
     out = cli([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
                '--master_port', str(_free_port()), osp.join(ROOT, 'tools', 'train.py'), cfg,
                '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'wd')],
-              cwd=str(tmp_path), env=dict(OMP_NUM_THREADS='1'))
+              cwd=str(tmp_path), env=ONE_THREAD)
     assert 'Distributed training: True' in out
     # 8 images, 2 per process, 2 processes -> 2 iterations per epoch
     losses = re.findall(r'Epoch\(train\) \[1\]\[\d/2\].* loss: ([0-9.]+)', out)
@@ -194,7 +200,7 @@ def test_two_process_cpu_ddp(toy_data, tmp_path, cli):
 @pytest.mark.slow
 def test_mim_train_toy_config(tiny_dfine_cfg, tmp_path, cli, mim_bin):
     out = cli([mim_bin, 'train', 'mmdetection', tiny_dfine_cfg, '--work-dir',
-               str(tmp_path / 'wd')], cwd=str(tmp_path))
+               str(tmp_path / 'wd')], cwd=str(tmp_path), env=ONE_THREAD)
     assert 'Training finished successfully' in out
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out), out[-3000:]
     assert osp.isfile(tmp_path / 'wd' / 'epoch_1.pth')
@@ -204,7 +210,7 @@ def test_mim_train_toy_config(tiny_dfine_cfg, tmp_path, cli, mim_bin):
 def test_toy_train_benchmark_tiny_budget(toy_data, tmp_path, cli):
     out = cli([sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'toy_train.py'),
                '--iters', '3', '--threads', '1', '--data', toy_data,
-               '--work-dir', str(tmp_path / 'wd')], cwd=str(tmp_path))
+               '--work-dir', str(tmp_path / 'wd')], cwd=str(tmp_path), env=ONE_THREAD)
     lines = out.strip().splitlines()
     assert re.fullmatch(r'bbox mAP: \d\.\d{3}  mAP@0\.5: \d\.\d{3}', lines[-1]), lines[-5:]
     assert re.search(r'loss curve .*3 iterations', out)
@@ -214,5 +220,5 @@ def test_toy_train_benchmark_tiny_budget(toy_data, tmp_path, cli):
 def test_train_step_benchmark_runs(tmp_path, cli):
     out = cli([sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'train_step.py'),
                '--iters', '1', '--warmup', '0', '--size', '256', '--batch-size', '1',
-               '--threads', '1'], cwd=str(tmp_path))
+               '--threads', '1'], cwd=str(tmp_path), env=ONE_THREAD)
     assert re.search(r's/iter', out.strip().splitlines()[-1]), out[-2000:]

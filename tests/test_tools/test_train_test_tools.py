@@ -1,4 +1,5 @@
-"""``python tools/test.py`` and ``bash tools/dist_train.sh`` (CPU DDP over gloo).
+"""``python tools/test.py`` and ``bash tools/dist_train.sh`` (CPU DDP over gloo), on the tiny
+D-FINE-N config of ``conftest.py``.
 
 The wrappers run MMDetection's own scripts; without CUDA they initialise a gloo process
 group themselves and drop DDP's ``device_ids`` (see ``tools/_launch.py``).

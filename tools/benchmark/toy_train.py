@@ -13,6 +13,10 @@ Output: a short header, the loss curve (mean total loss over windows of
 iterations), then the COCO metrics of the EMA weights on the toy val split;
 the LAST line is ``bbox mAP: <mAP>  mAP@0.5: <mAP50>``.
 
+Measured (2-core CPU shared with other jobs, load average 2.6-5.3, 1 thread,
+--minutes 15): 1045 iterations at 0.86 s/iter, total loss 35.5 -> 23.0,
+EMA weights bbox mAP 0.388 / mAP@0.5 0.594 (raw weights 0.345 / 0.572).
+
 Examples::
 
     python tools/benchmark/toy_train.py --minutes 15
@@ -45,8 +49,10 @@ def parse_args(argv=None):
                         help='work dir (default: a temporary directory)')
     parser.add_argument('--config', default=TOY_CONFIG)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='torch.set_num_threads (default: torch default)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch.set_num_threads (default 1: on a shared '
+                        '2-core machine more threads than free cores makes a '
+                        'step many times slower)')
     parser.add_argument('--window', type=int, default=None,
                         help='iterations per loss-curve point (default: ~20 '
                         'points)')

@@ -12,7 +12,7 @@ GO-LSD matching) and backward + step.  The last line is the summary.
 Example::
 
     python tools/benchmark/train_step.py                       # N, batch 4, 640x640
-    python tools/benchmark/train_step.py --threads 1 --iters 5
+    python tools/benchmark/train_step.py --threads 2 --iters 5
 """
 import argparse
 import os.path as osp
@@ -34,7 +34,10 @@ def parse_args(argv=None):
     parser.add_argument('--gt', type=int, default=7, help='GT boxes per image')
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--threads', type=int, default=1,
+                        help='torch.set_num_threads (default 1; with 2 threads on '
+                        'a 2-core machine that is also busy with other jobs a '
+                        'step was measured ~18x slower)')
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
