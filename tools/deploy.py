@@ -16,8 +16,11 @@ the D-FINE counterpart of MMDeploy's tool: the same arguments, the same
    equivalent ``trtexec`` command is always written. Without ``tensorrt``
    (or with ``--device cpu``) the tool stops after the ONNX file and prints
    how to build the engine.
-4. ``--check``: runs the backend and PyTorch on the image(s) and prints the
-   largest box/score differences (``dfine_mmdet.deploy.verify``).
+4. ``--check``: runs the backend and PyTorch on the image(s), prints the
+   largest box/score differences (``dfine_mmdet.deploy.verify``) and exits
+   with status 1 when a detection found no partner or a difference exceeds
+   ``--box-tol`` / ``--score-tol`` (defaults: 1e-2 px / 1e-4 for fp32
+   backends, 2 px / 1e-2 for TensorRT FP16).
 
 Examples::
 
@@ -66,7 +69,20 @@ def parse_args():
     parser.add_argument(
         '--check',
         action='store_true',
-        help='compare the backend with PyTorch on --img')
+        help='compare the backend with PyTorch on --img; exit 1 on a '
+        'mismatch')
+    parser.add_argument(
+        '--box-tol',
+        type=float,
+        default=None,
+        help='--check: largest box difference in original-image pixels '
+        '(default 1e-2, TensorRT FP16 2.0)')
+    parser.add_argument(
+        '--score-tol',
+        type=float,
+        default=None,
+        help='--check: largest score difference; also the window in which '
+        'detections are paired (default 1e-4, TensorRT FP16 1e-2)')
     parser.add_argument(
         '--log-level',
         default='INFO',
@@ -121,6 +137,15 @@ def trtexec_command(onnx_file: str, deploy_cfg) -> str:
     return ' '.join(cmd)
 
 
+def check_tolerances(deploy_cfg, box_tol=None, score_tol=None):
+    """``(box_tol, score_tol)`` for ``--check``: the given values, else the
+    defaults for the deploy config's precision (FP16 is looser)."""
+    from mmdeploy.utils import get_common_config
+    fp16 = bool(get_common_config(deploy_cfg).get('fp16_mode', False))
+    return (box_tol if box_tol is not None else (2.0 if fp16 else 1e-2),
+            score_tol if score_tol is not None else (1e-2 if fp16 else 1e-4))
+
+
 def main():
     args = parse_args()
     import dfine_mmdet  # noqa: F401  (rewriters, symbolics and shims)
@@ -135,6 +160,11 @@ def main():
 
     logger = get_root_logger()
     logger.setLevel(getattr(logging, args.log_level))
+    import torch
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        print(f'--device {args.device}: CUDA is not available here, '
+              'continuing with --device cpu')
+        args.device = 'cpu'
     deploy_cfg, model_cfg = load_config(args.deploy_cfg, args.model_cfg)
     backend = get_backend(deploy_cfg).value
     checkpoint = None if args.checkpoint.lower() == 'none' else \
@@ -182,10 +212,13 @@ def main():
             print('[3/3] tensorrt is not importable here: wrote the ONNX '
                   'file only. On a machine with TensorRT and a GPU, rerun '
                   f'this command with --device cuda:0, or run {cmd_file}')
-            return
-        if not args.device.startswith('cuda'):
+        elif not args.device.startswith('cuda'):
             print('[3/3] --device cpu: wrote the ONNX file only; build the '
                   f'engine with --device cuda:0 or {cmd_file}')
+        if compat.tensorrt_version() is None or \
+                not args.device.startswith('cuda'):
+            if args.check:
+                print('--check skipped: there is no TensorRT engine to run')
             return
         print('[3/3] building the TensorRT engine')
         backend_files = to_backend(
@@ -200,10 +233,21 @@ def main():
 
     if args.check:
         from dfine_mmdet.deploy.verify import compare_with_pytorch
+        box_tol, score_tol = check_tolerances(deploy_cfg, args.box_tol,
+                                              args.score_tol)
         reports = compare_with_pytorch(deploy_cfg, model_cfg, checkpoint,
-                                       backend_files, imgs, args.device)
+                                       backend_files, imgs, args.device,
+                                       score_tol)
+        failed = 0
         for i, r in enumerate(reports):
-            print(f'check image {i}: {r}')
+            ok = (r['unmatched'] == 0 and r['max_box_diff'] <= box_tol
+                  and r['max_score_diff'] <= score_tol)
+            failed += not ok
+            print(f'check image {i}: {"PASS" if ok else "FAIL"} '
+                  f'(box tol {box_tol:g} px, score tol {score_tol:g}) {r}')
+        if failed:
+            print(f'check failed on {failed} of {len(reports)} image(s)')
+            sys.exit(1)
 
 
 if __name__ == '__main__':

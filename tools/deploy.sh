@@ -11,6 +11,7 @@
 #   tools/deploy.sh dfine_n_coco_mmdet.pth n ort --img demo.jpg --check
 #   tools/deploy.sh dfine_s_coco_mmdet.pth s trt-fp16
 # Output: work_dirs/deploy/dfine_<variant>_<target>/end2end.onnx (+ .engine)
+# PYTHON=/path/to/python picks the interpreter (default: python on PATH).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CKPT="${1:?usage: tools/deploy.sh CHECKPOINT [VARIANT] [TARGET] [args...]}"
@@ -30,7 +31,7 @@ esac
 DEVICE=cpu
 [[ "$TARGET" == trt* ]] && DEVICE="${DEPLOY_DEVICE:-cuda:0}"
 
-exec python "$ROOT/tools/deploy.py" \
+exec "${PYTHON:-python}" "$ROOT/tools/deploy.py" \
   "$ROOT/configs/deploy/$CFG" \
   "$ROOT/configs/dfine/dfine_hgnetv2_${VARIANT}_coco.py" \
   "$CKPT" \

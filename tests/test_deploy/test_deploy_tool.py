@@ -1,4 +1,5 @@
-"""``tools/deploy.py``: the trtexec command it writes for TensorRT configs."""
+"""``tools/deploy.py`` and ``tools/deploy.sh``: the trtexec command written for
+TensorRT configs, and the command lines of README.md / docs/deploy.md."""
 import importlib.util
 import os.path as osp
 
@@ -72,3 +73,68 @@ def test_trtexec_fp32_static(onnx_file):
     cmd = _tool().trtexec_command(onnx_file, cfg)
     assert '--fp16' not in cmd and 'layerPrecisions' not in cmd
     assert '--maxShapes=input:1x3x640x640' in cmd
+
+
+# ------------------------------------------------ the command lines of README
+@pytest.fixture(scope='module')
+def demo_jpg(tmp_path_factory):
+    import mmcv
+    from deploy_fixtures import images
+    path = str(tmp_path_factory.mktemp('demo') / 'demo.jpg')
+    mmcv.imwrite(images()[0], path)
+    return path
+
+
+def _run(cmd, cwd):
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONUNBUFFERED='1',
+               PATH=osp.dirname(sys.executable) + os.pathsep +
+               os.environ.get('PATH', ''))
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_deploy_py_onnxruntime_check(checkpoint, demo_jpg, tmp_path):
+    """README: ``python tools/deploy.py <ORT static> <N config> CKPT --img
+    demo.jpg --work-dir ... --check``; then the same with a box tolerance no
+    result can meet, which must fail."""
+    import sys
+    cmd = [
+        sys.executable, 'tools/deploy.py',
+        'configs/deploy/detection_onnxruntime_static-640x640.py',
+        'configs/dfine/dfine_hgnetv2_n_coco.py', checkpoint, '--img',
+        demo_jpg, '--work-dir',
+        str(tmp_path / 'dfine_n_ort'), '--check'
+    ]
+    rc, out = _run(cmd, ROOT)
+    assert rc == 0, out[-3000:]
+    assert osp.isfile(tmp_path / 'dfine_n_ort' / 'end2end.onnx')
+    assert 'custom ops: none' in out
+    assert 'check image 0: PASS' in out, out[-3000:]
+
+    rc, out = _run(cmd + ['--box-tol', '-1'], ROOT)
+    assert rc == 1, out[-3000:]
+    assert 'check image 0: FAIL' in out and 'check failed on 1 of 1' in out
+
+
+def test_deploy_sh_tensorrt_fp16_without_tensorrt(checkpoint, demo_jpg,
+                                                  tmp_path):
+    """docs/deploy.md: ``tools/deploy.sh CKPT s trt-fp16 --img demo.jpg
+    --check`` (here with N) on a machine without TensorRT or CUDA: the
+    TensorRT graph is exported and checked, the trtexec command written."""
+    rc, out = _run([
+        'bash', osp.join(ROOT, 'tools', 'deploy.sh'), checkpoint, 'n',
+        'trt-fp16', '--img', demo_jpg, '--check'
+    ], str(tmp_path))
+    assert rc == 0, out[-3000:]
+    work = tmp_path / 'work_dirs' / 'deploy' / 'dfine_n_trt-fp16'
+    assert osp.isfile(work / 'end2end.onnx')
+    cmd = (work / 'trtexec_cmd.sh').read_text()
+    assert cmd.startswith('trtexec ') and '--fp16' in cmd
+    assert 'graph check (tensorrt)' in out and 'custom ops: none' in out
+    if importlib.util.find_spec('tensorrt') is None:
+        assert 'tensorrt is not importable here' in out
+        assert '--check skipped' in out

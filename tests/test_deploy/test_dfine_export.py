@@ -1,15 +1,6 @@
 """D-FINE-N through MMDeploy on CPU: ONNX graph contents and exactness.
 
-The D-FINE-N model (``configs/dfine/dfine_hgnetv2_n_coco.py``, 640x640) gets
-random weights: the official init, then N(0, 0.02) noise on every parameter.
-The official init zeroes the last layer of every box / corner branch, so
-without the noise the FDR refinements and the LQE would contribute nothing.
-The backbone, the neck and the query-selection layers get N(0, 0.1)
-instead: their more varied features separate the encoder scores at the
-top-300 query-selection boundary (checked by
-``test_query_selection_is_well_posed``). With near-equal scores there (0.02
-everywhere gave gaps of 2e-7 logits), PyTorch itself selects different
-queries at batch 1 and batch 2, and no backend comparison can be exact.
+The model is the random D-FINE-N of ``deploy_fixtures.py`` (640x640).
 
 * ONNX Runtime static (batch 1) and dynamic batch (batch 1 and 2) graphs are
   exported with MMDeploy's own ``torch2onnx``. They run in MMDeploy's
@@ -27,7 +18,6 @@ queries at batch 1 and batch 2, and no backend comparison can be exact.
 import os.path as osp
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -41,19 +31,9 @@ from dfine_mmdet.deploy.graph_checks import (check_graph,  # noqa: E402
                                              custom_domain_ops,
                                              op_type_counts)
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-MODEL_CFG = osp.join(ROOT, 'configs/dfine/dfine_hgnetv2_n_coco.py')
-DEPLOY_DIR = osp.join(ROOT, 'configs/deploy')
-ORT_STATIC = osp.join(DEPLOY_DIR, 'detection_onnxruntime_static-640x640.py')
-ORT_DYNAMIC = osp.join(DEPLOY_DIR,
-                       'detection_onnxruntime_dynamic-batch-640x640.py')
-TRT_FP16_DYNAMIC = osp.join(
-    DEPLOY_DIR, 'detection_tensorrt-fp16_dynamic-batch-640x640.py')
+from deploy_fixtures import (MODEL_CFG, ORT_DYNAMIC, ORT_STATIC,  # noqa: E402
+                             TRT_FP16_DYNAMIC, images)
 
-WEIGHT_NOISE = 0.02
-FEATURE_NOISE = 0.1
-FEATURE_PARAMS = ('backbone.', 'neck.', 'memory_trans_',
-                  'bbox_head.enc_cls_branch.')
 # smallest allowed gap between the 300th and 301st encoder score (logits);
 # float32 noise between batch sizes / backends is ~1e-5
 MIN_SELECTION_GAP = 1e-4
@@ -61,35 +41,6 @@ BOX_TOL_PX = 1e-3
 SCORE_TOL = 1e-4
 # D-FINE-N: 3 decoder layers x 2 feature levels of deformable sampling
 NUM_GRID_SAMPLE = 6
-
-
-def _images():
-    rng = np.random.default_rng(0)
-    # non-square originals so that the scale_factor mapping is exercised
-    return [
-        rng.integers(0, 256, (480, 640, 3), dtype=np.uint8),
-        rng.integers(0, 256, (640, 512, 3), dtype=np.uint8)
-    ]
-
-
-@pytest.fixture(scope='module')
-def checkpoint(tmp_path_factory):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine import Config
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(MODEL_CFG)
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = FEATURE_NOISE if name.startswith(
-                FEATURE_PARAMS) else WEIGHT_NOISE
-            p.add_(torch.randn_like(p) * noise)
-    path = str(tmp_path_factory.mktemp('ckpt') / 'dfine_n_random.pth')
-    torch.save({'state_dict': model.state_dict()}, path)
-    return path
 
 
 def _selection_gaps(checkpoint, imgs):
@@ -121,7 +72,7 @@ def _selection_gaps(checkpoint, imgs):
 
 def _torch2onnx(deploy_cfg, checkpoint, work_dir):
     from mmdeploy.apis import torch2onnx
-    torch2onnx(_images()[0], str(work_dir), 'end2end.onnx', deploy_cfg,
+    torch2onnx(images()[0], str(work_dir), 'end2end.onnx', deploy_cfg,
                MODEL_CFG, checkpoint, 'cpu')
     return str(work_dir / 'end2end.onnx')
 
@@ -141,7 +92,7 @@ def ort_dynamic_onnx(checkpoint, tmp_path_factory):
 @pytest.fixture(scope='module')
 def trt_fp16_onnx(checkpoint, tmp_path_factory):
     from dfine_mmdet.deploy.export import export_onnx
-    return export_onnx(_images()[0], str(tmp_path_factory.mktemp('trt16')),
+    return export_onnx(images()[0], str(tmp_path_factory.mktemp('trt16')),
                        'end2end.onnx', TRT_FP16_DYNAMIC, MODEL_CFG,
                        checkpoint)
 
@@ -150,7 +101,7 @@ def test_query_selection_is_well_posed(checkpoint):
     """Precondition of the exactness tests below: no near-tie at the top-k
     boundary of query selection, at batch 1 and batch 2."""
     for batch in (1, 2):
-        gaps = _selection_gaps(checkpoint, _images()[:batch])
+        gaps = _selection_gaps(checkpoint, images()[:batch])
         assert min(gaps) > MIN_SELECTION_GAP, (batch, gaps)
 
 
@@ -203,7 +154,7 @@ def test_dynamic_graph_io(ort_dynamic_onnx):
 def test_ort_static_matches_pytorch(ort_static_onnx, checkpoint):
     from dfine_mmdet.deploy.verify import (compare_onnx_with_pytorch,
                                            compare_with_pytorch)
-    img = _images()[0]
+    img = images()[0]
     # MMDeploy's End2EndModel (the path of mmdeploy's tools/test.py)
     _assert_exact(
         compare_with_pytorch(ORT_STATIC, MODEL_CFG, checkpoint,
@@ -221,7 +172,7 @@ def test_ort_dynamic_batch_matches_pytorch(ort_dynamic_onnx, checkpoint,
     from dfine_mmdet.deploy.verify import compare_with_pytorch
     reports = compare_with_pytorch(ORT_DYNAMIC, MODEL_CFG, checkpoint,
                                    [ort_dynamic_onnx],
-                                   _images()[:batch])
+                                   images()[:batch])
     _assert_exact(reports, batch)
 
 
@@ -243,7 +194,7 @@ def test_tensorrt_graph_matches_pytorch_in_ort(trt_fp16_onnx, checkpoint):
     from dfine_mmdet.deploy.verify import compare_onnx_with_pytorch
     _assert_exact(
         compare_onnx_with_pytorch(TRT_FP16_DYNAMIC, MODEL_CFG, checkpoint,
-                                  trt_fp16_onnx, _images()), 2)
+                                  trt_fp16_onnx, images()), 2)
 
 
 def test_tensorrt_fp16_builder_pins_layers(trt_fp16_onnx, tmp_path):
