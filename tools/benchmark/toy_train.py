@@ -13,9 +13,11 @@ Output: a short header, the loss curve (mean total loss over windows of
 iterations), then the COCO metrics of the EMA weights on the toy val split;
 the LAST line is ``bbox mAP: <mAP>  mAP@0.5: <mAP50>``.
 
-Measured (2-core CPU shared with other jobs, load average 2.6-5.3, 1 thread,
---minutes 15): 1045 iterations at 0.86 s/iter, total loss 35.5 -> 23.0,
-EMA weights bbox mAP 0.388 / mAP@0.5 0.594 (raw weights 0.345 / 0.572).
+Measured (2-core CPU, 1 thread, --minutes 15): otherwise idle machine
+(2026-12-03): 1404 iterations at 0.64 s/iter, total loss 34.7 -> 21.2, EMA
+weights bbox mAP 0.427 / mAP@0.5 0.649. Shared with other jobs (load average
+2.6-5.3): 1045 iterations at 0.86 s/iter, total loss 35.5 -> 23.0, EMA bbox
+mAP 0.388 / mAP@0.5 0.594 (raw weights 0.345 / 0.572).
 
 Examples::
 
