@@ -202,3 +202,24 @@ def test_official_train_pipeline_end_to_end(project_root):
         assert len(sample.ignored_instances) == 0
         assert set(sample.gt_instances.labels.tolist()) <= {0}
         assert ((b[:, 2:] - b[:, :2]) >= 1).all() and (b >= 0).all() and (b <= 640).all()
+
+
+def test_sanitize_counts_and_logs_invalid_boxes(tmp_path):
+    from mmengine.logging import MMLogger
+    log_file = tmp_path / 'sanitize.log'
+    MMLogger.get_instance('test_sanitize_log', log_file=str(log_file))
+    t = SanitizeBoundingBoxes(min_size=1, drop_ignored=True, log_dropped=True)
+    for _ in range(3):  # 2 invalid boxes per image; the crowd box is not counted
+        res = _results([[10, 10, 10.5, 20], [-1, 5, 20, 20], [0, 0, 30, 30], [5, 5, 50, 50]])
+        res['gt_ignore_flags'] = np.array([0, 0, 1, 0], bool)
+        res['img_path'] = 'img_with_bad_boxes.jpg'
+        out = t.transform(res)
+        assert out['gt_bboxes'].tensor.tolist() == [[5, 5, 50, 50]]
+    assert t.num_dropped == 6
+    text = log_file.read_text()
+    # reported at the 1st, 2nd, 4th, ... drop: after images 1 (2 dropped) and 2 (4)
+    assert text.count('SanitizeBoundingBoxes: dropped 2 invalid box(es)') == 2
+    assert 'img_with_bad_boxes.jpg' in text and '4 dropped so far' in text
+    quiet = SanitizeBoundingBoxes(min_size=1)
+    quiet.transform(_results([[10, 10, 10.5, 20]]))
+    assert quiet.num_dropped == 0

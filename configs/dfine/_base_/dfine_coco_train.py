@@ -30,7 +30,11 @@ train_pipeline = [
         backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     # the official COCO loader drops crowd boxes before any transform
-    dict(type='SanitizeBoundingBoxes', min_size=1, drop_ignored=True),
+    dict(
+        type='SanitizeBoundingBoxes',
+        min_size=1,
+        drop_ignored=True,
+        log_dropped=True),
     # -- strong augmentation: removed from the pipeline at stop_epoch --
     dict(type='RandomPhotometricDistort', p=0.5),
     dict(

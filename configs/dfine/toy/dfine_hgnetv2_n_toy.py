@@ -43,7 +43,11 @@ train_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow',
          backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='SanitizeBoundingBoxes', min_size=1, drop_ignored=True),
+    dict(
+        type='SanitizeBoundingBoxes',
+        min_size=1,
+        drop_ignored=True,
+        log_dropped=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
          backend='pillow', interpolation='bilinear'),

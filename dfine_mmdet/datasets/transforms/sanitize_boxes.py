@@ -23,12 +23,23 @@ True)`` right after ``LoadAnnotations`` to match it (MMDetection would
 otherwise keep crowd boxes in the pipeline, where they influence the IoU crop,
 and only move them to ``ignored_instances`` at packing time).
 
+``log_dropped=True`` makes the drops visible: each invalid box (not a crowd
+box) is counted in ``num_dropped`` and reported through the current MMEngine
+logger with the image path, at the 1st, 2nd, 4th, 8th, ... drop of the
+process (counts are per dataloader worker). The training configs set it on
+the first instance, right after ``LoadAnnotations``, where a dropped box means
+an invalid annotation; after the crops, dropping boxes is the augmentation
+working as intended and is not logged.
+
 Required keys: ``gt_bboxes`` (``HorizontalBoxes``), ``img_shape``.
 Modified keys: ``gt_bboxes`` and every per-instance key present
 (``gt_bboxes_labels``, ``gt_ignore_flags``, ``gt_masks``).
 """
+import logging
+
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
 
 from mmdet.registry import TRANSFORMS
 
@@ -46,15 +57,22 @@ class SanitizeBoundingBoxes(BaseTransform):
             Defaults to 1 (the D-FINE value).
         drop_ignored (bool): Also drop instances whose ``gt_ignore_flags`` is
             True (crowd boxes). Defaults to False.
+        log_dropped (bool): Count invalid boxes in ``num_dropped`` and log
+            them (see the module docstring). Defaults to False.
     """
 
-    def __init__(self, min_size: float = 1.0,
-                 drop_ignored: bool = False) -> None:
+    def __init__(self,
+                 min_size: float = 1.0,
+                 drop_ignored: bool = False,
+                 log_dropped: bool = False) -> None:
         if min_size < 0:
             raise ValueError('SanitizeBoundingBoxes: min_size must be >= 0, '
                              f'got {min_size}')
         self.min_size = min_size
         self.drop_ignored = drop_ignored
+        self.log_dropped = log_dropped
+        self.num_dropped = 0  # invalid boxes dropped by this process
+        self._next_report = 1
 
     def valid_mask(self, boxes: np.ndarray, height: int,
                    width: int) -> np.ndarray:
@@ -72,6 +90,8 @@ class SanitizeBoundingBoxes(BaseTransform):
             return results
         height, width = results['img_shape'][:2]
         keep = self.valid_mask(results['gt_bboxes'].numpy(), height, width)
+        if self.log_dropped and not keep.all():
+            self._report(int((~keep).sum()), results, height, width)
         if self.drop_ignored and 'gt_ignore_flags' in results:
             keep &= ~results['gt_ignore_flags'].astype(bool)
         if keep.all():
@@ -81,6 +101,22 @@ class SanitizeBoundingBoxes(BaseTransform):
                 results[key] = results[key][keep]
         return results
 
+    def _report(self, num: int, results: dict, height: int,
+                width: int) -> None:
+        self.num_dropped += num
+        if self.num_dropped < self._next_report:
+            return
+        while self._next_report <= self.num_dropped:
+            self._next_report *= 2
+        print_log(
+            f'SanitizeBoundingBoxes: dropped {num} invalid box(es) (width or '
+            f'height < {self.min_size} px, or outside the {width}x{height} '
+            f'image) of {results.get("img_path", "an image")}; '
+            f'{self.num_dropped} dropped so far in this process',
+            logger='current',
+            level=logging.WARNING)
+
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(min_size={self.min_size}, '
-                f'drop_ignored={self.drop_ignored})')
+                f'drop_ignored={self.drop_ignored}, '
+                f'log_dropped={self.log_dropped})')
