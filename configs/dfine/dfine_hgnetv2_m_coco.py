@@ -9,7 +9,11 @@ model = dict(
              base_size_repeat=6)
     ]),
     backbone=dict(
-        arch='B2', use_lab=True, frozen_stem=False, freeze_norm=False),
+        arch='B2',
+        use_lab=True,
+        frozen_stem=False,
+        freeze_norm=False,
+        init_cfg=dict(checkpoint='checkpoints/PPHGNetV2_B2_stage1.pth')),
     neck=dict(in_channels=[384, 768, 1536], depth_mult=0.67),
     decoder=dict(num_layers=4),
     bbox_head=dict(num_pred_layer=4))

@@ -9,7 +9,8 @@ model = dict(
         use_lab=True,
         out_indices=(2, 3),
         frozen_stem=False,
-        freeze_norm=False),
+        freeze_norm=False,
+        init_cfg=dict(checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')),
     neck=dict(
         in_channels=[512, 1024],
         feat_strides=[16, 32],

@@ -9,7 +9,11 @@ model = dict(
              base_size_repeat=20)
     ]),
     backbone=dict(
-        arch='B0', use_lab=True, frozen_stem=False, freeze_norm=False),
+        arch='B0',
+        use_lab=True,
+        frozen_stem=False,
+        freeze_norm=False,
+        init_cfg=dict(checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')),
     neck=dict(in_channels=[256, 512, 1024], expansion=0.5, depth_mult=0.34),
     decoder=dict(num_layers=3),
     bbox_head=dict(num_pred_layer=3))

@@ -9,7 +9,9 @@ model = dict(
         dict(type='DFINEBatchMultiScaleResize', base_size=640,
              base_size_repeat=3)
     ]),
-    backbone=dict(arch='B5'),
+    backbone=dict(
+        arch='B5',
+        init_cfg=dict(checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')),
     neck=dict(hidden_dim=384, dim_feedforward=2048),
     in_channels=[384, 384, 384],
     decoder=dict(reg_scale=8.0))

@@ -47,6 +47,7 @@ def save_random_checkpoint(path: str) -> str:
     from mmengine import Config
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(MODEL_CFG)
+    cfg.model.backbone.init_cfg = None  # random, not ImageNet-pretrained
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -116,3 +116,49 @@ def test_config_dry_builds(path):
             cfg.model.bbox_head.criterion.num_classes
         assert cfg.train_dataloader.dataset.metainfo.classes == cfg.classes
         assert cfg.load_from
+
+
+# official HGNetv2 `name` per size letter; `pretrained: True` in every official COCO /
+# Objects365 / obj2coco / custom config (spec section 1.2)
+OFFICIAL_ARCH = dict(n='B0', s='B0', m='B2', l='B4', x='B5')
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=_name)
+def test_backbone_initialisation(path):
+    """Training from data starts from the ImageNet-pretrained HGNetV2 file of its arch (a
+    relative path: nothing is downloaded); fine-tuning configs take every weight from
+    ``load_from`` instead; the toy and ResNet-50 configs start from scratch."""
+    name = _name(path)
+    cfg = Config.fromfile(path)
+    init_cfg = cfg.model.backbone.get('init_cfg')
+    if name.endswith(('_coco', '_obj365')) and 'hgnetv2' in name:
+        arch = OFFICIAL_ARCH[name.split('_')[2]]
+        assert cfg.model.backbone.arch == arch
+        assert init_cfg == dict(type='Pretrained',
+                                checkpoint=f'checkpoints/PPHGNetV2_{arch}_stage1.pth')
+    else:
+        assert init_cfg is None, name
+        if name.endswith(('_custom', '_obj2coco')):
+            assert 'load_from' in cfg, name
+
+
+def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
+    """``dfine_hgnetv2_n_coco.py`` with its init_cfg pointed at an official-style file
+    (plain backbone state_dict, no ``backbone.`` prefix): ``init_weights`` of the whole
+    detector puts exactly those values into the backbone."""
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
+    torch.manual_seed(0)
+    src = MODELS.build(dict(cfg.model.backbone, init_cfg=None))
+    with torch.no_grad():
+        for t in src.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.randn_like(t))
+    path = str(tmp_path / 'PPHGNetV2_B0_stage1.pth')
+    torch.save(src.state_dict(), path)
+    cfg.model.backbone.init_cfg.checkpoint = path
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    got = model.backbone.state_dict()
+    for key, value in src.state_dict().items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)

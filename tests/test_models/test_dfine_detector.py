@@ -265,7 +265,9 @@ def test_det_inferencer_matches_init_detector(toy_setup):
 def test_init_weights_gives_official_init():
     """After mmengine's ``init_weights`` the official zero / prior inits
     hold (training from scratch)."""
-    model = build_model('n')
+    cfg = load_config('n')
+    cfg.model.backbone.init_cfg = None  # from scratch: no ImageNet file
+    model = build_model('n', cfg=cfg)
     model.init_weights()
     head = model.bbox_head
     prior = -4.59511985013459  # logit(0.01)

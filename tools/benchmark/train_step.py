@@ -75,6 +75,8 @@ def main(argv=None):
     from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
     init_default_scope('mmdet')
     cfg = Config.fromfile(args.config)
+    # random init: the timing does not depend on the ImageNet-pretrained file
+    cfg.model.backbone.init_cfg = None
     torch.manual_seed(args.seed)
     model = MODELS.build(cfg.model)
     model.init_weights()

@@ -22,6 +22,20 @@
 #   clip_max_norm 0.1, use_amp True    -> optim_wrapper clip_grad / AmpOptimWrapper
 _base_ = './dfine_hgnetv2.py'
 
+# The official recipe starts from the ImageNet-pretrained HGNetV2
+# (`HGNetv2.pretrained: True`, the authors' PPHGNetV2_<arch>_stage1.pth release
+# files). Nothing is downloaded: put the file at this path, relative to the
+# directory training runs in (each variant names its arch's file), or pass
+# `--cfg-options model.backbone.init_cfg.checkpoint=/path/to/file.pth`. A
+# missing file stops training with an error naming the path. Testing and
+# inference (`init_detector`, `tools/test.py`) load a full checkpoint and never
+# read this file.
+model = dict(
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B4_stage1.pth')))
+
 backend_args = None
 train_pipeline = [
     dict(

@@ -20,7 +20,11 @@ _base_ = '../dfine_hgnetv2_l_coco.py'
 data_root = 'data/custom/'
 classes = ('class_a', 'class_b', 'class_c')
 num_classes = len(classes)
+# Every weight, the backbone's included, comes from `load_from`, so the
+# ImageNet-pretrained backbone file of the COCO recipe is not needed (the
+# official config loads it and then overwrites it with the -t checkpoint).
 model = dict(
+    backbone=dict(init_cfg=None),
     bbox_head=dict(
         num_classes=num_classes, criterion=dict(num_classes=num_classes)))
 train_dataloader = dict(

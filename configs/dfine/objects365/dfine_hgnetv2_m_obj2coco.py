@@ -2,6 +2,11 @@
 # dfine_m_obj2coco.pth): same architecture as the COCO model, 80 classes.
 _base_ = '../dfine_hgnetv2_m_coco.py'
 
+# Every weight, the backbone's included, comes from `load_from`, so the
+# ImageNet-pretrained backbone file of the COCO recipe is not needed (the
+# official config loads it and then overwrites it with the -t checkpoint).
+model = dict(backbone=dict(init_cfg=None))
+
 # schedule (official dfine_hgnetv2_m_obj2coco.yml): total batch 32 (4 GPUs x
 # 8), AdamW lr 2.5e-4 / backbone 2.5e-5, weight decay 1.25e-4, 56 epochs;
 # strong augmentation and multi-scale (640 x6) stop at epoch 48. No LR warmup

@@ -2,6 +2,11 @@
 # dfine_n_obj2coco.pth): same architecture as the COCO model, 80 classes.
 _base_ = '../dfine_hgnetv2_n_coco.py'
 
+# Every weight, the backbone's included, comes from `load_from`, so the
+# ImageNet-pretrained backbone file of the COCO recipe is not needed (the
+# official config loads it and then overwrites it with the -t checkpoint).
+model = dict(backbone=dict(init_cfg=None))
+
 # schedule (official dfine_hgnetv2_n_obj2coco.yml): total batch 128 (4 GPUs x
 # 32), AdamW lr 8e-4 / backbone 4e-4, weight decay 1e-4, 64 epochs; strong
 # augmentation stops at epoch 56; no batch multi-scale. No LR warmup and a

@@ -6,7 +6,11 @@ _base_ = '../dfine_hgnetv2_s_coco.py'
 # 8), AdamW lr 2.5e-4 / backbone 1.25e-4, weight decay 1.25e-4, 64 epochs;
 # strong augmentation and multi-scale (640 x10) stop at epoch 56. No LR warmup
 # and a constant EMA decay (official warmup_duration 0, EMA warmups 0).
+# Every weight, the backbone's included, comes from `load_from`, so the
+# ImageNet-pretrained backbone file of the COCO recipe is not needed (the
+# official config loads it and then overwrites it with the -t checkpoint).
 model = dict(
+    backbone=dict(init_cfg=None),
     # batch multi-scale of the official BatchImageCollateFunction
     data_preprocessor=dict(batch_augments=[
         dict(type='DFINEBatchMultiScaleResize', base_size=640,

@@ -11,6 +11,8 @@
 #   input 128x128 (official 640)            the toy images are 128-192 px; CPU time
 #   num_queries 60, 30 denoising queries    128 px gives only 80 memory tokens at
 #     (official 300 / 100)                  strides 16/32 (300 cannot be selected)
+#   backbone from scratch (official:        no download at run time, and the toy
+#     ImageNet-pretrained B0)               shapes need no ImageNet features
 #   lr 1e-3 everywhere (official 8e-4,      no ImageNet-pretrained backbone here, so
 #     backbone 4e-4), batch 8 (off. 128)    the backbone gets the full lr
 #   LR warmup 50 iterations (official 500)  a run is only a few hundred iterations
@@ -30,6 +32,7 @@ num_classes = 3
 img_size = 128
 
 model = dict(
+    backbone=dict(init_cfg=None),  # from scratch: no ImageNet weights here
     num_queries=60,
     eval_spatial_size=(img_size, img_size),
     dn_cfg=dict(num_denoising=30),
