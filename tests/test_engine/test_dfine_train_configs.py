@@ -156,7 +156,9 @@ def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
                 t.copy_(torch.randn_like(t))
     path = str(tmp_path / 'PPHGNetV2_B0_stage1.pth')
     torch.save(src.state_dict(), path)
-    cfg.model.backbone.init_cfg.checkpoint = path
+    # what `--cfg-options model.backbone.init_cfg.checkpoint=PATH` does (README)
+    cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': path})
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=path)
     model = MODELS.build(cfg.model)
     model.init_weights()
     got = model.backbone.state_dict()
