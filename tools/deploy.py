@@ -208,15 +208,17 @@ def main():
         cmd_file = osp.join(args.work_dir, 'trtexec_cmd.sh')
         with open(cmd_file, 'w') as f:
             f.write(cmd + '\n')
+        no_engine = None
         if compat.tensorrt_version() is None:
-            print('[3/3] tensorrt is not importable here: wrote the ONNX '
-                  'file only. On a machine with TensorRT and a GPU, rerun '
-                  f'this command with --device cuda:0, or run {cmd_file}')
+            no_engine = ('tensorrt is not importable here: wrote the ONNX '
+                         'file only. On a machine with TensorRT and a GPU, '
+                         'rerun this command with --device cuda:0, or run '
+                         f'{cmd_file}')
         elif not args.device.startswith('cuda'):
-            print('[3/3] --device cpu: wrote the ONNX file only; build the '
-                  f'engine with --device cuda:0 or {cmd_file}')
-        if compat.tensorrt_version() is None or \
-                not args.device.startswith('cuda'):
+            no_engine = ('--device cpu: wrote the ONNX file only; build the '
+                         f'engine with --device cuda:0 or {cmd_file}')
+        if no_engine:
+            print(f'[3/3] {no_engine}')
             if args.check:
                 print('--check skipped: there is no TensorRT engine to run')
             return
