@@ -53,20 +53,20 @@ def _selection_gaps(checkpoint, imgs):
     processor = build_task_processor(model_cfg, deploy_cfg, 'cpu')
     model = processor.build_pytorch_model(checkpoint)
     data, _ = processor.create_input(imgs, get_input_shape(deploy_cfg))
-    pre_decoder, gaps = model.pre_decoder, []
+    gaps = []
 
-    def recording_pre_decoder(memory, spatial_shapes, **kwargs):
-        _, valid_mask = model.get_anchors(spatial_shapes, memory.device)
-        out = model.memory_trans_norm(
-            model.memory_trans_fc(valid_mask.to(memory.dtype) * memory))
-        scores = model.bbox_head.enc_cls_branch(out).max(-1).values
-        top = scores.topk(model.num_queries + 1, dim=-1).values
+    def record(module, args, enc_logits):
+        # the logits whose max over classes pre_decoder's top-k ranks
+        top = enc_logits.max(-1).values.topk(model.num_queries + 1,
+                                             dim=-1).values
         gaps.extend((top[:, -2] - top[:, -1]).tolist())
-        return pre_decoder(memory, spatial_shapes, **kwargs)
 
-    model.pre_decoder = recording_pre_decoder
-    with torch.no_grad():
-        model.test_step(data)
+    handle = model.bbox_head.enc_cls_branch.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            model.test_step(data)
+    finally:
+        handle.remove()
     return gaps
 
 
