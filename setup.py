@@ -47,7 +47,7 @@ setup(
         'tests': ['pytest', 'pycocotools', 'onedl-mim'],
         # mmdeploy is not listed: its metadata requires the 'mmengine' distribution, which would
         # replace onedl-mmengine; install it with 'pip install --no-deps mmdeploy==1.3.1'.
-        'deploy': ['onnx', 'onnxruntime'],
+        'deploy': ['onnx', 'onnxruntime', 'openvino'],
         'mim': ['onedl-mim'],
     },
     classifiers=[

@@ -1,4 +1,5 @@
-"""Convert a D-FINE checkpoint to ONNX and a TensorRT engine with MMDeploy.
+"""Convert a D-FINE checkpoint to ONNX, an OpenVINO IR or a TensorRT engine
+with MMDeploy.
 
 The PyPI ``mmdeploy`` wheel (1.3.1) ships no ``tools/deploy.py``. This is
 the D-FINE counterpart of MMDeploy's tool: the same arguments, the same
@@ -15,7 +16,9 @@ the D-FINE counterpart of MMDeploy's tool: the same arguments, the same
    keeping the configured layers in FP32. A ``trtexec_cmd.sh`` with the
    equivalent ``trtexec`` command is always written. Without ``tensorrt``
    (or with ``--device cpu``) the tool stops after the ONNX file and prints
-   how to build the engine.
+   how to build the engine. OpenVINO backend: ``to_backend`` converts the
+   ONNX file to ``end2end.xml`` / ``.bin`` (FP32) through the shim in
+   :mod:`dfine_mmdet.deploy.backends.openvino`.
 4. ``--check``: runs the backend and PyTorch on the image(s), prints the
    largest box/score differences (``dfine_mmdet.deploy.verify``) and exits
    with status 1 when a detection found no partner or a difference exceeds
@@ -229,6 +232,15 @@ def main():
             deploy_cfg=deploy_cfg,
             log_level=logger.level,
             device=args.device)
+        print(f'      wrote {backend_files}')
+    elif backend == 'openvino':
+        print('[3/3] converting to an OpenVINO IR (FP32)')
+        backend_files = to_backend(
+            backend, [onnx_file],
+            work_dir=args.work_dir,
+            deploy_cfg=deploy_cfg,
+            log_level=logger.level,
+            device='cpu')
         print(f'      wrote {backend_files}')
     else:
         print('[3/3] onnxruntime backend: the ONNX file is the deployable')

@@ -32,7 +32,7 @@ EXTRA_PKGS=(
   # mmdeploy 1.3.1 runtime deps (mmdeploy itself goes in with --no-deps)
   'aenum:aenum' 'grpc:grpcio' 'multiprocess:multiprocess' 'prettytable:prettytable'
   'six:six' 'terminaltables:terminaltables' 'matplotlib:matplotlib'
-  'onnx:onnx==1.23.2' 'onnxruntime:onnxruntime==1.31.1'
+  'onnx:onnx==1.23.2' 'onnxruntime:onnxruntime==1.31.1' 'openvino:openvino==2026.4.1'
   'pycocotools:pycocotools==2.0.11' 'faster_coco_eval:faster-coco-eval==1.8.0'
   'scipy:scipy' 'mim:onedl-mim==0.5.1' 'pytest:pytest==9.2.0'
 )

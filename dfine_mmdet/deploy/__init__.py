@@ -15,6 +15,8 @@ from dfine_mmdet import compat
 from . import dfine_detector  # noqa: F401
 from . import dfine_head  # noqa: F401
 from . import symbolics  # noqa: F401
+from .backends import apply_mmdeploy_openvino_shim
 
 compat.register_onnx_export_shim()
 compat.apply_mmdeploy_tensorrt_shim()
+apply_mmdeploy_openvino_shim()

@@ -5,10 +5,11 @@ D-FINE's deformable attention samples with ``F.grid_sample``
 symbolic that emits its custom op ``mmdeploy::grid_sampler``, so a runtime
 would need MMDeploy's compiled op library (ONNX Runtime) or plugin library
 (TensorRT). ONNX has a native ``GridSample`` since opset 16, and ONNX Runtime
-and TensorRT (>= 8.5, ``IGridSampleLayer``) both run it. The records below are
-registered for the ``onnxruntime`` and ``tensorrt`` backends. MMDeploy prefers
-a backend-specific record to its default one (stack_probe §4), so these
-records delegate to torch's own opset-16 symbolic.
+and TensorRT (>= 8.5, ``IGridSampleLayer``) both run it, and so does OpenVINO.
+The records below are registered for the ``onnxruntime``, ``tensorrt`` and
+``openvino`` backends. MMDeploy prefers a backend-specific record to its
+default one (stack_probe §4), so these records delegate to torch's own
+opset-16 symbolic.
 
 MMDeploy also replaces ``layer_norm`` by a ReduceMean/Pow/Sqrt/Div
 decomposition for every backend (a fix for torch <= 1.12). At opset >= 17 the
@@ -21,7 +22,7 @@ from mmdeploy.core import SYMBOLIC_REWRITER
 from mmdeploy.utils import get_ir_config
 
 #: backends whose ONNX graphs must stay free of MMDeploy custom ops
-NATIVE_OP_BACKENDS = ('onnxruntime', 'tensorrt')
+NATIVE_OP_BACKENDS = ('onnxruntime', 'tensorrt', 'openvino')
 GRID_SAMPLE_MIN_OPSET = 16
 LAYER_NORM_MIN_OPSET = 17
 

@@ -1,0 +1,3 @@
+"""Backend shims for MMDeploy 1.3.1, one module per backend (each says which
+versions it fixes and why). They are registered by :mod:`dfine_mmdet.deploy`."""
+from .openvino import apply_mmdeploy_openvino_shim  # noqa: F401
