@@ -4,13 +4,14 @@
 #   tools/deploy.sh CHECKPOINT [VARIANT] [TARGET] [extra tools/deploy.py args]
 #
 #   VARIANT: n s m l x                                   (default: n)
-#   TARGET:  ort | ort-dynamic | trt | trt-dynamic | trt-fp16 | trt-fp16-dynamic
+#   TARGET:  ort | ort-dynamic | ov | ov-dynamic (OpenVINO) |
+#            trt | trt-dynamic | trt-fp16 | trt-fp16-dynamic
 #            (default: ort; trt* use --device cuda:0)
 #
 # Examples:
 #   tools/deploy.sh dfine_n_coco_mmdet.pth n ort --img demo.jpg --check
 #   tools/deploy.sh dfine_s_coco_mmdet.pth s trt-fp16
-# Output: work_dirs/deploy/dfine_<variant>_<target>/end2end.onnx (+ .engine)
+# Output: work_dirs/deploy/dfine_<variant>_<target>/end2end.onnx (+ .engine / .xml)
 # PYTHON=/path/to/python picks the interpreter (default: python on PATH).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -22,6 +23,8 @@ shift $(( $# < 3 ? $# : 3 ))
 case "$TARGET" in
   ort)              CFG=detection_onnxruntime_static-640x640.py ;;
   ort-dynamic)      CFG=detection_onnxruntime_dynamic-batch-640x640.py ;;
+  ov)               CFG=detection_openvino_static-640x640.py ;;
+  ov-dynamic)       CFG=detection_openvino_dynamic-batch-640x640.py ;;
   trt)              CFG=detection_tensorrt_static-640x640.py ;;
   trt-dynamic)      CFG=detection_tensorrt_dynamic-batch-640x640.py ;;
   trt-fp16)         CFG=detection_tensorrt-fp16_static-640x640.py ;;
