@@ -20,6 +20,7 @@ the config is refused with the first mismatching keys named.  The output
 import argparse
 import os
 import os.path as osp
+import pickle
 import sys
 from typing import Optional
 
@@ -146,10 +147,26 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not osp.isfile(args.src):
+        print(f'error: {args.src}: no such file', file=sys.stderr)
+        return 1
     try:
         convert(args.src, args.dst, args.config)
     except CheckpointMismatchError as err:
         print(f'error: {err}', file=sys.stderr)
+        return 1
+    except KeyError as err:
+        # a state dict without the keys of an official D-FINE checkpoint
+        msg = err.args[0] if err.args else err
+        print(f'error: {args.src} is not an official D-FINE checkpoint: '
+              f'{msg}', file=sys.stderr)
+        return 1
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        # torch.load on a truncated / non-torch file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else \
+            type(err).__name__
+        print(f'error: cannot read {args.src} as a PyTorch checkpoint '
+              f'(truncated or another format?): {first}', file=sys.stderr)
         return 1
     return 0
 
