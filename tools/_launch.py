@@ -17,6 +17,11 @@ need two fixes that MMEngine 0.10.x does not make itself:
    ``model_wrapper_cfg``).
 
 SyncBN layers still need ``norm_cfg=dict(type='BN')`` in the config on CPU.
+
+A checkpoint that does not fit the model (``CheckpointMismatchError`` of the
+plugin's checkpoint guard) or a truncated checkpoint ends the tool with one
+``error: ...`` message and exit status 1 instead of a traceback
+(``DFINE_TRACEBACK=1`` shows the traceback).
 """
 import os
 import os.path as osp
@@ -60,8 +65,33 @@ def mmdet_tool_path(name):
         '(onedl-mmdetection does), e.g. run: bash tools/setup_env.sh')
 
 
+def _known_error(err, name, argv):
+    """One-line message for errors whose traceback tells a user nothing more
+    (a checkpoint that does not fit, a truncated checkpoint); else None."""
+    import pickle
+    if type(err).__name__ == 'CheckpointMismatchError':
+        return str(err)
+    text = str(err).strip()
+    if (isinstance(err, (EOFError, pickle.UnpicklingError))
+            or (isinstance(err, RuntimeError)
+                and 'PytorchStreamReader failed' in text)):
+        ckpt = argv[1] if name == 'test' and len(argv) > 1 else \
+            'the checkpoint'
+        first = text.splitlines()[0] if text else type(err).__name__
+        return (f'cannot read {ckpt} as a PyTorch checkpoint (truncated or '
+                f'another format?): {first}')
+    return None
+
+
 def run_mmdet_tool(name):
     argv = _prepare_cpu_ddp(sys.argv[1:])
     script = mmdet_tool_path(name)
     sys.argv = [script] + argv
-    runpy.run_path(script, run_name='__main__')
+    try:
+        runpy.run_path(script, run_name='__main__')
+    except Exception as err:  # noqa: BLE001 - re-raised unless known
+        msg = _known_error(err, name, argv)
+        if msg is None or os.environ.get('DFINE_TRACEBACK'):
+            raise
+        print(f'error: {msg}', file=sys.stderr)
+        sys.exit(1)

@@ -157,7 +157,7 @@ def main():
     from mmdeploy.utils import (get_backend, get_ir_config, get_root_logger,
                                 load_config)
 
-    from dfine_mmdet import compat
+    from dfine_mmdet.deploy.backends import tensorrt as trt_shims
     from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.graph_checks import check_graph
 
@@ -168,12 +168,26 @@ def main():
         print(f'--device {args.device}: CUDA is not available here, '
               'continuing with --device cpu')
         args.device = 'cpu'
+    for path, what in ((args.deploy_cfg, 'deploy config'),
+                       (args.model_cfg, 'model config')):
+        if not osp.isfile(path):
+            sys.exit(f'error: {what} not found: {path}')
     deploy_cfg, model_cfg = load_config(args.deploy_cfg, args.model_cfg)
+    codebase = deploy_cfg.get('codebase_config', {})
+    if (codebase.get('type'), codebase.get('task')) != (
+            'mmdet', 'ObjectDetection') or 'backend_config' not in deploy_cfg:
+        hint = (' (it looks like a model config: the order is DEPLOY_CFG '
+                'MODEL_CFG CHECKPOINT)' if 'model' in deploy_cfg else '')
+        sys.exit(f'error: {args.deploy_cfg} is not an MMDeploy detection '
+                 'deploy config: codebase_config type/task = '
+                 f'{codebase.get("type")}/{codebase.get("task")}, expected '
+                 f'mmdet/ObjectDetection with a backend_config{hint}; use '
+                 'configs/deploy/*.py')
     backend = get_backend(deploy_cfg).value
     checkpoint = None if args.checkpoint.lower() == 'none' else \
         args.checkpoint
     if checkpoint is not None and not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint not found: {checkpoint}')
+        sys.exit(f'error: checkpoint not found: {checkpoint}')
     if args.img is None:
         rng = np.random.default_rng(0)
         imgs = [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)]
@@ -212,7 +226,7 @@ def main():
         with open(cmd_file, 'w') as f:
             f.write(cmd + '\n')
         no_engine = None
-        if compat.tensorrt_version() is None:
+        if trt_shims.tensorrt_version() is None:
             no_engine = ('tensorrt is not importable here: wrote the ONNX '
                          'file only. On a machine with TensorRT and a GPU, '
                          'rerun this command with --device cuda:0, or run '

@@ -1,17 +1,20 @@
 # D-FINE-L (HGNetV2-B4), COCO: the base config is the L model.
-_base_ = './_base_/dfine_coco_train.py'
+_base_ = [
+    './_base_/models/dfine_hgnetv2_l.py',
+    './_base_/datasets/coco.py',
+    './_base_/schedules/dfine_adamw.py',
+]
+
+model = dict(
+    backbone=dict(init_cfg=dict(
+        type='Pretrained',
+        checkpoint='checkpoints/PPHGNetV2_B4_stage1.pth')))
+
+train_dataloader = dict(batch_size=8)
 
 # schedule (official dfine_hgnetv2_l_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2.5e-4 / backbone 1.25e-5, weight decay 1.25e-4, 80 epochs; strong
 # augmentation and multi-scale (640 x4) stop at epoch 72.
-model = dict(
-    # batch multi-scale of the official BatchImageCollateFunction
-    data_preprocessor=dict(batch_augments=[
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=4)
-    ]),
-)
-train_dataloader = dict(batch_size=8)
 optim_wrapper = dict(
     optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
     paramwise_cfg=dict(backbone_lr=1.25e-5, official_regex_style='lx'))
@@ -19,16 +22,9 @@ max_epochs = 80
 stop_epoch = 72
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [
-    dict(
-        type='EMAHook',
-        ema_type='DFINEModelEMA',
-        decay=0.9999,
-        warmups=1000,
-        update_buffers=True,
-        priority=49),
-    dict(
-        type='DFINEStopAugHook',
-        stop_epoch=stop_epoch,
-        reload_best_stage1=True),
+    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
+         warmups=1000, update_buffers=True, priority=49),
+    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
+         reload_best_stage1=True),
 ]
 auto_scale_lr = dict(base_batch_size=32)

@@ -1,27 +1,20 @@
 # D-FINE-M (HGNetV2-B2), COCO.
-_base_ = './_base_/dfine_coco_train.py'
+_base_ = [
+    './_base_/models/dfine_hgnetv2_m.py',
+    './_base_/datasets/coco.py',
+    './_base_/schedules/dfine_adamw.py',
+]
 
-# model
 model = dict(
-    # training: batch multi-scale of the official BatchImageCollateFunction
-    data_preprocessor=dict(batch_augments=[
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=6)
-    ]),
-    backbone=dict(
-        arch='B2',
-        use_lab=True,
-        frozen_stem=False,
-        freeze_norm=False,
-        init_cfg=dict(checkpoint='checkpoints/PPHGNetV2_B2_stage1.pth')),
-    neck=dict(in_channels=[384, 768, 1536], depth_mult=0.67),
-    decoder=dict(num_layers=4),
-    bbox_head=dict(num_pred_layer=4))
+    backbone=dict(init_cfg=dict(
+        type='Pretrained',
+        checkpoint='checkpoints/PPHGNetV2_B2_stage1.pth')))
+
+train_dataloader = dict(batch_size=8)
 
 # schedule (official dfine_hgnetv2_m_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2e-4 / backbone 2e-5, weight decay 1e-4, 132 epochs; strong
 # augmentation and multi-scale (640 x6) stop at epoch 120.
-train_dataloader = dict(batch_size=8)
 optim_wrapper = dict(
     optimizer=dict(lr=2e-4, weight_decay=1e-4),
     paramwise_cfg=dict(backbone_lr=2e-5, official_regex_style='nsm'))
@@ -29,16 +22,9 @@ max_epochs = 132
 stop_epoch = 120
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [
-    dict(
-        type='EMAHook',
-        ema_type='DFINEModelEMA',
-        decay=0.9999,
-        warmups=1000,
-        update_buffers=True,
-        priority=49),
-    dict(
-        type='DFINEStopAugHook',
-        stop_epoch=stop_epoch,
-        reload_best_stage1=True),
+    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
+         warmups=1000, update_buffers=True, priority=49),
+    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
+         reload_best_stage1=True),
 ]
 auto_scale_lr = dict(base_batch_size=32)

@@ -1,25 +1,21 @@
 # D-FINE-X (HGNetV2-B5), COCO: 384-d encoder, 256-d decoder with 1x1 conv+BN
 # input projections, reg_scale 8.
-_base_ = './_base_/dfine_coco_train.py'
+_base_ = [
+    './_base_/models/dfine_hgnetv2_x.py',
+    './_base_/datasets/coco.py',
+    './_base_/schedules/dfine_adamw.py',
+]
 
-# model
 model = dict(
-    # training: batch multi-scale of the official BatchImageCollateFunction
-    data_preprocessor=dict(batch_augments=[
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=3)
-    ]),
-    backbone=dict(
-        arch='B5',
-        init_cfg=dict(checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')),
-    neck=dict(hidden_dim=384, dim_feedforward=2048),
-    in_channels=[384, 384, 384],
-    decoder=dict(reg_scale=8.0))
+    backbone=dict(init_cfg=dict(
+        type='Pretrained',
+        checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')))
+
+train_dataloader = dict(batch_size=8)
 
 # schedule (official dfine_hgnetv2_x_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2.5e-4 / backbone 2.5e-6, weight decay 1.25e-4, 80 epochs; strong
 # augmentation and multi-scale (640 x3) stop at epoch 72.
-train_dataloader = dict(batch_size=8)
 optim_wrapper = dict(
     optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
     paramwise_cfg=dict(backbone_lr=2.5e-6, official_regex_style='lx'))
@@ -27,16 +23,9 @@ max_epochs = 80
 stop_epoch = 72
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [
-    dict(
-        type='EMAHook',
-        ema_type='DFINEModelEMA',
-        decay=0.9999,
-        warmups=1000,
-        update_buffers=True,
-        priority=49),
-    dict(
-        type='DFINEStopAugHook',
-        stop_epoch=stop_epoch,
-        reload_best_stage1=True),
+    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
+         warmups=1000, update_buffers=True, priority=49),
+    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
+         reload_best_stage1=True),
 ]
 auto_scale_lr = dict(base_batch_size=32)

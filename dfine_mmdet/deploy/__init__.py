@@ -6,17 +6,18 @@
   ``LayerNormalization`` for the onnxruntime / tensorrt backends;
 * :mod:`.dfine_detector`, :mod:`.dfine_head`: end-to-end export of
   ``DFINE`` to ``dets [B, K, 5]`` / ``labels [B, K]``;
-* :mod:`dfine_mmdet.compat` shims: ``torch.onnx.export(dynamo=False)``
-  inside MMDeploy's rewriter context (torch >= 2.9), and the TensorRT >= 10
-  wrapper / fp32-layer builder (only when ``tensorrt`` is importable).
+* :mod:`.export_shims`: ``torch.onnx.export(dynamo=False)`` inside
+  MMDeploy's rewriter context (torch >= 2.9);
+* :mod:`.backends.tensorrt`: the TensorRT >= 10 wrapper / fp32-layer builder
+  (only when ``tensorrt`` is importable).
 """
-from dfine_mmdet import compat
-
 from . import dfine_detector  # noqa: F401
 from . import dfine_head  # noqa: F401
 from . import symbolics  # noqa: F401
 from .backends import apply_mmdeploy_openvino_shim
+from .backends.tensorrt import apply_mmdeploy_tensorrt_shim
+from .export_shims import register_onnx_export_shim
 
-compat.register_onnx_export_shim()
-compat.apply_mmdeploy_tensorrt_shim()
+register_onnx_export_shim()
+apply_mmdeploy_tensorrt_shim()
 apply_mmdeploy_openvino_shim()

@@ -1,28 +1,23 @@
 """MMDeploy rewriter of ``DFINEHead.predict_by_feat``: batched top-k.
 
-PyTorch post-processing (``DFINEHead._predict_by_feat_single``, the official
-``DFINEPostProcessor``) loops over images. In the exported graph the same
-computation runs batched, so one graph serves any batch size:
-
-    scores, index = sigmoid(logits[B, Q, C]).flatten(1).topk(K)  # [B, K]
-    labels = index % C;  query = index // C
-    boxes  = gather(pred_boxes[B, Q, 4], dim=1, query)           # per image
-    dets   = [cxcywh_to_xyxy(boxes) * (W, H, W, H), scores]      # [B, K, 5]
-
-The gather runs along the query axis of each image. It never flattens the
-batch into the index, which is what breaks MMDeploy's DETR head rewriter for
-``K < Q`` (open-mmlab/mmdeploy#2810). As in the official model there is no
-clamping, no threshold and no NMS. Boxes are in input-tensor pixels; mapping
-them to the original image (``/ scale_factor``) is done outside the graph by
-MMDeploy's ``End2EndModel`` / SDK, exactly as ``predict(rescale=True)`` does
-in PyTorch.
+The top-k itself is :func:`dfine_mmdet.models.dense_heads.dfine_head.
+topk_detections`, the same batched function the PyTorch path runs (the
+official ``DFINEPostProcessor``: sigmoid, top-k over ``Q x C``, ``label =
+index % C``, ``query = index // C``, gather along the query axis, no
+clamping, threshold or NMS), so one graph serves any batch size and the
+computation is written once.  What differs from eager mode is only the
+output format: ``dets [B, K, 5]`` (xyxy in input-tensor pixels, score) and
+``labels [B, K]``.  Mapping boxes to the original image (``/ scale_factor``)
+is done outside the graph by MMDeploy's ``End2EndModel`` / SDK, exactly as
+``predict(rescale=True)`` does in PyTorch.
 """
 from typing import List, Tuple
 
 import torch
 from mmdeploy.core import FUNCTION_REWRITER
-from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 from torch import Tensor
+
+from dfine_mmdet.models.dense_heads.dfine_head import topk_detections
 
 
 @FUNCTION_REWRITER.register_rewriter(
@@ -46,19 +41,9 @@ def dfine_head__predict_by_feat(self,
     Returns:
         tuple[Tensor]: ``dets`` ``[B, K, 5]`` and ``labels`` ``[B, K]``.
     """
-    cls_scores = all_layers_cls_scores[-1]
-    bbox_preds = all_layers_bbox_preds[-1]
-    num_queries, num_classes = int(cls_scores.shape[1]), int(
-        cls_scores.shape[2])
-    max_per_img = min(
-        int(self.test_cfg.get('max_per_img', 300)), num_queries * num_classes)
-
-    scores, index = cls_scores.sigmoid().flatten(1).topk(max_per_img, dim=1)
-    labels = index % num_classes
-    query_index = index // num_classes
-    boxes = bbox_preds.gather(1, query_index.unsqueeze(-1).expand(-1, -1, 4))
-
-    xyxy = bbox_cxcywh_to_xyxy(boxes)
+    scores, labels, _, xyxy = topk_detections(
+        all_layers_cls_scores[-1], all_layers_bbox_preds[-1],
+        self.test_cfg.get('max_per_img', 300))
     img_shape = batch_img_metas[0]['img_shape']
     if isinstance(img_shape, Tensor):
         hw = img_shape.to(xyxy)

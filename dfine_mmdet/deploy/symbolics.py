@@ -15,8 +15,8 @@ MMDeploy also replaces ``layer_norm`` by a ReduceMean/Pow/Sqrt/Div
 decomposition for every backend (a fix for torch <= 1.12). At opset >= 17 the
 records below emit the native ``LayerNormalization`` instead. TensorRT maps
 it to one ``INormalizationLayer``, which is what the FP16 deploy configs pin
-to FP32 (``dfine_mmdet.compat.pin_layers_to_fp32``). At opset 16 torch's own
-decomposition is used.
+to FP32 (``dfine_mmdet.deploy.backends.tensorrt.pin_layers_to_fp32``). At
+opset 16 torch's own decomposition is used.
 """
 from mmdeploy.core import SYMBOLIC_REWRITER
 from mmdeploy.utils import get_ir_config

@@ -1,5 +1,6 @@
 """A stand-in for the TensorRT **10** Python API surface that
-``dfine_mmdet.compat`` uses. It is NOT TensorRT and runs no real engine.
+``dfine_mmdet.deploy.backends.tensorrt`` uses. It is NOT TensorRT and runs
+no real engine.
 
 TensorRT cannot be installed on the CPU CI machine. This module lets the
 shim's logic (name-based I/O binding, profile checks, dtype mapping, FP32

@@ -1,4 +1,5 @@
-"""Unit tests of ``dfine_mmdet.compat`` that need no TensorRT.
+"""Unit tests of the deployment shims (``dfine_mmdet.deploy.backends.tensorrt``,
+``dfine_mmdet.deploy.export_shims``) that need no TensorRT.
 
 The TensorRT shims run against ``fake_tensorrt``, a stand-in that has only
 the TensorRT 10 Python API surface. Real TensorRT is NOT exercised here.
@@ -10,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from dfine_mmdet import compat
+from dfine_mmdet.deploy.backends import tensorrt as trt_shims
+from dfine_mmdet.deploy.export_shims import _accepts_kwarg
 
 sys.path.insert(0, osp.dirname(__file__))
 import fake_tensorrt as fake_trt  # noqa: E402
@@ -28,7 +30,7 @@ def test_fake_has_no_removed_binding_api():
 
 
 def test_wrapper_binds_by_name_and_runs():
-    wrapper = compat.TensorRT10Wrapper(
+    wrapper = trt_shims.TensorRT10Wrapper(
         fake_trt.ICudaEngine(), trt_module=fake_trt)
     assert wrapper._input_names == ['input']
     assert wrapper.output_names == ['dets', 'labels']
@@ -46,7 +48,7 @@ def test_wrapper_binds_by_name_and_runs():
 
 
 def test_wrapper_output_order_and_errors():
-    wrapper = compat.TensorRT10Wrapper(
+    wrapper = trt_shims.TensorRT10Wrapper(
         fake_trt.ICudaEngine(),
         output_names=['labels', 'dets'],
         trt_module=fake_trt)
@@ -59,7 +61,7 @@ def test_wrapper_output_order_and_errors():
         wrapper({})
     with pytest.raises(KeyError, match='not an input'):
         wrapper({'input': torch.zeros(1, 3, 4, 4), 'x': torch.zeros(1)})
-    on_device = compat.TensorRT10Wrapper(
+    on_device = trt_shims.TensorRT10Wrapper(
         fake_trt.ICudaEngine(location=fake_trt.TensorLocation.DEVICE),
         trt_module=fake_trt)
     with pytest.raises(ValueError, match='CUDA tensor'):
@@ -69,24 +71,24 @@ def test_wrapper_output_order_and_errors():
 def test_wrapper_loads_engine_file(tmp_path):
     path = tmp_path / 'end2end.engine'
     path.write_bytes(b'fake-engine')
-    wrapper = compat.TensorRT10Wrapper(str(path), trt_module=fake_trt)
+    wrapper = trt_shims.TensorRT10Wrapper(str(path), trt_module=fake_trt)
     assert wrapper.engine.num_io_tensors == 3
     with pytest.raises(FileNotFoundError):
-        compat.TensorRT10Wrapper(
+        trt_shims.TensorRT10Wrapper(
             str(tmp_path / 'missing.engine'), trt_module=fake_trt)
     bad = tmp_path / 'bad.engine'
     bad.write_bytes(b'garbage')
     with pytest.raises(RuntimeError, match='could not deserialize'):
-        compat.TensorRT10Wrapper(str(bad), trt_module=fake_trt)
+        trt_shims.TensorRT10Wrapper(str(bad), trt_module=fake_trt)
 
 
 def test_dtype_table():
-    assert compat._torch_dtype_from_trt(fake_trt, fake_trt.int64) is \
+    assert trt_shims._torch_dtype_from_trt(fake_trt, fake_trt.int64) is \
         torch.int64
-    assert compat._torch_dtype_from_trt(fake_trt, fake_trt.float16) is \
+    assert trt_shims._torch_dtype_from_trt(fake_trt, fake_trt.float16) is \
         torch.float16
     with pytest.raises(TypeError):
-        compat._torch_dtype_from_trt(fake_trt, object())
+        trt_shims._torch_dtype_from_trt(fake_trt, object())
 
 
 class _TinyTransformerBlock(torch.nn.Module):
@@ -109,7 +111,7 @@ def tiny_onnx(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('onnx') / 'tiny.onnx')
     kwargs = dict(opset_version=17, input_names=['input'],
                   output_names=['out'])
-    if compat._accepts_kwarg(torch.onnx.export, 'dynamo'):
+    if _accepts_kwarg(torch.onnx.export, 'dynamo'):
         kwargs['dynamo'] = False
     torch.onnx.export(_TinyTransformerBlock().eval(), torch.rand(1, 3, 4, 4),
                       path, **kwargs)
@@ -125,7 +127,7 @@ def test_builder_fp16_pins_norm_and_softmax(tiny_onnx, tmp_path):
     engine_file = str(tmp_path / 'tiny.engine')
     shapes = dict(input=dict(min_shape=[1, 3, 4, 4], opt_shape=[1, 3, 4, 4],
                              max_shape=[2, 3, 4, 4]))
-    pinned = compat.build_tensorrt_engine(
+    pinned = trt_shims.build_tensorrt_engine(
         tiny_onnx,
         engine_file,
         shapes,
@@ -164,7 +166,7 @@ def test_builder_fp16_pins_norm_and_softmax(tiny_onnx, tmp_path):
 def test_builder_name_patterns_and_fp32(tiny_onnx, tmp_path):
     shapes = dict(input=dict(min_shape=[1, 3, 4, 4], opt_shape=[1, 3, 4, 4],
                              max_shape=[1, 3, 4, 4]))
-    pinned = compat.build_tensorrt_engine(
+    pinned = trt_shims.build_tensorrt_engine(
         tiny_onnx,
         str(tmp_path / 'a.engine'),
         shapes,
@@ -173,7 +175,7 @@ def test_builder_name_patterns_and_fp32(tiny_onnx, tmp_path):
         trt_module=fake_trt)
     assert pinned == _node_names(tiny_onnx, 'Conv')
     # fp32 engine: nothing pinned, no precision flags
-    pinned = compat.build_tensorrt_engine(
+    pinned = trt_shims.build_tensorrt_engine(
         tiny_onnx,
         str(tmp_path / 'b.engine'),
         shapes,
@@ -182,7 +184,7 @@ def test_builder_name_patterns_and_fp32(tiny_onnx, tmp_path):
         trt_module=fake_trt)
     assert pinned == [] and fake_trt.Builder.last.config.flags == set()
     with pytest.raises(ValueError, match='fp32_layer_types'):
-        compat.build_tensorrt_engine(
+        trt_shims.build_tensorrt_engine(
             tiny_onnx,
             str(tmp_path / 'c.engine'),
             shapes,
@@ -199,7 +201,7 @@ def test_builder_tensorrt11_fp16_error(tiny_onnx, tmp_path, monkeypatch):
     shapes = dict(input=dict(min_shape=[1, 3, 4, 4], opt_shape=[1, 3, 4, 4],
                              max_shape=[1, 3, 4, 4]))
     with pytest.raises(RuntimeError, match='AutoCast'):
-        compat.build_tensorrt_engine(
+        trt_shims.build_tensorrt_engine(
             tiny_onnx,
             str(tmp_path / 'x.engine'),
             shapes,
@@ -216,14 +218,14 @@ def test_builder_reports_parser_errors(tmp_path):
     path = str(tmp_path / 'custom.onnx')
     onnx.save(helper.make_model(graph), path)
     with pytest.raises(RuntimeError, match='mmdeploy::grid_sampler'):
-        compat.build_tensorrt_engine(
+        trt_shims.build_tensorrt_engine(
             path, str(tmp_path / 'y.engine'), {}, trt_module=fake_trt)
 
 
 def test_version_parse():
-    assert compat._parse_version('10.16.1.11') == (10, 16)
-    assert compat._parse_version('8.6.1.post1') == (8, 6)
-    assert compat._parse_version('11') == (11, 0)
+    assert trt_shims._parse_version('10.16.1.11') == (10, 16)
+    assert trt_shims._parse_version('8.6.1.post1') == (8, 6)
+    assert trt_shims._parse_version('11') == (11, 0)
 
 
 @pytest.fixture
@@ -231,7 +233,7 @@ def restore_trt_registries(monkeypatch):
     pytest.importorskip('mmdeploy')
     from mmdeploy.backend.base import BACKEND_MANAGERS, get_backend_manager
     get_backend_manager('tensorrt')  # make MMDeploy register its own first
-    monkeypatch.setattr(compat, '_TRT_SHIM_APPLIED', False)
+    monkeypatch.setattr(trt_shims, '_TRT_SHIM_APPLIED', False)
     monkeypatch.setitem(BACKEND_MANAGERS._module_dict, 'tensorrt',
                         BACKEND_MANAGERS._module_dict['tensorrt'])
 
@@ -239,22 +241,22 @@ def restore_trt_registries(monkeypatch):
 def test_shim_inactive_without_tensorrt(restore_trt_registries):
     """On this CPU-only machine tensorrt is not importable (stack_probe §5);
     the shim must then stay inactive instead of failing."""
-    if compat.tensorrt_version() is not None:
+    if trt_shims.tensorrt_version() is not None:
         pytest.skip('tensorrt is importable on this machine')
     from mmdeploy.backend.base import get_backend_manager
-    assert compat.apply_mmdeploy_tensorrt_shim() is False
+    assert trt_shims.apply_mmdeploy_tensorrt_shim() is False
     assert get_backend_manager('tensorrt').__name__ == 'TensorRTManager'
 
 
 def test_manager_registration(restore_trt_registries):
     from mmdeploy.backend.base import get_backend_manager
     from mmdeploy.backend.tensorrt.backend_manager import TensorRTManager
-    assert compat.apply_mmdeploy_tensorrt_shim(force=True)
+    assert trt_shims.apply_mmdeploy_tensorrt_shim(force=True)
     manager = get_backend_manager('tensorrt')
     assert manager.__name__ == 'DFINETensorRTManager'
     assert issubclass(manager, TensorRTManager)
     assert manager.to_backend.__func__ is \
-        compat._TensorRTShimManagerMixin.to_backend.__func__
+        trt_shims._TensorRTShimManagerMixin.to_backend.__func__
 
 
 def test_onnx_export_shim_forces_torchscript(tmp_path):

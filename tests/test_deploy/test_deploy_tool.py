@@ -32,7 +32,7 @@ class _NormSoftmax(torch.nn.Module):
 
 @pytest.fixture(scope='module')
 def onnx_file(tmp_path_factory):
-    from dfine_mmdet.compat import _accepts_kwarg
+    from dfine_mmdet.deploy.export_shims import _accepts_kwarg
     path = str(tmp_path_factory.mktemp('tool') / 'end2end.onnx')
     kwargs = dict(opset_version=17, input_names=['input'])
     if _accepts_kwarg(torch.onnx.export, 'dynamo'):

@@ -26,7 +26,7 @@ pytest.importorskip('onnxruntime')
 
 import onnx  # noqa: E402
 
-from dfine_mmdet import compat  # noqa: E402
+from dfine_mmdet.deploy.backends import tensorrt as trt_shims  # noqa: E402
 from dfine_mmdet.deploy.graph_checks import (check_graph,  # noqa: E402
                                              custom_domain_ops,
                                              op_type_counts)
@@ -206,7 +206,7 @@ def test_tensorrt_fp16_builder_pins_layers(trt_fp16_onnx, tmp_path):
     import fake_tensorrt
     cfg = load_config(TRT_FP16_DYNAMIC)[0]
     common = get_common_config(cfg)
-    pinned = compat.build_tensorrt_engine(
+    pinned = trt_shims.build_tensorrt_engine(
         trt_fp16_onnx,
         str(tmp_path / 'end2end.engine'),
         get_model_inputs(cfg)[0]['input_shapes'],

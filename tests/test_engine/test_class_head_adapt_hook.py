@@ -13,7 +13,6 @@ def _build(project_root, num_classes, seed):
     init_default_scope('mmdet')
     cfg = Config.fromfile(f'{project_root}/configs/dfine/toy/dfine_hgnetv2_n_toy.py')
     cfg.model.bbox_head.num_classes = num_classes
-    cfg.model.bbox_head.criterion.num_classes = num_classes
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()

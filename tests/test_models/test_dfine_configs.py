@@ -7,6 +7,8 @@ import pytest
 import torch
 from dfine_model_utils import CONFIG_DIR, build_model, load_config
 
+from dfine_mmdet.models.detectors.dfine import fill_shared_settings
+
 # variant -> (backbone arch, neck in_channels, decoder layers, D, reg_scale,
 #             decoder levels)
 ARCH = {
@@ -33,12 +35,17 @@ def test_variant_configs(variant, family):
     assert m.type == 'DFINE'
     assert m.backbone.arch == arch
     assert list(m.neck.in_channels) == in_ch
+    # the shared settings as DFINE.__init__ fills them in from their source
+    fill_shared_settings(m.neck, m.decoder, m.bbox_head, m.dn_cfg,
+                         m.feat_strides)
     assert m.decoder.num_layers == layers == m.bbox_head.num_pred_layer
     assert m.decoder.layer_cfg.embed_dims == dims == m.bbox_head.embed_dims
-    assert m.decoder.reg_scale == reg_scale
+    assert m.bbox_head.bbox_coder.reg_scale == reg_scale
+    assert m.bbox_head.bbox_coder.reg_max == 32
     assert m.decoder.layer_cfg.num_levels == levels == len(m.in_channels)
+    assert list(m.neck.feat_strides) == list(m.feat_strides)
     assert m.bbox_head.num_classes == FAMILIES[family]
-    assert m.bbox_head.criterion.num_classes == FAMILIES[family]
+    assert m.dn_cfg.num_classes == FAMILIES[family]
     assert cfg.custom_imports['imports'] == ['dfine_mmdet']
     # official eval preprocessing: RGB in [0, 1], plain 640x640 resize
     pre = m.data_preprocessor

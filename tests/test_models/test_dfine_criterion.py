@@ -1,4 +1,5 @@
-"""DFINECriterion: parity with the official criterion on the loss fixtures.
+"""D-FINE losses (``DFINEHead`` with :class:`GOLSDLossMixin`): parity with
+the official ``DFINECriterion`` on the loss fixtures.
 
 Every fixture (``../shared/parity/dfine_*_loss_case*.pt``) holds the exact
 decoder-training output structure fed to the official ``DFINECriterion`` and
@@ -12,7 +13,7 @@ import os.path as osp
 import pytest
 import torch
 
-from dfine_mmdet.models.losses import DFINECriterion
+from dfine_mmdet.models.dense_heads.go_lsd_loss import reduce_count
 from mmdet.registry import MODELS
 
 CASES = ['dfine_s_loss_case1.pt', 'dfine_s_loss_case2.pt',
@@ -36,18 +37,35 @@ def fixtures(parity_dir):
     return load
 
 
-def _criterion(meta):
-    crit = MODELS.build(dict(type='DFINECriterion'))
+def _head(num_classes, **kwargs):
+    """A small D-FINE head (the branches are not used by the loss)."""
+    return MODELS.build(
+        dict(type='DFINEHead', num_classes=num_classes, embed_dims=8,
+             num_pred_layer=1, **kwargs))
+
+
+def _matching(crit, outputs, targets):
+    """Matching state of one step: union part + denoising part."""
+    res = crit.get_go_lsd_targets(outputs, targets)
+    res['dn_indices'] = res['fgl_targets_dn'] = None
+    if outputs.get('dn_outputs'):
+        res.update(crit.get_dn_targets(outputs, targets, res['num_boxes']))
+    return res
+
+
+def _criterion(fx):
+    meta = fx['meta']
+    crit = _head(fx['outputs']['pred_logits'].shape[-1])
     # the defaults are the official configuration the fixtures were made with
     cfg = meta['criterion_config']
     assert cfg['losses'] == ['vfl', 'boxes', 'local']
-    assert crit.loss_vfl.alpha == cfg['alpha']
-    assert crit.loss_vfl.gamma == cfg['gamma']
+    assert crit.loss_cls.alpha == cfg['alpha']
+    assert crit.loss_cls.gamma == cfg['gamma']
     assert crit.reg_max == cfg['reg_max']
     weights = dict(
-        loss_vfl=crit.loss_vfl.loss_weight,
+        loss_vfl=crit.loss_cls.loss_weight,
         loss_bbox=crit.loss_bbox.loss_weight,
-        loss_giou=crit.loss_giou.loss_weight,
+        loss_giou=crit.loss_iou.loss_weight,
         loss_fgl=crit.loss_fgl.loss_weight,
         loss_ddf=crit.loss_ddf.loss_weight)
     assert weights == {k: float(v) for k, v in cfg['weight_dict'].items()}
@@ -92,10 +110,10 @@ def _assert_same_structure(a, b, path=''):
 @pytest.mark.parametrize('case', CASES)
 def test_loss_terms_match_official(fixtures, case):
     fx = fixtures(case)
-    crit = _criterion(fx['meta'])
+    crit = _criterion(fx)
     outputs, targets = fx['outputs'], fx['targets']
     before = (_snapshot(outputs), _snapshot(targets))
-    losses = crit(outputs, targets)
+    losses = crit.loss_by_outputs(outputs, targets)
 
     ref = fx['losses']
     assert set(losses) == set(ref)
@@ -126,9 +144,8 @@ def test_loss_terms_match_official(fixtures, case):
 @pytest.mark.parametrize('case', CASES)
 def test_matching_state_matches_official(fixtures, case):
     fx = fixtures(case)
-    crit = _criterion(fx['meta'])
-    crit(fx['outputs'], fx['targets'])
-    res = crit.last_matching_results()
+    crit = _criterion(fx)
+    res = _matching(crit, fx['outputs'], fx['targets'])
 
     ref = fx['indices']
     _assert_pairs_equal(res['indices'], ref['last'], 'last')
@@ -149,6 +166,7 @@ def test_matching_state_matches_official(fixtures, case):
     for name in ('fgl_targets', 'fgl_targets_dn'):
         if fx.get(name) is None:
             continue
+        assert len(res[name]) == len(fx[name]) == 3, name
         for ours, official in zip(res[name], fx[name]):
             assert ours.shape == official.shape, name
             torch.testing.assert_close(ours.cpu(), official, rtol=1e-5,
@@ -183,9 +201,9 @@ def _leaf_copy(outputs, aliases):
 
 def test_gradients_match_official(fixtures):
     fx = fixtures('dfine_s_loss_case2.pt')
-    crit = _criterion(fx['meta'])
+    crit = _criterion(fx)
     outputs, leaves = _leaf_copy(fx['outputs'], fx['aliases'])
-    losses = crit(outputs, fx['targets'])
+    losses = crit.loss_by_outputs(outputs, fx['targets'])
     sum(losses.values()).backward()
 
     ref = fx['grads']
@@ -209,7 +227,7 @@ def test_gradients_match_official(fixtures):
 def test_zero_gt_batch_without_denoising_is_finite():
     """Hand-made batch (no fixture): 1 layer, no GT anywhere."""
     torch.manual_seed(0)
-    crit = DFINECriterion(num_classes=3, reg_max=4)
+    crit = _head(3, bbox_coder=dict(type='FDRBBoxCoder', reg_max=4))
     b, q = 2, 5
 
     def layer(teacher=None):
@@ -234,7 +252,7 @@ def test_zero_gt_batch_without_denoising_is_finite():
         enc_meta=dict(class_agnostic=False))
     targets = [dict(labels=torch.zeros(0, dtype=torch.long),
                     boxes=torch.zeros(0, 4)) for _ in range(b)]
-    losses = crit(outputs, targets)
+    losses = crit.loss_by_outputs(outputs, targets)
     assert len(losses) == 4 + 5 + 3 + 3
     for k, v in losses.items():
         assert torch.isfinite(v), k
@@ -247,28 +265,30 @@ def test_zero_gt_batch_without_denoising_is_finite():
                                                       rel=1e-5)
     sum(losses.values()).backward()
     assert last['pred_logits'].grad.abs().sum() > 0
-    res = crit.last_matching_results()
+    res = crit.get_go_lsd_targets(outputs, targets)
     assert res['num_boxes'] == 1.0 and res['num_boxes_go'] == 1.0
 
 
 def test_rejects_inconsistent_inputs():
-    crit = DFINECriterion(num_classes=3)
+    crit = _head(3)
     outputs = dict(pred_logits=torch.zeros(1, 2, 4),
                    pred_boxes=torch.rand(1, 2, 4))
     with pytest.raises(ValueError, match='num_classes=3'):
-        crit(outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
-                            boxes=torch.zeros(0, 4))])
+        crit.loss_by_outputs(
+            outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
+                           boxes=torch.zeros(0, 4))])
     outputs['pred_logits'] = torch.zeros(1, 2, 3)
     with pytest.raises(ValueError, match='2 targets'):
-        crit(outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
-                            boxes=torch.zeros(0, 4))] * 2)
+        crit.loss_by_outputs(
+            outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
+                           boxes=torch.zeros(0, 4))] * 2)
 
 
 def test_half_precision_outputs_give_float32_losses(fixtures):
     """AMP: predictions may arrive in reduced precision; the criterion upcasts
     them and computes every term in float32 (autocast disabled)."""
     fx = fixtures('dfine_s_loss_case2.pt')
-    crit = _criterion(fx['meta'])
+    crit = _criterion(fx)
 
     def to_bf16(obj):
         if isinstance(obj, torch.Tensor):
@@ -280,7 +300,7 @@ def test_half_precision_outputs_give_float32_losses(fixtures):
         return obj
 
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        losses = crit(to_bf16(fx['outputs']), fx['targets'])
+        losses = crit.loss_by_outputs(to_bf16(fx['outputs']), fx['targets'])
     assert set(losses) == set(fx['losses'])
     for k, v in losses.items():
         assert v.dtype == torch.float32, k
@@ -295,8 +315,7 @@ def _normaliser_worker(rank, world_size, init_file, counts, results):
         'gloo', init_method=f'file://{init_file}', rank=rank,
         world_size=world_size)
     try:
-        results[rank] = DFINECriterion._reduce_count(counts[rank],
-                                                     torch.device('cpu'))
+        results[rank] = reduce_count(counts[rank], torch.device('cpu'))
     finally:
         dist.destroy_process_group()
 
@@ -304,8 +323,8 @@ def _normaliser_worker(rank, world_size, init_file, counts, results):
 def test_normalisers_are_averaged_over_processes(tmp_path):
     """num_boxes / num_boxes_go: all-reduce mean over GPUs, clamped to 1."""
     import torch.multiprocessing as mp
-    assert DFINECriterion._reduce_count(0, torch.device('cpu')) == 1.0
-    assert DFINECriterion._reduce_count(7, torch.device('cpu')) == 7.0
+    assert reduce_count(0, torch.device('cpu')) == 1.0
+    assert reduce_count(7, torch.device('cpu')) == 7.0
     manager = mp.Manager()
     results = manager.dict()
     # fork: the workers reuse the imported modules (spawn would re-import
@@ -320,11 +339,11 @@ def test_normalisers_are_averaged_over_processes(tmp_path):
 
 def test_configurable_weights_and_disabled_terms(fixtures):
     fx = fixtures('dfine_s_loss_case1.pt')
-    crit = MODELS.build(
-        dict(type='DFINECriterion',
-             loss_bbox=dict(type='L1Loss', loss_weight=10.0),
-             loss_ddf=dict()))
-    losses = crit(fx['outputs'], fx['targets'])
+    crit = _head(
+        fx['outputs']['pred_logits'].shape[-1],
+        loss_bbox=dict(type='L1Loss', loss_weight=10.0),
+        loss_ddf=dict())
+    losses = crit.loss_by_outputs(fx['outputs'], fx['targets'])
     ref = fx['losses']
     assert not any('ddf' in k for k in losses)
     assert set(losses) == {k for k in ref if 'ddf' not in k}
@@ -337,7 +356,7 @@ def test_class_agnostic_encoder_output():
     """enc_meta.class_agnostic: a 1-logit encoder head is supervised with
     label 0 for every GT (the targets themselves stay untouched)."""
     torch.manual_seed(2)
-    crit = DFINECriterion(num_classes=3, reg_max=4)
+    crit = _head(3, bbox_coder=dict(type='FDRBBoxCoder', reg_max=4))
     q = 6
     boxes = torch.rand(1, q, 4) * 0.4 + 0.3
     outputs = dict(
@@ -350,10 +369,11 @@ def test_class_agnostic_encoder_output():
                               pred_boxes=boxes)],
         enc_meta=dict(class_agnostic=True))
     targets = [dict(labels=torch.tensor([2]), boxes=boxes[0, 3:4].clone())]
-    losses = crit(outputs, targets)
+    losses = crit.loss_by_outputs(outputs, targets)
     assert targets[0]['labels'].tolist() == [2]
     # query 3 predicts the GT box exactly -> it is matched, IoU 1
-    enc_match = crit.last_matching_results()['enc_indices'][0][0]
+    enc_match = crit.get_go_lsd_targets(outputs,
+                                        targets)['enc_indices'][0][0]
     assert enc_match[0].tolist() == [3] and enc_match[1].tolist() == [0]
     logits = outputs['enc_aux_outputs'][0]['pred_logits'][0]
     p = logits.sigmoid()[:, 0]

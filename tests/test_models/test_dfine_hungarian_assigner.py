@@ -6,8 +6,8 @@ import pytest
 import torch
 from mmengine.structures import InstanceData
 
-from dfine_mmdet.models.task_modules.assigners import (
-    DFINEHungarianAssigner, bbox_cxcywh_to_xyxy_clamped)
+from dfine_mmdet.models.task_modules.assigners import DFINEHungarianAssigner
+from dfine_mmdet.models.utils import bbox_cxcywh_to_xyxy_clamped
 from mmdet.registry import TASK_UTILS
 
 

@@ -114,8 +114,10 @@ def _tiny_decoder(num_layers=3, eval_idx=-1):
     layer_cfg = dict(embed_dims=16, num_heads=2, feedforward_channels=32,
                      num_levels=2, num_points=[2, 2])
     dec = _randomize(
-        DFINETransformerDecoder(num_layers, layer_cfg, reg_max=8,
-                                reg_scale=4.0, eval_idx=eval_idx), std=0.2)
+        DFINETransformerDecoder(
+            num_layers, layer_cfg,
+            bbox_coder=dict(type='FDRBBoxCoder', reg_max=8, reg_scale=4.0),
+            eval_idx=eval_idx), std=0.2)
     dec.up.fill_(0.5)
     dec.reg_scale.fill_(4.0)
     reg = torch.nn.ModuleList(

@@ -20,23 +20,23 @@ from dfine_mmdet.models.necks.hybrid_encoder import HybridEncoder
 # yapf: disable
 VARIANTS = {
     'n': (dict(arch='B0', use_lab=True, out_indices=(2, 3)),
-          dict(in_channels=(512, 1024), feat_strides=(16, 32), hidden_dim=128,
-               use_encoder_idx=(1, ), dim_feedforward=512, expansion=0.34,
+          dict(in_channels=(512, 1024), feat_strides=(16, 32), embed_dims=128,
+               use_encoder_idx=(1, ), feedforward_channels=512, expansion=0.34,
                depth_mult=0.5)),
     's': (dict(arch='B0', use_lab=True, out_indices=(1, 2, 3)),
-          dict(in_channels=(256, 512, 1024), hidden_dim=256,
-               dim_feedforward=1024, expansion=0.5, depth_mult=0.34)),
+          dict(in_channels=(256, 512, 1024), embed_dims=256,
+               feedforward_channels=1024, expansion=0.5, depth_mult=0.34)),
     'm': (dict(arch='B2', use_lab=True, out_indices=(1, 2, 3)),
-          dict(in_channels=(384, 768, 1536), hidden_dim=256,
-               dim_feedforward=1024, expansion=1.0, depth_mult=0.67)),
+          dict(in_channels=(384, 768, 1536), embed_dims=256,
+               feedforward_channels=1024, expansion=1.0, depth_mult=0.67)),
     'l': (dict(arch='B4', out_indices=(1, 2, 3), frozen_stem=True,
                freeze_norm=True),
-          dict(in_channels=(512, 1024, 2048), hidden_dim=256,
-               dim_feedforward=1024, expansion=1.0, depth_mult=1.0)),
+          dict(in_channels=(512, 1024, 2048), embed_dims=256,
+               feedforward_channels=1024, expansion=1.0, depth_mult=1.0)),
     'x': (dict(arch='B5', out_indices=(1, 2, 3), frozen_stem=True,
                freeze_norm=True),
-          dict(in_channels=(512, 1024, 2048), hidden_dim=384,
-               dim_feedforward=2048, expansion=1.0, depth_mult=1.0)),
+          dict(in_channels=(512, 1024, 2048), embed_dims=384,
+               feedforward_channels=2048, expansion=1.0, depth_mult=1.0)),
 }
 # Spec section 1.1: encoder parameter counts (rounded to 0.01M there).
 ENCODER_PARAMS = {'n': 0.70e6, 's': 4.02e6, 'm': 7.80e6, 'l': 9.34e6,
@@ -184,9 +184,9 @@ def test_rectangular_and_odd_inputs(hw):
     torch.manual_seed(0)
     encoder = HybridEncoder(
         in_channels=(16, 32, 64),
-        hidden_dim=32,
-        nhead=4,
-        dim_feedforward=64,
+        embed_dims=32,
+        num_heads=4,
+        feedforward_channels=64,
         expansion=0.5,
         depth_mult=0.34).eval()
     h, w = hw
@@ -221,10 +221,10 @@ def test_rectangular_aifi_uses_official_pos_embed():
     encoder = HybridEncoder(
         in_channels=(8, 16),
         feat_strides=(16, 32),
-        hidden_dim=16,
+        embed_dims=16,
         use_encoder_idx=(1, ),
-        nhead=2,
-        dim_feedforward=32).eval()
+        num_heads=2,
+        feedforward_channels=32).eval()
     feat = torch.randn(2, 16, 3, 5)
     src = feat.flatten(2).permute(0, 2, 1)
     pos = build_2d_sincos_position_embedding(3, 5, 16)
@@ -239,9 +239,9 @@ def test_training_backward_reaches_every_parameter():
     torch.manual_seed(0)
     encoder = HybridEncoder(
         in_channels=(8, 16, 32),
-        hidden_dim=16,
-        nhead=2,
-        dim_feedforward=32,
+        embed_dims=16,
+        num_heads=2,
+        feedforward_channels=32,
         expansion=0.5,
         depth_mult=0.34).train()
     feats = (torch.randn(2, 8, 16,
@@ -266,9 +266,9 @@ def test_bad_arguments():
     encoder = HybridEncoder(
         in_channels=(8, 16),
         feat_strides=(16, 32),
-        hidden_dim=16,
+        embed_dims=16,
         use_encoder_idx=(1, ),
-        nhead=2)
+        num_heads=2)
     with pytest.raises(ValueError, match='expects 2 feature maps'):
         encoder((torch.randn(1, 8, 4, 4), ))
 
@@ -281,7 +281,7 @@ def test_registered():
             type='HybridEncoder',
             in_channels=(8, 16),
             feat_strides=(16, 32),
-            hidden_dim=16,
+            embed_dims=16,
             use_encoder_idx=(1, ),
-            nhead=2))
+            num_heads=2))
     assert isinstance(neck, HybridEncoder)

@@ -176,3 +176,26 @@ def test_converter_on_truncated_and_missing_files(n_ckpt, tmp_path):
     assert rc == 1 and errors == [
         f'error: {tmp_path / "missing.pth"}: no such file'
     ], err
+
+
+@pytest.mark.parametrize('layout', ['ema_only', 'model_only'])
+def test_converter_on_ema_only_and_model_only_files(parity_dir, tmp_path,
+                                                    layout):
+    """An official file holding only ``ema`` or only ``model`` converts with
+    the CLI, and the result loads into the N config with every key."""
+    sys.path.insert(0, osp.join(ROOT, 'tests', 'test_models'))
+    from dfine_model_utils import official_random_state_dict
+    _, sd = official_random_state_dict(parity_dir, 'n')
+    src = str(tmp_path / f'{layout}.pth')
+    torch.save({'ema': {'module': sd, 'updates': 5}} if layout == 'ema_only'
+               else {'model': sd}, src)
+    rc, errors, err = _convert(src, tmp_path)
+    assert rc == 0 and not errors, err
+    model = _init_detector(N_CFG, str(tmp_path / 'out.pth'))
+    saved = torch.load(str(tmp_path / 'out.pth'), map_location='cpu',
+                       weights_only=False)['state_dict']
+    assert set(model.state_dict()) - set(saved) <= {
+        k for k in model.state_dict() if k.endswith('num_batches_tracked')
+    }
+    key = 'backbone.stem.stem1.conv.weight'
+    assert torch.equal(model.state_dict()[key], saved[key])

@@ -150,7 +150,6 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
     init_default_scope('mmdet')
     cfg = Config.fromfile(tiny_dfine_cfg)
     cfg.model.bbox_head.num_classes = 80
-    cfg.model.bbox_head.criterion.num_classes = 80
     coco_ckpt = str(tmp_path / 'coco80.pth')
     torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, coco_ckpt)
 

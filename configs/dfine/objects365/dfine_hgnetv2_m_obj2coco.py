@@ -1,17 +1,17 @@
 # D-FINE-M pre-trained on Objects365, fine-tuned on COCO (official checkpoint
 # dfine_m_obj2coco.pth): same architecture as the COCO model, 80 classes.
-_base_ = '../dfine_hgnetv2_m_coco.py'
+_base_ = [
+    '../_base_/models/dfine_hgnetv2_m.py',
+    '../_base_/datasets/coco.py',
+    '../_base_/schedules/dfine_adamw.py',
+]
 
-# Every weight, the backbone's included, comes from `load_from`, so the
-# ImageNet-pretrained backbone file of the COCO recipe is not needed (the
-# official config loads it and then overwrites it with the -t checkpoint).
-model = dict(backbone=dict(init_cfg=None))
+train_dataloader = dict(batch_size=8)
 
 # schedule (official dfine_hgnetv2_m_obj2coco.yml): total batch 32 (4 GPUs x
 # 8), AdamW lr 2.5e-4 / backbone 2.5e-5, weight decay 1.25e-4, 56 epochs;
 # strong augmentation and multi-scale (640 x6) stop at epoch 48. No LR warmup
 # and a constant EMA decay (official warmup_duration 0, EMA warmups 0).
-train_dataloader = dict(batch_size=8)
 optim_wrapper = dict(
     optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
     paramwise_cfg=dict(backbone_lr=2.5e-5, official_regex_style='nsm'))
@@ -20,17 +20,10 @@ max_epochs = 56
 stop_epoch = 48
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [
-    dict(
-        type='EMAHook',
-        ema_type='DFINEModelEMA',
-        decay=0.9999,
-        warmups=0,
-        update_buffers=True,
-        priority=49),
-    dict(
-        type='DFINEStopAugHook',
-        stop_epoch=stop_epoch,
-        reload_best_stage1=True),
+    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
+         warmups=0, update_buffers=True, priority=49),
+    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
+         reload_best_stage1=True),
     dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco'),
 ]
 auto_scale_lr = dict(base_batch_size=32)

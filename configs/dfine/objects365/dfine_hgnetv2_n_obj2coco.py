@@ -1,17 +1,17 @@
 # D-FINE-N pre-trained on Objects365, fine-tuned on COCO (official checkpoint
 # dfine_n_obj2coco.pth): same architecture as the COCO model, 80 classes.
-_base_ = '../dfine_hgnetv2_n_coco.py'
+_base_ = [
+    '../_base_/models/dfine_hgnetv2_n.py',
+    '../_base_/datasets/coco.py',
+    '../_base_/schedules/dfine_adamw.py',
+]
 
-# Every weight, the backbone's included, comes from `load_from`, so the
-# ImageNet-pretrained backbone file of the COCO recipe is not needed (the
-# official config loads it and then overwrites it with the -t checkpoint).
-model = dict(backbone=dict(init_cfg=None))
+train_dataloader = dict(batch_size=32)
 
 # schedule (official dfine_hgnetv2_n_obj2coco.yml): total batch 128 (4 GPUs x
 # 32), AdamW lr 8e-4 / backbone 4e-4, weight decay 1e-4, 64 epochs; strong
 # augmentation stops at epoch 56; no batch multi-scale. No LR warmup and a
 # constant EMA decay (official warmup_duration 0, EMA warmups 0).
-train_dataloader = dict(batch_size=32)
 optim_wrapper = dict(
     optimizer=dict(lr=8e-4, weight_decay=1e-4),
     paramwise_cfg=dict(backbone_lr=4e-4, official_regex_style='nsm'))
@@ -20,17 +20,10 @@ max_epochs = 64
 stop_epoch = 56
 train_cfg = dict(max_epochs=max_epochs)
 custom_hooks = [
-    dict(
-        type='EMAHook',
-        ema_type='DFINEModelEMA',
-        decay=0.9999,
-        warmups=0,
-        update_buffers=True,
-        priority=49),
-    dict(
-        type='DFINEStopAugHook',
-        stop_epoch=stop_epoch,
-        reload_best_stage1=True),
+    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
+         warmups=0, update_buffers=True, priority=49),
+    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
+         reload_best_stage1=True),
     dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco'),
 ]
 auto_scale_lr = dict(base_batch_size=128)

@@ -36,9 +36,7 @@ model = dict(
     num_queries=60,
     eval_spatial_size=(img_size, img_size),
     dn_cfg=dict(num_denoising=30),
-    bbox_head=dict(
-        num_classes=num_classes,
-        criterion=dict(num_classes=num_classes)),
+    bbox_head=dict(num_classes=num_classes),
     test_cfg=dict(max_per_img=100))
 
 backend_args = None

@@ -26,9 +26,12 @@ and only move them to ``ignored_instances`` at packing time).
 ``log_dropped=True`` makes the drops visible: each invalid box (not a crowd
 box) is counted in ``num_dropped`` and reported through the current MMEngine
 logger with the image path, at the 1st, 2nd, 4th, 8th, ... drop of the
-process (counts are per dataloader worker). The training configs set it on
-the first instance, right after ``LoadAnnotations``, where a dropped box means
-an invalid annotation; after the crops, dropping boxes is the augmentation
+process (counts are per dataloader worker), and counted in
+:mod:`dfine_mmdet.datasets.skip_counter` under the cause ``'invalid box
+(SanitizeBoundingBoxes)'`` (summed over workers by
+``DataSkipReportHook``). The training configs set it on the first instance,
+right after ``LoadAnnotations``, where a dropped box means an invalid
+annotation; after the crops, dropping boxes is the augmentation
 working as intended and is not logged.
 
 Required keys: ``gt_bboxes`` (``HorizontalBoxes``), ``img_shape``.
@@ -42,6 +45,8 @@ from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
 from mmdet.registry import TRANSFORMS
+
+from ..skip_counter import report_skip
 
 #: per-instance keys filtered together with the boxes
 INSTANCE_KEYS = ('gt_bboxes', 'gt_bboxes_labels', 'gt_ignore_flags',
@@ -104,6 +109,9 @@ class SanitizeBoundingBoxes(BaseTransform):
     def _report(self, num: int, results: dict, height: int,
                 width: int) -> None:
         self.num_dropped += num
+        report_skip('invalid box (SanitizeBoundingBoxes)',
+                    f'{results.get("img_path", "an image")} ({width}x'
+                    f'{height})', num, log=False)
         if self.num_dropped < self._next_report:
             return
         while self._next_report <= self.num_dropped:

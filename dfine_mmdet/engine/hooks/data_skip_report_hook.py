@@ -36,7 +36,7 @@ class DataSkipReportHook(Hook):
     priority = 'VERY_LOW'
 
     def __init__(self) -> None:
-        self._last = {'train': Counter(), 'val': Counter()}
+        self._last = Counter()
 
     def before_run(self, runner) -> None:
         out_dir = osp.join(runner.work_dir, 'data_skips')
@@ -45,15 +45,16 @@ class DataSkipReportHook(Hook):
         os.environ[ENV_DIR] = out_dir
         os.environ[ENV_MAIN_PID] = str(os.getpid())
 
-    def _report(self, runner, mode: str, label: str) -> None:
+    def _report(self, runner, label: str) -> None:
         totals, example = collect()
-        new = totals - self._last[mode]
-        self._last[mode] = totals
+        new = totals - self._last
+        self._last = totals
         for cause, n in totals.items():
             runner.message_hub.update_info(f'data_skips/{cause}', n)
-        if not totals:
-            print_log(f'data skips {label}: no data skipped',
-                      logger='current')
+        if not totals or not sum(new.values()):
+            print_log(f'data skips {label}: none ' +
+                      (f'new (run total {sum(totals.values())})'
+                       if totals else 'so far'), logger='current')
             return
         lines = [
             f'{cause}: {new.get(cause, 0)} (run total {n}; e.g. '
@@ -64,10 +65,10 @@ class DataSkipReportHook(Hook):
                   logger='current', level=logging.WARNING)
 
     def after_train_epoch(self, runner) -> None:
-        self._report(runner, 'train', f'in train epoch {runner.epoch}')
+        self._report(runner, f'in train epoch {runner.epoch + 1}')
 
     def after_val_epoch(self, runner, metrics=None) -> None:
-        self._report(runner, 'val', f'after val at epoch {runner.epoch}')
+        self._report(runner, f'after val at epoch {runner.epoch}')
 
     def after_run(self, runner) -> None:
         for key in (ENV_DIR, ENV_MAIN_PID):

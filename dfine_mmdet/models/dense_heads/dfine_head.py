@@ -1,5 +1,5 @@
-"""D-FINE detection head: per-layer classification / FDR branches, the
-official post-processing, and the loss entry point.
+"""D-FINE detection head: per-layer classification / FDR branches, the FDR
+box coder, matching and losses, and the official post-processing.
 
 Branches (all hold official weights; see the key table in
 :mod:`dfine_mmdet.models.detectors.official_checkpoint`):
@@ -14,6 +14,14 @@ Branches (all hold official weights; see the key table in
   reference box;
 * ``enc_cls_branch`` / ``enc_reg_branch``: the two-stage query-selection heads
   applied to the encoder memory (the detector calls them in ``pre_decoder``).
+
+The head owns ``bbox_coder`` (:class:`FDRBBoxCoder`; the decoder decodes its
+corners with it), ``assigner``, ``go_lsd_assigner`` and the loss modules,
+all config fields; the matching / GO-LSD / denoising loss computation is
+:class:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GOLSDLossMixin`.  Method
+layout as mmdet's DETR heads: ``loss`` -> ``loss_by_feat`` (+ ``loss_dn``),
+``predict`` -> ``predict_by_feat`` (batched top-k of :func:`topk_detections`,
+also used by the MMDeploy rewriter).
 
 Box formats: the decoder predicts normalised ``(cx, cy, w, h)`` relative to
 the network input tensor; :meth:`DFINEHead.predict_by_feat` returns
@@ -34,6 +42,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..layers.lqe import LQE
+from .go_lsd_loss import GOLSDLossMixin
 
 
 def _prior_bias(prob: float) -> float:
@@ -53,33 +62,89 @@ def input_size_wh(img_meta: dict) -> Tuple[int, int]:
     return int(w), int(h)
 
 
+def topk_detections(cls_scores: Tensor, bbox_preds: Tensor,
+                    max_per_img: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Official D-FINE post-processing, batched (eager and exported graph).
+
+    ``scores = sigmoid(logits)`` flattened over ``Q x C`` per image, top-k
+    (k = ``min(max_per_img, Q C)``, sorted descending), ``label = index %
+    C``, ``query = index // C``; no threshold, no NMS, no clamping (as the
+    official ``DFINEPostProcessor``).  The box gather runs along the query
+    axis of each image and never flattens the batch into the index (which is
+    what breaks MMDeploy's DETR head rewriter for ``K < Q``,
+    open-mmlab/mmdeploy#2810), so one exported graph serves any batch size.
+
+    Args:
+        cls_scores (Tensor): ``[B, Q, C]`` logits.
+        bbox_preds (Tensor): ``[B, Q, 4]`` normalised cxcywh.
+        max_per_img (int): ``K``.
+
+    Returns:
+        tuple[Tensor]: ``scores`` ``[B, K]``, ``labels`` ``[B, K]``,
+        ``query_index`` ``[B, K]`` and ``bboxes`` ``[B, K, 4]`` normalised
+        xyxy.
+    """
+    num_queries, num_classes = int(cls_scores.shape[1]), int(
+        cls_scores.shape[2])
+    k = min(int(max_per_img), num_queries * num_classes)
+    scores, index = cls_scores.sigmoid().flatten(1).topk(k, dim=1)
+    labels = index % num_classes
+    query_index = index // num_classes
+    boxes = bbox_preds.gather(1, query_index.unsqueeze(-1).expand(-1, -1, 4))
+    return scores, labels, query_index, bbox_cxcywh_to_xyxy(boxes)
+
+
 @MODELS.register_module()
-class DFINEHead(BaseModule):
+class DFINEHead(GOLSDLossMixin, BaseModule):
     """Head of D-FINE (mmdet 3.x ``DINOHead`` counterpart).
 
     Args:
         num_classes (int): Number of classes ``C`` (80 COCO, 366 for the
             official Objects365 checkpoints).
-        embed_dims (int): Decoder width ``D``. Default 256.
+        embed_dims (int): Decoder width ``D``. Default 256.  Filled in from
+            the decoder by :class:`DFINE`.
         num_pred_layer (int): Number of decoder layers ``L``. Default 6.
-        reg_max (int): FDR bin intervals (33 bins per edge). Default 32.
+            Filled in from ``decoder.num_layers`` by :class:`DFINE`.
         lqe_cfg (dict): ``k``, ``hidden_dim``, ``num_layers`` of the LQE.
-        criterion (dict): Config of the loss module (``DFINECriterion``);
-            only needed for training.
+        bbox_coder (dict): FDR coder (``FDRBBoxCoder``: ``reg_max`` (bins
+            per edge - 1, the corner branches output ``4 (reg_max + 1)``),
+            ``reg_scale``, ``up``); the one place these are set, the decoder
+            gets them from here.
+        assigner (dict): One-to-one matcher (``DFINEHungarianAssigner``).
+        go_lsd_assigner (dict): Union of the matches (``GOLSDAssigner``).
+        loss_cls (dict): Classification loss (``DFINEVarifocalLoss``, term
+            ``loss_vfl``; a label-only loss such as ``FocalLoss`` gives the
+            term ``loss_cls``).
+        loss_bbox (dict): L1 box loss (``loss_bbox``).
+        loss_iou (dict): GIoU loss (term ``loss_giou``).
+        loss_fgl (dict): ``FineGrainedLocalizationLoss`` (``dict()`` = off).
+        loss_ddf (dict): ``DecoupledDistillationFocalLoss`` (``dict()`` =
+            off).
+        ddf_ref_batch_size (int): DDF balance constant. Default 8.
         train_cfg (dict, optional): Unused (mmdet interface).
         test_cfg (dict, optional): ``max_per_img`` (default 300) detections
             per image after the top-k over ``Q x C`` scores.
         init_cfg (dict, optional): mmengine init config.
+
+    ``None`` for a matching/loss field means the official default
+    (:data:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GO_LSD_LOSS_DEFAULTS`).
     """
 
     def __init__(self,
                  num_classes: int,
                  embed_dims: int = 256,
                  num_pred_layer: int = 6,
-                 reg_max: int = 32,
                  lqe_cfg: ConfigType = dict(
                      k=4, hidden_dim=64, num_layers=2),
-                 criterion: OptConfigType = None,
+                 bbox_coder: OptConfigType = None,
+                 assigner: OptConfigType = None,
+                 go_lsd_assigner: OptConfigType = None,
+                 loss_cls: OptConfigType = None,
+                 loss_bbox: OptConfigType = None,
+                 loss_iou: OptConfigType = None,
+                 loss_fgl: OptConfigType = None,
+                 loss_ddf: OptConfigType = None,
+                 ddf_ref_batch_size: int = 8,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = dict(max_per_img=300),
                  init_cfg: OptConfigType = None) -> None:
@@ -87,10 +152,20 @@ class DFINEHead(BaseModule):
         self.num_classes = num_classes
         self.embed_dims = embed_dims
         self.num_pred_layer = num_pred_layer
-        self.reg_max = reg_max
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg if test_cfg is not None else dict(
             max_per_img=300)
+        self._init_go_lsd_losses(
+            bbox_coder=bbox_coder,
+            assigner=assigner,
+            go_lsd_assigner=go_lsd_assigner,
+            loss_cls=loss_cls,
+            loss_bbox=loss_bbox,
+            loss_iou=loss_iou,
+            loss_fgl=loss_fgl,
+            loss_ddf=loss_ddf,
+            ddf_ref_batch_size=ddf_ref_batch_size)
+        reg_max = self.reg_max
         num_corners = 4 * (reg_max + 1)
         self.cls_branches = nn.ModuleList([
             nn.Linear(embed_dims, num_classes) for _ in range(num_pred_layer)
@@ -105,7 +180,6 @@ class DFINEHead(BaseModule):
         self.pre_reg_branch = MLP(embed_dims, embed_dims, 4, 3)
         self.enc_cls_branch = nn.Linear(embed_dims, num_classes)
         self.enc_reg_branch = MLP(embed_dims, embed_dims, 4, 3)
-        self.criterion = MODELS.build(criterion) if criterion else None
         self._init_branches()
 
     def _init_branches(self) -> None:
@@ -200,10 +274,8 @@ class DFINEHead(BaseModule):
                         rescale: bool = True) -> InstanceList:
         """Official D-FINE post-processing on the last layer.
 
-        ``scores = sigmoid(logits)`` flattened over ``Q x C``, top-k (k =
-        ``max_per_img``, sorted descending), ``label = index % C``, ``query =
-        index // C``; no threshold, no NMS, no clamping (as the official
-        ``DFINEPostProcessor``).  Boxes are scaled from normalised cxcywh to
+        :func:`topk_detections` (batched; the MMDeploy rewriter calls the
+        same function).  Boxes are scaled from normalised cxcywh to
         xyxy pixels of the network input, then divided by mmdet's
         ``scale_factor`` when ``rescale`` (original-image pixels, like
         ``DETRHead``).
@@ -217,91 +289,166 @@ class DFINEHead(BaseModule):
         Returns:
             list[:obj:`InstanceData`]
         """
-        cls_scores = all_layers_cls_scores[-1]
-        bbox_preds = all_layers_bbox_preds[-1]
-        return [
-            self._predict_by_feat_single(cls_scores[i], bbox_preds[i],
-                                         batch_img_metas[i], rescale)
-            for i in range(len(batch_img_metas))
-        ]
-
-    def _predict_by_feat_single(self, cls_score: Tensor, bbox_pred: Tensor,
-                                img_meta: dict,
-                                rescale: bool) -> InstanceData:
-        """``cls_score`` [Q, C] logits, ``bbox_pred`` [Q, 4] cxcywh."""
-        max_per_img = min(
-            self.test_cfg.get('max_per_img', 300), cls_score.numel())
-        num_classes = cls_score.shape[-1]
-        scores, index = cls_score.sigmoid().flatten().topk(max_per_img)
-        labels = index % num_classes
-        query_index = index // num_classes
-        w, h = input_size_wh(img_meta)
-        bboxes = bbox_cxcywh_to_xyxy(bbox_pred[query_index])
-        bboxes = bboxes * bboxes.new_tensor([w, h, w, h])
-        if rescale and 'scale_factor' in img_meta:
-            bboxes = bboxes / bboxes.new_tensor(
-                img_meta['scale_factor']).repeat((1, 2))
-        results = InstanceData()
-        results.bboxes = bboxes
-        results.scores = scores
-        results.labels = labels
-        results.query_index = query_index
-        return results
+        scores, labels, query_index, bboxes = topk_detections(
+            all_layers_cls_scores[-1], all_layers_bbox_preds[-1],
+            self.test_cfg.get('max_per_img', 300))
+        result_list = []
+        for i, img_meta in enumerate(batch_img_metas):
+            w, h = input_size_wh(img_meta)
+            img_bboxes = bboxes[i] * bboxes.new_tensor([w, h, w, h])
+            if rescale and 'scale_factor' in img_meta:
+                img_bboxes = img_bboxes / img_bboxes.new_tensor(
+                    img_meta['scale_factor']).repeat((1, 2))
+            results = InstanceData()
+            results.bboxes = img_bboxes
+            results.scores = scores[i]
+            results.labels = labels[i]
+            results.query_index = query_index[i]
+            result_list.append(results)
+        return result_list
 
     # ------------------------------------------------------------------ #
     # training
     # ------------------------------------------------------------------ #
     @staticmethod
-    def get_targets(batch_data_samples: SampleList) -> List[Dict[str, Tensor]]:
+    def get_targets(batch_gt_instances: InstanceList,
+                    batch_img_metas: List[dict]) -> List[Dict[str, Tensor]]:
         """Official-format targets: per image ``labels`` int64 [n] and
-        ``boxes`` [n, 4] normalised cxcywh (by the network input size)."""
+        ``boxes`` [n, 4] normalised cxcywh (by the network input size,
+        :func:`input_size_wh`).  Also the denoising queries' source."""
+        if len(batch_gt_instances) != len(batch_img_metas):
+            raise ValueError(f'{len(batch_gt_instances)} gt_instances for '
+                             f'{len(batch_img_metas)} images')
         targets = []
-        for sample in batch_data_samples:
-            gt = sample.gt_instances
-            w, h = input_size_wh(sample.metainfo)
+        for gt, img_meta in zip(batch_gt_instances, batch_img_metas):
+            w, h = input_size_wh(img_meta)
             boxes = get_box_tensor(gt.bboxes).float()
             boxes = bbox_xyxy_to_cxcywh(boxes) / boxes.new_tensor(
                 [w, h, w, h])
             targets.append(dict(labels=gt.labels.long(), boxes=boxes))
         return targets
 
-    def build_outputs(self,
-                      hidden_states: Tensor,
-                      pred_boxes: Tensor,
-                      pred_corners: Tensor,
-                      ref_points: Tensor,
-                      pre_boxes: Tensor,
-                      up: Tensor,
-                      reg_scale: Tensor,
-                      enc_topk_logits: Tensor,
-                      enc_topk_bboxes: Tensor,
-                      dn_meta: Optional[dict] = None,
-                      **kwargs) -> dict:
-        """The criterion input, in the exact structure of the official
-        training-mode decoder output.
+    def loss(self,
+             hidden_states: Tensor,
+             pred_boxes: Tensor,
+             pred_corners: Tensor,
+             ref_points: Tensor,
+             pre_boxes: Tensor,
+             up: Tensor,
+             reg_scale: Tensor,
+             enc_topk_logits: Tensor,
+             enc_topk_bboxes: Tensor,
+             batch_data_samples: SampleList,
+             dn_meta: Optional[dict] = None,
+             **kwargs) -> Dict[str, Tensor]:
+        """Forward the branches on the decoder output and compute the losses
+        (``DINOHead.loss`` counterpart).
 
-        Denoising queries (first ``dn_num_split[0]`` of the ``Q'`` queries)
-        are split off into ``dn_outputs`` / ``dn_pre_outputs``.  Teacher
-        entries (for DDF) are the last layer's corners / logits.
+        Args:
+            hidden_states, pred_boxes, pred_corners (Tensor): ``[L, B, T+Q,
+                ...]`` decoder outputs (see
+                :meth:`DFINETransformerDecoder.forward`).
+            ref_points (Tensor): ``[B, T+Q, 4]`` fixed FDR reference boxes.
+            pre_boxes (Tensor): ``[B, T+Q, 4]`` layer-0 pre-head boxes.
+            up, reg_scale (Tensor): ``[1]`` the decoder's ``W(n)`` buffers.
+            enc_topk_logits (Tensor): ``[B, Q, C]`` encoder top-k logits.
+            enc_topk_bboxes (Tensor): ``[B, Q, 4]`` their boxes (cxcywh).
+            batch_data_samples (list[:obj:`DetDataSample`]): With
+                ``gt_instances``.
+            dn_meta (dict, optional): Denoising meta (``dn_num_split``,
+                ``dn_num_group``, ``dn_positive_idx``); ``None`` = no
+                denoising queries (``T = 0``).
+            **kwargs: Other transformer outputs (ignored).
+
+        Returns:
+            dict[str, Tensor]: Weighted losses keyed by the official term
+            names (``loss_vfl``, ``loss_bbox_aux_0``, ``loss_fgl_dn_2``, ...).
         """
+        batch_gt_instances = [s.gt_instances for s in batch_data_samples]
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
         logits, boxes, corners = self(hidden_states, pred_boxes, pred_corners)
         pre_logits = self.cls_branches[0](hidden_states[0])
+        return self.loss_by_feat(logits, boxes, corners, ref_points,
+                                 pre_logits, pre_boxes, enc_topk_logits,
+                                 enc_topk_bboxes, up, reg_scale,
+                                 batch_gt_instances, batch_img_metas, dn_meta)
+
+    def loss_by_feat(self,
+                     all_layers_cls_scores: Tensor,
+                     all_layers_bbox_preds: Tensor,
+                     all_layers_corners: Tensor,
+                     ref_points: Tensor,
+                     pre_cls_scores: Tensor,
+                     pre_bbox_preds: Tensor,
+                     enc_cls_scores: Tensor,
+                     enc_bbox_preds: Tensor,
+                     up: Tensor,
+                     reg_scale: Tensor,
+                     batch_gt_instances: InstanceList,
+                     batch_img_metas: List[dict],
+                     dn_meta: Optional[dict] = None) -> Dict[str, Tensor]:
+        """Losses of the matching part and, with ``dn_meta``, the denoising
+        part (``loss_dn``), as ``DINOHead.loss_by_feat``.
+
+        Denoising queries (first ``dn_num_split[0]`` of the ``T+Q`` queries)
+        are split off (:meth:`split_outputs`); the per-layer predictions are
+        arranged in the official training-output structure and passed to
+        :meth:`GOLSDLossMixin.loss_by_outputs`.
+
+        Args:
+            all_layers_cls_scores (Tensor): ``[L, B, T+Q, C]`` logits.
+            all_layers_bbox_preds (Tensor): ``[L, B, T+Q, 4]`` cxcywh.
+            all_layers_corners (Tensor): ``[L, B, T+Q, 4 (reg_max + 1)]``.
+            ref_points (Tensor): ``[B, T+Q, 4]``.
+            pre_cls_scores (Tensor): ``[B, T+Q, C]`` layer-0 logits without
+                LQE.
+            pre_bbox_preds (Tensor): ``[B, T+Q, 4]``.
+            enc_cls_scores, enc_bbox_preds (Tensor): ``[B, Q, C]``,
+                ``[B, Q, 4]``.
+            up, reg_scale (Tensor): ``[1]``.
+            batch_gt_instances (list[:obj:`InstanceData`]): ``bboxes`` (xyxy
+                pixels of the input tensor) and ``labels``.
+            batch_img_metas (list[dict]): Meta info of each image.
+            dn_meta (dict, optional): Denoising meta.
+
+        Returns:
+            dict[str, Tensor]
+        """
+        outputs = self._official_outputs(
+            all_layers_cls_scores, all_layers_bbox_preds, all_layers_corners,
+            ref_points, pre_cls_scores, pre_bbox_preds, enc_cls_scores,
+            enc_bbox_preds, up, reg_scale, dn_meta)
+        targets = self.get_targets(batch_gt_instances, batch_img_metas)
+        return self.loss_by_outputs(outputs, targets)
+
+    @staticmethod
+    def split_outputs(tensor: Tensor, dn_meta: Optional[dict],
+                      dim: int) -> Tuple[Optional[Tensor], Tensor]:
+        """``(denoising part, matching part)`` of ``tensor`` along the query
+        axis ``dim`` (``None`` denoising part without ``dn_meta``)."""
+        if dn_meta is None:
+            return None, tensor
+        dn_part, match_part = torch.split(
+            tensor, list(dn_meta['dn_num_split']), dim=dim)
+        return dn_part, match_part
+
+    def _official_outputs(self, logits: Tensor, boxes: Tensor,
+                          corners: Tensor, ref_points: Tensor,
+                          pre_logits: Tensor, pre_boxes: Tensor,
+                          enc_logits: Tensor, enc_boxes: Tensor, up: Tensor,
+                          reg_scale: Tensor,
+                          dn_meta: Optional[dict]) -> dict:
+        """The loss input in the exact structure of the official
+        training-mode decoder output (see :class:`GOLSDLossMixin`); teacher
+        entries (for DDF) are the last layer's corners / logits."""
         num_layers = logits.shape[0]
         refs = ref_points[None].expand(num_layers, -1, -1, -1)
-
-        if dn_meta is not None:
-            split = list(dn_meta['dn_num_split'])
-
-            def _split(t: Tensor, dim: int) -> Tuple[Tensor, Tensor]:
-                dn_part, match_part = torch.split(t, split, dim=dim)
-                return dn_part, match_part
-
-            dn_pre_logits, pre_logits = _split(pre_logits, 1)
-            dn_pre_boxes, pre_boxes = _split(pre_boxes, 1)
-            dn_logits, logits = _split(logits, 2)
-            dn_boxes, boxes = _split(boxes, 2)
-            dn_corners, corners = _split(corners, 2)
-            dn_refs, refs = _split(refs, 2)
+        dn_pre_logits, pre_logits = self.split_outputs(pre_logits, dn_meta, 1)
+        dn_pre_boxes, pre_boxes = self.split_outputs(pre_boxes, dn_meta, 1)
+        dn_logits, logits = self.split_outputs(logits, dn_meta, 2)
+        dn_boxes, boxes = self.split_outputs(boxes, dn_meta, 2)
+        dn_corners, corners = self.split_outputs(corners, dn_meta, 2)
+        dn_refs, refs = self.split_outputs(refs, dn_meta, 2)
 
         def _layers(lg, bx, cn, rf):
             """Per-layer dicts; one tensor object per layer output, the
@@ -328,9 +475,8 @@ class DFINEHead(BaseModule):
             up=up,
             reg_scale=reg_scale,
             aux_outputs=layers[:-1],
-            enc_aux_outputs=[
-                dict(pred_logits=enc_topk_logits, pred_boxes=enc_topk_bboxes)
-            ],
+            enc_aux_outputs=[dict(pred_logits=enc_logits,
+                                  pred_boxes=enc_boxes)],
             pre_outputs=dict(pred_logits=pre_logits, pred_boxes=pre_boxes),
             enc_meta=dict(class_agnostic=False))
         if dn_meta is not None:
@@ -340,20 +486,3 @@ class DFINEHead(BaseModule):
                 pred_logits=dn_pre_logits, pred_boxes=dn_pre_boxes)
             outputs['dn_meta'] = dn_meta
         return outputs
-
-    def loss(self, batch_data_samples: SampleList,
-             **head_inputs) -> Dict[str, Tensor]:
-        """Build the official ``outputs`` dict and targets, run the
-        criterion.
-
-        Returns:
-            dict[str, Tensor]: Weighted losses keyed by the official term
-            names (``loss_vfl``, ``loss_bbox_aux_0``, ``loss_fgl_dn_2``, ...).
-        """
-        if self.criterion is None:
-            raise RuntimeError(
-                'DFINEHead.loss() needs a criterion: set bbox_head.criterion='
-                "dict(type='DFINECriterion', ...) in the config")
-        outputs = self.build_outputs(**head_inputs)
-        targets = self.get_targets(batch_data_samples)
-        return self.criterion(outputs, targets)

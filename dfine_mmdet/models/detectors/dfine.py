@@ -26,6 +26,7 @@ checkpoint reproduce the official outputs exactly.
 The mapping from official state-dict keys to this model is in
 :mod:`dfine_mmdet.models.detectors.official_checkpoint`.
 """
+import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -33,14 +34,14 @@ import torch.nn.functional as F
 from mmdet.models.detectors.base_detr import DetectionTransformer
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList
-from mmdet.structures.bbox import bbox_xyxy_to_cxcywh, get_box_tensor
 from mmdet.utils import OptConfigType
 from torch import Tensor, nn
 
+from ..dense_heads.go_lsd_loss import GO_LSD_LOSS_DEFAULTS
 from ..layers.contrastive_denoising import DFINEContrastiveDenoising
 from ..layers.fdr_decoder import DFINETransformerDecoder
-
-SpatialShapes = List[Tuple[int, int]]
+from ..utils import SpatialShapes
+from .checkpoint_guard import install_checkpoint_guard
 
 
 def generate_anchors(spatial_shapes: Sequence[Tuple[int, int]],
@@ -75,6 +76,62 @@ def generate_anchors(spatial_shapes: Sequence[Tuple[int, int]],
     return anchors, valid_mask
 
 
+def _fill(cfg: dict, key: str, value, field: str, source: str) -> None:
+    """Set ``cfg[key] = value`` unless the config already holds another
+    value for it, which is an error naming both fields."""
+    old = cfg.get(key)
+    if isinstance(old, (list, tuple)) and isinstance(value, (list, tuple)):
+        old, value = list(old), list(value)
+    if old is not None and old != value:
+        raise ValueError(
+            f'inconsistent D-FINE config: {field}={cfg[key]!r} but '
+            f'{source}={value!r}; set it only in {source} (it is filled in '
+            f'from there)')
+    cfg[key] = value
+
+
+def fill_shared_settings(neck: Optional[dict], decoder: Optional[dict],
+                         bbox_head: Optional[dict], dn_cfg: Optional[dict],
+                         feat_strides: Sequence[int]) -> None:
+    """Fill the settings shared by several D-FINE parts from their one
+    source (in place; see :class:`DFINE`).  Raises ``ValueError`` naming both
+    fields when a config sets one of them inconsistently."""
+    if decoder is None or bbox_head is None:
+        return
+    layer_cfg = decoder.setdefault('layer_cfg', {})
+    embed_dims = layer_cfg.get('embed_dims', 256)
+    _fill(bbox_head, 'embed_dims', embed_dims, 'model.bbox_head.embed_dims',
+          'model.decoder.layer_cfg.embed_dims')
+    _fill(bbox_head, 'num_pred_layer', decoder['num_layers'],
+          'model.bbox_head.num_pred_layer', 'model.decoder.num_layers')
+    coder = bbox_head.get('bbox_coder')
+    if coder is None:
+        coder = bbox_head['bbox_coder'] = copy.deepcopy(
+            GO_LSD_LOSS_DEFAULTS['bbox_coder'])
+    coder_defaults = GO_LSD_LOSS_DEFAULTS['bbox_coder']
+    for key in ('reg_max', 'reg_scale', 'up'):
+        # the decoder shares the head's coder object: a decoder-level value
+        # may only repeat the coder's
+        if key in decoder:
+            _fill(dict(v=decoder.pop(key)), 'v',
+                  coder.get(key, coder_defaults[key]),
+                  f'model.decoder.{key}', f'model.bbox_head.bbox_coder.{key}')
+    if 'reg_max' in bbox_head:
+        _fill(dict(v=bbox_head.pop('reg_max')), 'v',
+              coder.get('reg_max', coder_defaults['reg_max']),
+              'model.bbox_head.reg_max', 'model.bbox_head.bbox_coder.reg_max')
+    if dn_cfg is not None:
+        _fill(dn_cfg, 'num_classes', bbox_head['num_classes'],
+              'model.dn_cfg.num_classes', 'model.bbox_head.num_classes')
+        _fill(dn_cfg, 'embed_dims', embed_dims, 'model.dn_cfg.embed_dims',
+              'model.decoder.layer_cfg.embed_dims')
+        dn_cfg.pop('type', None)
+    if neck is not None and ('feat_strides' in neck
+                             or neck.get('type') == 'HybridEncoder'):
+        _fill(neck, 'feat_strides', list(feat_strides),
+              'model.neck.feat_strides', 'model.feat_strides')
+
+
 @MODELS.register_module()
 class DFINE(DetectionTransformer):
     """D-FINE: DETR with Fine-grained Distribution Refinement and GO-LSD.
@@ -101,7 +158,22 @@ class DFINE(DetectionTransformer):
             (``DFINEContrastiveDenoising``: ``num_denoising``,
             ``label_noise_ratio``, ``box_noise_scale``); ``num_classes`` and
             ``embed_dims`` are filled in.  ``None`` disables denoising.
+        allow_partial_checkpoint (bool): ``False`` (default): loading a
+            checkpoint of another variant or class count raises one
+            ``CheckpointMismatchError`` naming both (see
+            :mod:`.checkpoint_guard`); ``True``: MMEngine's permissive
+            loading, for deliberate partial loads.
         train_cfg, test_cfg, data_preprocessor, init_cfg: As in mmdet.
+
+    Settings shared by several parts are set in ONE place and filled in here
+    (as mmdet's ``DeformableDETR`` / ``DINO`` do), see
+    :func:`fill_shared_settings`: ``num_classes`` (``bbox_head``) -> ``dn_cfg``;
+    ``embed_dims`` (``decoder.layer_cfg``) -> ``bbox_head``, ``dn_cfg``;
+    ``num_layers`` (``decoder``) -> ``bbox_head.num_pred_layer``;
+    ``feat_strides`` (model) -> ``neck``; the FDR coder
+    (``bbox_head.bbox_coder``: ``reg_max``, ``reg_scale``, ``up``) is the
+    decoder's.  A config that also sets a filled field to a different value
+    gets a ``ValueError`` naming both fields.
     """
 
     def __init__(self,
@@ -112,6 +184,7 @@ class DFINE(DetectionTransformer):
                  anchor_grid_size: float = 0.05,
                  anchor_eps: float = 0.01,
                  dn_cfg: OptConfigType = None,
+                 allow_partial_checkpoint: bool = False,
                  **kwargs) -> None:
         self.in_channels = list(in_channels)
         self.eval_spatial_size = (tuple(eval_spatial_size)
@@ -119,11 +192,21 @@ class DFINE(DetectionTransformer):
         self.feat_strides = list(feat_strides)
         self.anchor_grid_size = anchor_grid_size
         self.anchor_eps = anchor_eps
+        dn_cfg = copy.deepcopy(dn_cfg)
+        for key in ('neck', 'decoder', 'bbox_head'):
+            if kwargs.get(key) is not None:
+                kwargs[key] = copy.deepcopy(kwargs[key])
+        fill_shared_settings(kwargs.get('neck'), kwargs.get('decoder'),
+                             kwargs.get('bbox_head'), dn_cfg,
+                             self.feat_strides)
         self.dn_cfg = dn_cfg
         super().__init__(*args, **kwargs)
+        # one clear error for a checkpoint of another variant / class count
+        install_checkpoint_guard(self, enabled=not allow_partial_checkpoint)
 
     def _init_layers(self) -> None:
-        self.decoder = DFINETransformerDecoder(**self.decoder)
+        self.decoder = DFINETransformerDecoder(
+            bbox_coder=self.bbox_head.bbox_coder, **self.decoder)
         self.embed_dims = self.decoder.embed_dims
         self.num_levels = len(self.in_channels)
         if len(self.feat_strides) != self.num_levels:
@@ -154,10 +237,7 @@ class DFINE(DetectionTransformer):
         if self.dn_cfg is not None:
             dn_cfg = dict(self.dn_cfg)
             dn_cfg.pop('type', None)
-            self.dn_query_generator = DFINEContrastiveDenoising(
-                num_classes=self.bbox_head.num_classes,
-                embed_dims=self.embed_dims,
-                **dn_cfg)
+            self.dn_query_generator = DFINEContrastiveDenoising(**dn_cfg)
         else:
             self.dn_query_generator = None
 
@@ -329,22 +409,18 @@ class DFINE(DetectionTransformer):
             attn_mask=attn_mask)
         return decoder_inputs_dict, head_inputs_dict
 
-    @staticmethod
     def _dn_targets(
-            batch_data_samples: OptSampleList
+            self, batch_data_samples: OptSampleList
     ) -> Tuple[List[Tensor], List[Tensor]]:
-        """GT labels and normalised cxcywh boxes for the denoising queries."""
+        """GT labels and normalised cxcywh boxes for the denoising queries
+        (the head's loss targets)."""
         if batch_data_samples is None:
             raise ValueError('training D-FINE with denoising needs '
                              'batch_data_samples with gt_instances')
-        labels, boxes = [], []
-        for sample in batch_data_samples:
-            h, w = sample.metainfo.get('batch_input_shape',
-                                       sample.metainfo['img_shape'])[:2]
-            b = get_box_tensor(sample.gt_instances.bboxes).float()
-            labels.append(sample.gt_instances.labels.long())
-            boxes.append(bbox_xyxy_to_cxcywh(b) / b.new_tensor([w, h, w, h]))
-        return labels, boxes
+        targets = self.bbox_head.get_targets(
+            [s.gt_instances for s in batch_data_samples],
+            [s.metainfo for s in batch_data_samples])
+        return [t['labels'] for t in targets], [t['boxes'] for t in targets]
 
     def forward_decoder(self, query: Tensor, ref_unact: Tensor,
                         memory: Tensor, spatial_shapes: SpatialShapes,

@@ -39,8 +39,7 @@ from mmdet.registry import MODELS
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from torch import Tensor
 
-from ..task_modules.assigners.dfine_hungarian_assigner import \
-    bbox_cxcywh_to_xyxy_clamped
+from ..utils import bbox_cxcywh_to_xyxy_clamped
 
 DNOutput = Tuple[Optional[Tensor], Optional[Tensor], Optional[Tensor],
                  Optional[Dict]]

@@ -20,7 +20,10 @@ reference box that is fixed after the first layer::
 
 ``sg`` is stop-gradient, ``W(n)`` the non-uniform weighting function (Eq. 4)
 computed from the ``up`` (``a``) and ``reg_scale`` (``c``) buffers at every
-forward with the official float32 recipe.  The class logits (``cls_branch_i +
+forward with the official float32 recipe.  ``W(n)``, the integral and the box
+decoding are the FDR coder's (:class:`FDRBBoxCoder`); in a ``DFINE`` model the
+decoder uses the head's coder object (``bbox_head.bbox_coder``), the one place
+where ``reg_max`` / ``reg_scale`` / ``up`` are configured.  The class logits (``cls_branch_i +
 LQE_i``) are computed by :class:`~dfine_mmdet.models.dense_heads.DFINEHead`
 from the hidden states returned here.
 
@@ -30,19 +33,18 @@ cannot be reused.  Parameter names inside the layers follow the official
 checkpoints (``self_attn``, ``norm1``, ``cross_attn``, ``gateway``,
 ``linear1``, ``linear2``, ``norm3``).
 """
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from mmdet.models.layers.transformer import MLP, inverse_sigmoid
+from mmdet.registry import TASK_UTILS
 from torch import Tensor, nn
 
-from ..task_modules.coders.fdr_coder import (distance2bbox, fdr_integral,
-                                             weighting_function)
+from ..task_modules.coders.fdr_coder import FDRBBoxCoder
+from ..utils import SpatialShapes
 from .gate import Gate
 from .ms_deform_attn import MSDeformableAttention
-
-SpatialShapes = Sequence[Tuple[int, int]]
 
 
 class DFINETransformerDecoderLayer(nn.Module):
@@ -139,10 +141,12 @@ class DFINETransformerDecoder(nn.Module):
         num_layers (int): Number of decoder layers ``L``.
         layer_cfg (dict): Keyword arguments of
             :class:`DFINETransformerDecoderLayer`.
-        reg_max (int): Bin intervals per edge (33 bins for 32). Default 32.
-        reg_scale (float): ``c`` of ``W(n)`` (4; 8 for D-FINE-X); stored
-            as an int64 buffer when integral, as in official checkpoints.
-        up (float): ``a`` of ``W(n)``. Default 0.5.
+        bbox_coder (dict | FDRBBoxCoder): The FDR coder (an object is used
+            as is and shared, e.g. the head's). Its ``reg_max`` is the bin
+            count, its ``reg_scale`` (``c``; 4, 8 for D-FINE-X) and ``up``
+            (``a``) initialise the ``reg_scale`` / ``up`` buffers
+            (``reg_scale`` int64 when integral, as in official checkpoints).
+            Default: ``FDRBBoxCoder()`` (reg_max 32, reg_scale 4, up 0.5).
         eval_idx (int): Index of the layer whose output is used at inference
             (negative counts from the end); at inference the loop stops after
             it. Default -1.
@@ -151,13 +155,16 @@ class DFINETransformerDecoder(nn.Module):
     def __init__(self,
                  num_layers: int,
                  layer_cfg: dict,
-                 reg_max: int = 32,
-                 reg_scale: float = 4.0,
-                 up: float = 0.5,
+                 bbox_coder: Union[dict, FDRBBoxCoder, None] = None,
                  eval_idx: int = -1) -> None:
         super().__init__()
+        if bbox_coder is None:
+            bbox_coder = dict(type='FDRBBoxCoder')
+        if isinstance(bbox_coder, dict):
+            bbox_coder = TASK_UTILS.build(bbox_coder)
+        self.bbox_coder = bbox_coder
+        up, reg_scale = bbox_coder.up, bbox_coder.reg_scale
         self.num_layers = num_layers
-        self.reg_max = reg_max
         self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
         if not 0 <= self.eval_idx < num_layers:
             raise ValueError(f'eval_idx={eval_idx} is out of range for '
@@ -189,9 +196,15 @@ class DFINETransformerDecoder(nn.Module):
         for layer in self.query_pos_head.layers:
             nn.init.xavier_uniform_(layer.weight)
 
+    @property
+    def reg_max(self) -> int:
+        """Bin intervals per edge (the coder's)."""
+        return self.bbox_coder.reg_max
+
     def project(self) -> Tensor:
-        """Weighting function ``W(n)`` (Eq. 4), shape ``[reg_max + 1]``."""
-        return weighting_function(self.reg_max, self.up, self.reg_scale)
+        """Weighting function ``W(n)`` (Eq. 4) of the buffers, shape
+        ``[reg_max + 1]``."""
+        return self.bbox_coder.project(self.up, self.reg_scale)
 
     def forward(self,
                 query: Tensor,
@@ -252,8 +265,9 @@ class DFINETransformerDecoder(nn.Module):
                 ref_init = pre_boxes.detach()
             pred_corners = reg_branches[i](output + output_detach) \
                 + corners_prev
-            box = distance2bbox(ref_init, fdr_integral(pred_corners, project),
-                                self.reg_scale)
+            box = self.bbox_coder.decode(
+                ref_init, pred_corners, reg_scale=self.reg_scale,
+                project=project)
             hidden_states.append(output)
             boxes.append(box)
             corners.append(pred_corners)

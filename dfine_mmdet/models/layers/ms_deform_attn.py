@@ -24,13 +24,13 @@ names (``sampling_offsets``, ``attention_weights``, buffer
 ``num_points_scale``) equal the official ones so checkpoints map 1:1.
 """
 import math
-from typing import List, Sequence, Tuple, Union
+from typing import List, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-SpatialShapes = Sequence[Tuple[int, int]]
+from ..utils import SpatialShapes
 
 
 class MSDeformableAttention(nn.Module):

@@ -26,7 +26,7 @@ mmdet's ``KnowledgeDistillationKLDivLoss`` is not reused: it averages the KL
 over the bins (``mean(1)``) where D-FINE sums, and it has no decoupled
 matched/unmatched reduction.
 """
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -35,7 +35,7 @@ from mmdet.models.losses.utils import weighted_loss
 from mmdet.registry import MODELS
 from torch import Tensor
 
-Number = Union[float, Tensor]
+from ..utils import Number
 
 
 @weighted_loss
@@ -114,8 +114,8 @@ class DecoupledDistillationFocalLoss(nn.Module):
                 confidence for unmatched queries); detached here.
             pos_mask (Tensor): Bool (N,), True for matched entries.
             num_pos, num_neg (float | Tensor, optional): Balance factors.
-                :class:`DFINECriterion` passes ``ddf_balance_factors`` of the
-                GO-LSD matched set (also to the denoising layers, as the
+                The D-FINE head (:class:`GOLSDLossMixin`) passes
+                ``ddf_balance_factors`` of the GO-LSD matched set (also to the denoising layers, as the
                 official code does); if omitted, the square roots of the
                 matched / unmatched entry counts of ``pos_mask``.
 

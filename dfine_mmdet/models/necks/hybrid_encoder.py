@@ -44,14 +44,16 @@ class HybridEncoder(BaseModule):
         in_channels (Sequence[int]): channels of the backbone maps (high
             resolution first).
         feat_strides (Sequence[int]): their strides (informative; the output
-            has the same).
-        hidden_dim (int): encoder width ``hd`` (all outputs have ``hd``
-            channels).
+            has the same).  In a ``DFINE`` model filled in from
+            ``model.feat_strides``.
+        embed_dims (int): encoder width ``hd`` (all outputs have ``hd``
+            channels); official ``embed_dims``.
         use_encoder_idx (Sequence[int]): levels that get AIFI (D-FINE: the last
             one).
         num_encoder_layers (int): AIFI layers per level (0 disables AIFI).
-        nhead (int): attention heads.
-        dim_feedforward (int): AIFI FFN width.
+        num_heads (int): attention heads (official ``nhead``).
+        feedforward_channels (int): AIFI FFN width (official
+            ``dim_feedforward``).
         dropout (float): AIFI dropout.
         enc_act (str): AIFI FFN activation (``'gelu'``).
         expansion (float): GELAN branch width
@@ -67,17 +69,20 @@ class HybridEncoder(BaseModule):
 
     Input: tuple of ``len(in_channels)`` maps
     ``[B, in_channels[i], H_i, W_i]`` (high resolution first).
-    Output: tuple of as many maps ``[B, hidden_dim, H_i, W_i]``.
+    Output: tuple of as many maps ``[B, embed_dims, H_i, W_i]``.
+
+    Argument names follow MMDetection (as the decoder's ``layer_cfg``); the
+    parameter names (state-dict keys) are the official ones.
     """
 
     def __init__(self,
                  in_channels: Sequence[int] = (512, 1024, 2048),
                  feat_strides: Sequence[int] = (8, 16, 32),
-                 hidden_dim: int = 256,
+                 embed_dims: int = 256,
                  use_encoder_idx: Sequence[int] = (2, ),
                  num_encoder_layers: int = 1,
-                 nhead: int = 8,
-                 dim_feedforward: int = 1024,
+                 num_heads: int = 8,
+                 feedforward_channels: int = 1024,
                  dropout: float = 0.0,
                  enc_act: str = 'gelu',
                  expansion: float = 1.0,
@@ -98,18 +103,18 @@ class HybridEncoder(BaseModule):
                 f'out of range for {num_levels} input levels')
         self.in_channels = list(in_channels)
         self.feat_strides = list(feat_strides)
-        self.hidden_dim = hidden_dim
+        self.embed_dims = embed_dims
         self.use_encoder_idx = list(use_encoder_idx)
         self.num_encoder_layers = num_encoder_layers
         self.pe_temperature = pe_temperature
-        self.out_channels = [hidden_dim] * num_levels
+        self.out_channels = [embed_dims] * num_levels
         self.out_strides = list(feat_strides)
 
         # channel projection: 1x1 conv + BN, no activation
         self.input_proj = nn.ModuleList([
             nn.Sequential(
-                OrderedDict([('conv', nn.Conv2d(c, hidden_dim, 1, bias=False)),
-                             ('norm', nn.BatchNorm2d(hidden_dim))]))
+                OrderedDict([('conv', nn.Conv2d(c, embed_dims, 1, bias=False)),
+                             ('norm', nn.BatchNorm2d(embed_dims))]))
             for c in in_channels
         ])
 
@@ -117,30 +122,30 @@ class HybridEncoder(BaseModule):
         self.encoder = nn.ModuleList([
             AIFIEncoder(
                 num_encoder_layers,
-                d_model=hidden_dim,
-                nhead=nhead,
-                dim_feedforward=dim_feedforward,
+                d_model=embed_dims,
+                nhead=num_heads,
+                dim_feedforward=feedforward_channels,
                 dropout=dropout,
                 activation=enc_act) for _ in self.use_encoder_idx
         ])
-        self.pos_embed = SinCos2DPositionEmbedding(hidden_dim, pe_temperature)
+        self.pos_embed = SinCos2DPositionEmbedding(embed_dims, pe_temperature)
 
         # CCFF: top-down FPN, then bottom-up PAN
-        c4 = round(expansion * hidden_dim // 2)
+        c4 = round(expansion * embed_dims // 2)
         n = round(3 * depth_mult)
 
         def gelan():
             return RepNCSPELAN4(
-                hidden_dim * 2, hidden_dim, hidden_dim * 2, c4, n, act=act)
+                embed_dims * 2, embed_dims, embed_dims * 2, c4, n, act=act)
 
         self.lateral_convs = nn.ModuleList([
-            ConvNormLayer(hidden_dim, hidden_dim, 1, 1)
+            ConvNormLayer(embed_dims, embed_dims, 1, 1)
             for _ in range(num_levels - 1)
         ])
         self.fpn_blocks = nn.ModuleList(
             [gelan() for _ in range(num_levels - 1)])
         self.downsample_convs = nn.ModuleList([
-            nn.Sequential(SCDown(hidden_dim, hidden_dim, 3, 2))
+            nn.Sequential(SCDown(embed_dims, embed_dims, 3, 2))
             for _ in range(num_levels - 1)
         ])
         self.pan_blocks = nn.ModuleList(
@@ -159,11 +164,19 @@ class HybridEncoder(BaseModule):
 
     def forward(self,
                 feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
-        """Backbone maps (high res first) -> ``hidden_dim``-channel maps."""
+        """Backbone maps (high res first) -> ``embed_dims``-channel maps."""
         if len(feats) != len(self.in_channels):
             raise ValueError(
                 f'HybridEncoder expects {len(self.in_channels)} feature maps '
                 f'(in_channels={self.in_channels}), got {len(feats)}')
+        for i, f in enumerate(feats):
+            if f.shape[1] != self.in_channels[i]:
+                raise ValueError(
+                    f'HybridEncoder.in_channels[{i}]={self.in_channels[i]} '
+                    f'but the backbone gives {f.shape[1]} channels at that '
+                    f'level (backbone channels: '
+                    f'{[int(x.shape[1]) for x in feats]}); set '
+                    'neck.in_channels to match backbone.out_indices')
         proj = [m(f) for m, f in zip(self.input_proj, feats)]
 
         if self.num_encoder_layers > 0:

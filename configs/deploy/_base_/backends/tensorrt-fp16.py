@@ -2,7 +2,7 @@
 # FP16 kept in FP32 (LayerNorm after attention overflows; softmax of the
 # attention weights and of the FDR corner distributions). The two
 # `fp32_layer_*` keys are dfine_mmdet extensions, read by the TensorRT
-# builder shim in dfine_mmdet/compat.py: the model config's
+# builder shim in dfine_mmdet/deploy/backends/tensorrt.py: the model config's
 # custom_imports=['dfine_mmdet'] (or tools/deploy.py) installs it. Stock
 # MMDeploy ignores them and would build everything in FP16.
 backend_config = dict(

@@ -38,34 +38,12 @@ from mmdet.structures.bbox import bbox_overlaps
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ...utils import MatchIndices, bbox_cxcywh_to_xyxy_clamped
+
 try:
     from scipy.optimize import linear_sum_assignment
 except ImportError:  # pragma: no cover - scipy is an mmdet requirement
     linear_sum_assignment = None
-
-#: Matching result of one image: (query indices, gt indices), int64, equal
-#: length, query indices ascending (scipy's row order).
-MatchIndices = Tuple[Tensor, Tensor]
-
-
-def bbox_cxcywh_to_xyxy_clamped(boxes: Tensor) -> Tensor:
-    """``(cx, cy, w, h) -> (x1, y1, x2, y2)`` with ``w, h`` clamped at 0.
-
-    This is the official D-FINE ``box_cxcywh_to_xyxy``: a predicted box with a
-    negative width becomes a zero-width box at its centre (mmdet's
-    ``bbox_cxcywh_to_xyxy`` does not clamp).
-
-    Args:
-        boxes (Tensor): Boxes of shape (..., 4), ``(cx, cy, w, h)``.
-
-    Returns:
-        Tensor: Boxes of shape (..., 4), ``(x1, y1, x2, y2)``.
-    """
-    cx, cy, w, h = boxes.unbind(-1)
-    half_w = 0.5 * w.clamp(min=0.0)
-    half_h = 0.5 * h.clamp(min=0.0)
-    return torch.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h],
-                       dim=-1)
 
 
 @TASK_UTILS.register_module()
@@ -143,7 +121,7 @@ class DFINEHungarianAssigner(BaseAssigner):
     @torch.no_grad()
     def match(self, pred_logits: Tensor, pred_boxes: Tensor,
               targets: Sequence[Dict[str, Tensor]]) -> List[MatchIndices]:
-        """Batched matching (what :class:`DFINECriterion` uses).
+        """Batched matching (what the D-FINE head's loss uses).
 
         The cost of all ``B*Q`` predictions against all ground truths of the
         batch is built at once and moved to the CPU in one transfer, then

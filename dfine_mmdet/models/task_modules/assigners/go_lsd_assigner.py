@@ -22,13 +22,13 @@ Step 4 is vectorised here (first occurrence per query via ``scatter_reduce``)
 instead of a Python loop with ``.item()`` calls; the output order is the
 same.  There is nothing equivalent in mmdet.
 """
-from typing import List, Sequence, Tuple
+from typing import List, Sequence
 
 import torch
 from mmdet.registry import TASK_UTILS
 from torch import Tensor
 
-MatchIndices = Tuple[Tensor, Tensor]
+from ...utils import MatchIndices
 
 
 @TASK_UTILS.register_module()

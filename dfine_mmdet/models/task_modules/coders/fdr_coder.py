@@ -26,7 +26,7 @@ Shapes: ``reg_max`` = 32 gives 33 bins per edge and 132 corner logits per
 query.  Boxes are normalised ``(cx, cy, w, h)`` unless stated otherwise; edge
 order is always ``(left, top, right, bottom)``.
 """
-from typing import Optional, Tuple, Union
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ from mmdet.models.task_modules.coders.base_bbox_coder import BaseBBoxCoder
 from mmdet.registry import TASK_UTILS
 from torch import Tensor
 
-Number = Union[int, float, Tensor]
+from ...utils import Number
 
 
 def _as_tensor(value: Number, like: Tensor) -> Tensor:
@@ -255,8 +255,15 @@ class FDRBBoxCoder(BaseBBoxCoder):
                ref: Tensor,
                corners: Tensor,
                up: Optional[Tensor] = None,
-               reg_scale: Optional[Number] = None) -> Tensor:
-        """Corner logits (..., 4*(reg_max+1)) -> boxes (..., 4) cxcywh."""
+               reg_scale: Optional[Number] = None,
+               project: Optional[Tensor] = None) -> Tensor:
+        """Corner logits (..., 4*(reg_max+1)) -> boxes (..., 4) cxcywh.
+
+        ``project`` (``W(n)``, (reg_max + 1,)) may be passed when it was
+        computed once for several decodes (the decoder loop); otherwise it is
+        computed from ``up`` / ``reg_scale``.
+        """
         reg_scale = self.reg_scale if reg_scale is None else reg_scale
-        project = self.project(up, reg_scale, device=corners.device)
+        if project is None:
+            project = self.project(up, reg_scale, device=corners.device)
         return distance2bbox(ref, fdr_integral(corners, project), reg_scale)

@@ -1,21 +1,10 @@
-"""Third-party compatibility shims of dfine_mmdet, all in one place.
+"""TensorRT shims of dfine_mmdet for MMDeploy 1.3.1 (moved from
+``dfine_mmdet/compat.py``).
 
-Every shim below names the third-party version it fixes and why, and is only
-applied when that version is present. Nothing here changes behaviour on
-versions that do not need the fix.
+Every shim names the TensorRT version it fixes and why, and is only applied
+when that version is present.
 
-1. :func:`onnx_export__torchscript` (torch >= 2.9 with MMDeploy 1.3.1).
-   torch 2.9 made ``torch.onnx.export(..., dynamo=True)`` the default.
-   MMDeploy 1.3.1 (the last PyPI release, 2023-12) calls ``torch.onnx.export``
-   without ``dynamo=``, and its function/symbolic rewriters only act on the
-   TorchScript exporter. With the dynamo exporter the export fails inside
-   MMDeploy's rewritten forward, and a ``KeyError: -1`` from
-   ``RewriterContext.__exit__`` then hides the real error. The shim is an
-   MMDeploy function rewriter of ``torch.onnx.export``. It passes
-   ``dynamo=False`` when the installed torch takes that argument, and only
-   inside MMDeploy's ``RewriterContext``, so the global default is left alone.
-
-2. :class:`TensorRT10Wrapper` (TensorRT >= 10 with MMDeploy 1.3.1).
+1. :class:`TensorRT10Wrapper` (TensorRT >= 10 with MMDeploy 1.3.1).
    MMDeploy 1.3.1's ``mmdeploy.backend.tensorrt.wrapper.TRTWrapper`` uses the
    binding-index API that TensorRT 10 removed (``binding_is_input``,
    ``get_binding_index``, ``get_profile_shape``, ``set_binding_shape``,
@@ -26,7 +15,7 @@ versions that do not need the fix.
    :func:`apply_mmdeploy_tensorrt_shim` registers it. That happens only when
    ``tensorrt >= 10`` can be imported.
 
-3. :func:`build_tensorrt_engine` (any TensorRT 8.6-10.x with MMDeploy 1.3.1).
+2. :func:`build_tensorrt_engine` (any TensorRT 8.6-10.x with MMDeploy 1.3.1).
    MMDeploy's ``from_onnx`` has no way to keep single layers in FP32 under
    ``fp16_mode``. The RT-DETR / D-FINE family is known to collapse in FP16
    TensorRT engines (LayerNorm after attention overflows; Peterande/D-FINE #44
@@ -51,7 +40,6 @@ API surface.
 """
 import importlib
 import importlib.util
-import inspect
 import logging
 import os.path as osp
 import re
@@ -60,52 +48,6 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 
 logger = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------
-# Shim 1: torch >= 2.9 defaults torch.onnx.export to the dynamo exporter.
-# --------------------------------------------------------------------------
-
-
-def onnx_export__torchscript(*args, **kwargs):
-    """MMDeploy function rewriter body for ``torch.onnx.export``.
-
-    It forces the TorchScript exporter (``dynamo=False``) on torch versions
-    whose ``torch.onnx.export`` takes a ``dynamo`` argument (torch >= 2.5;
-    dynamo is the default from torch 2.9). On older torch the call is passed
-    through unchanged. An explicit ``dynamo=`` from the caller is kept.
-    """
-    from mmdeploy.core import FUNCTION_REWRITER
-    ctx = FUNCTION_REWRITER.get_context('torch.onnx.export')
-    origin = ctx.origin_func
-    if _accepts_kwarg(origin, 'dynamo'):
-        kwargs.setdefault('dynamo', False)
-    return origin(*args, **kwargs)
-
-
-def _accepts_kwarg(func, name: str) -> bool:
-    try:
-        return name in inspect.signature(func).parameters
-    except (TypeError, ValueError):  # builtins without a signature
-        return False
-
-
-_ONNX_EXPORT_SHIM_REGISTERED = False
-
-
-def register_onnx_export_shim() -> None:
-    """Register :func:`onnx_export__torchscript` with MMDeploy (once)."""
-    global _ONNX_EXPORT_SHIM_REGISTERED
-    if _ONNX_EXPORT_SHIM_REGISTERED:
-        return
-    from mmdeploy.core import FUNCTION_REWRITER
-    FUNCTION_REWRITER.register_rewriter('torch.onnx.export')(
-        onnx_export__torchscript)
-    _ONNX_EXPORT_SHIM_REGISTERED = True
-
-
-# --------------------------------------------------------------------------
-# Shims 2 and 3: TensorRT >= 10 for MMDeploy 1.3.1.
-# --------------------------------------------------------------------------
 
 
 def tensorrt_version() -> Optional[tuple]:
@@ -139,7 +81,7 @@ def _torch_dtype_from_trt(trt, dtype) -> torch.dtype:
         if hasattr(trt, trt_name) and dtype == getattr(trt, trt_name):
             return torch_dtype
     raise TypeError(f'TensorRT dtype {dtype} has no torch equivalent '
-                    '(dfine_mmdet.compat._torch_dtype_from_trt)')
+                    '(dfine_mmdet.deploy.backends.tensorrt._torch_dtype_from_trt)')
 
 
 try:  # MMDeploy's abstract wrapper base, when MMDeploy is installed.

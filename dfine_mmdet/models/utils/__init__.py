@@ -1,0 +1,3 @@
+# Helpers shared by several D-FINE modules (no registered types here).
+from .box_ops import bbox_cxcywh_to_xyxy_clamped  # noqa: F401
+from .typing import FGLTargets, MatchIndices, Number, SpatialShapes  # noqa: F401

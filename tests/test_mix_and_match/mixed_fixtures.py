@@ -1,0 +1,84 @@
+"""Shared inputs of the mix-and-match tests (see ``conftest.py``).
+
+A tiny config inherits one of ``configs/dfine_mixed/*.py`` unchanged in type
+(same backbone class, neck, decoder and head) and shrinks only sizes: 64x64
+inputs, 10 queries, 64-d encoder/decoder with 2 decoder layers, and small
+backbone widths/depths given by ``TINY_BACKBONES``; the neck's ``in_channels``
+follow the tiny backbone's channels (the wiring rule of the configs).
+"""
+import os.path as osp
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+MIXED_DIR = osp.join(ROOT, 'configs', 'dfine_mixed')
+
+# config file -> (tiny backbone overrides, channels of its out_indices maps)
+TINY_BACKBONES = {
+    'dfine_r50_coco.py': (dict(base_channels=8), [64, 128, 256]),
+    'dfine_swin-t_coco.py': (dict(embed_dims=16, depths=[1, 1, 1, 1],
+                                  num_heads=[1, 2, 2, 4]), [32, 64, 128]),
+    'dfine_pvtv2-b0_coco.py': (dict(embed_dims=16, num_layers=[1, 1, 1, 1]),
+                               [32, 80, 128]),
+    'dfine_cspnext-l_coco.py': (dict(widen_factor=0.125,
+                                     deepen_factor=0.167), [32, 64, 128]),
+}
+
+TINY_CONFIG = """\
+# tiny variant of {name} (written by tests/test_mix_and_match/mixed_fixtures.py)
+_base_ = {base!r}
+data_root = {data_root!r}
+img = 64
+classes = ('square', 'circle', 'triangle')
+model = dict(
+    data_preprocessor=dict(batch_augments=None),
+    backbone=dict(init_cfg=None, **{backbone!r}),
+    neck=dict(in_channels={in_channels!r}, embed_dims=64,
+              feedforward_channels=128, expansion=0.34, depth_mult=0.5),
+    in_channels=[64, 64, 64],
+    num_queries=10,
+    eval_spatial_size=(img, img),
+    dn_cfg=dict(num_denoising=10),
+    decoder=dict(num_layers=2, layer_cfg=dict(embed_dims=64, num_heads=4,
+                                              feedforward_channels=128)),
+    bbox_head=dict(num_classes=3),
+    test_cfg=dict(max_per_img=10))
+train_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='SanitizeBoundingBoxes', min_size=1, drop_ignored=True),
+    dict(type='Resize', scale=(img, img), keep_ratio=False, backend='pillow'),
+    dict(type='SanitizeBoundingBoxes', min_size=1),
+    dict(type='PackDetInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile', imdecode_backend='pillow'),
+    dict(type='Resize', scale=(img, img), keep_ratio=False, backend='pillow'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='PackDetInputs',
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor')),
+]
+train_dataloader = dict(
+    _delete_=True, batch_size=4, num_workers=0, persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='CocoDataset', data_root=data_root,
+                 metainfo=dict(classes=classes),
+                 ann_file='annotations/instances_train.json',
+                 data_prefix=dict(img='train/'),
+                 filter_cfg=dict(filter_empty_gt=False),
+                 pipeline=train_pipeline))
+val_dataloader = dict(
+    _delete_=True, batch_size=4, num_workers=0, persistent_workers=False,
+    drop_last=False, sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='default_collate'),
+    dataset=dict(type='CocoDataset', data_root=data_root,
+                 metainfo=dict(classes=classes),
+                 ann_file='annotations/instances_val.json',
+                 data_prefix=dict(img='val/'), test_mode=True,
+                 pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(type='CocoMetric', metric='bbox', format_only=False,
+                     ann_file=data_root + 'annotations/instances_val.json')
+test_evaluator = val_evaluator
+"""
+
+

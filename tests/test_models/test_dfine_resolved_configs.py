@@ -1,0 +1,116 @@
+"""Every config under configs/dfine resolves to the same values as before the
+restructure into ``_base_/{models,datasets,schedules}`` (issue 8).
+
+``tests/data/dfine_resolved_configs_before.json`` holds ``Config.to_dict()``
+of every non-base config, dumped before anything was changed.  The only
+intentional differences are renames, normalised here in one direction (old
+-> new) before an exact comparison:
+
+* ``bbox_head.criterion`` (``DFINECriterion``) -> the head's own fields
+  (``assigner``, ``go_lsd_assigner``, ``loss_vfl`` -> ``loss_cls``,
+  ``loss_giou`` -> ``loss_iou``, ``loss_bbox``, ``loss_fgl``, ``loss_ddf``);
+* ``decoder.{reg_max, reg_scale, up}`` and ``bbox_head.reg_max`` ->
+  ``bbox_head.bbox_coder`` (``FDRBBoxCoder``);
+* neck ``hidden_dim`` / ``nhead`` / ``dim_feedforward`` -> ``embed_dims`` /
+  ``num_heads`` / ``feedforward_channels``;
+* settings now filled in by ``DFINE.__init__`` (``bbox_head.embed_dims``,
+  ``bbox_head.num_pred_layer``, ``neck.feat_strides``, ``dn_cfg``) are
+  filled on both sides with :func:`fill_shared_settings`;
+* ``backbone.init_cfg=None`` (HGNetV2's default) may be left out.
+"""
+import glob
+import json
+import os.path as osp
+
+import pytest
+from mmengine.config import Config
+
+from dfine_mmdet.models.detectors.dfine import fill_shared_settings
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+BEFORE = osp.join(ROOT, 'tests', 'data', 'dfine_resolved_configs_before.json')
+
+
+def _leaf_configs():
+    paths = glob.glob(osp.join(ROOT, 'configs', 'dfine', '**', '*.py'),
+                      recursive=True)
+    return sorted(
+        osp.relpath(p, ROOT) for p in paths if '/_base_/' not in p)
+
+
+def _old_to_new(model):
+    """Rename the pre-restructure model fields (see the module docstring)."""
+    head, dec, neck = model['bbox_head'], model['decoder'], model['neck']
+    crit = head.pop('criterion')
+    assert crit.pop('type') == 'DFINECriterion'
+    assert crit.pop('num_classes') == head['num_classes']
+    reg_max = head.pop('reg_max')
+    assert crit.pop('reg_max') == reg_max == dec['reg_max']
+    head['bbox_coder'] = dict(
+        type='FDRBBoxCoder',
+        reg_max=dec.pop('reg_max'),
+        reg_scale=dec.pop('reg_scale'),
+        up=dec.pop('up'))
+    head['assigner'] = crit.pop('assigner')
+    head['go_lsd_assigner'] = crit.pop('go_lsd_assigner')
+    head['loss_cls'] = crit.pop('loss_vfl')
+    head['loss_iou'] = crit.pop('loss_giou')
+    for key in ('loss_bbox', 'loss_fgl', 'loss_ddf'):
+        head[key] = crit.pop(key)
+    assert not crit, f'unhandled criterion fields {sorted(crit)}'
+    for old, new in (('hidden_dim', 'embed_dims'), ('nhead', 'num_heads'),
+                     ('dim_feedforward', 'feedforward_channels')):
+        neck[new] = neck.pop(old)
+    return model
+
+
+def _normalise(cfg_dict):
+    model = cfg_dict['model']
+    fill_shared_settings(model['neck'], model['decoder'], model['bbox_head'],
+                         model.get('dn_cfg'), model['feat_strides'])
+    if 'init_cfg' in model['backbone'] and \
+            model['backbone']['init_cfg'] is None:
+        del model['backbone']['init_cfg']
+    return json.loads(json.dumps(cfg_dict, default=repr, sort_keys=True))
+
+
+def _diff(a, b, path=''):
+    """First differing path of two JSON-like values (None when equal)."""
+    if type(a) is not type(b):
+        return f'{path}: {a!r} vs {b!r}'
+    if isinstance(a, dict):
+        if set(a) != set(b):
+            return f'{path}: keys {sorted(set(a) ^ set(b))}'
+        for k in sorted(a):
+            d = _diff(a[k], b[k], f'{path}.{k}')
+            if d:
+                return d
+        return None
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return f'{path}: {len(a)} vs {len(b)} items'
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _diff(x, y, f'{path}[{i}]')
+            if d:
+                return d
+        return None
+    return None if a == b else f'{path}: {a!r} vs {b!r}'
+
+
+@pytest.fixture(scope='module')
+def before():
+    with open(BEFORE) as f:
+        return json.load(f)
+
+
+def test_same_set_of_configs(before):
+    assert sorted(before) == _leaf_configs()
+
+
+@pytest.mark.parametrize('path', _leaf_configs())
+def test_resolved_values_unchanged(before, path):
+    old = _normalise(dict(before[path], model=_old_to_new(
+        before[path]['model'])))
+    new = _normalise(Config.fromfile(osp.join(ROOT, path)).to_dict())
+    d = _diff(old, new)
+    assert d is None, f'{path}: {d}'

@@ -1,0 +1,514 @@
+"""D-FINE beside MMDetection's detectors, measured in one run: params, FLOPs, latency.
+
+Usage::
+
+    python tools/benchmark/compare.py                       # default set, 640x640
+    python tools/benchmark/compare.py configs/dfine/dfine_hgnetv2_n_coco.py \\
+        mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --threads 2 --runs 10 \\
+        --out-dir work_dirs/compare
+
+Configs are plugin config files or MMDetection's own, written ``mmdet::<path
+under mmdet's configs>`` (resolved in the installed package). Every model is
+built with its own random initialisation (``init_weights()`` after removing
+``Pretrained`` ``init_cfg`` entries, so nothing downloads; e.g. the score bias
+prior keeps NMS detectors' post-processing at a realistic load)
+and measured in its own subprocess (``--timeout`` seconds each; a model that
+fails or times out gets a row saying why) with the same input, thread count
+and process settings:
+
+* ``params``: ``sum(p.numel() for p in model.parameters())`` of the built model;
+* ``GFLOPs``: MMEngine's ``FlopAnalyzer`` on ``model._forward`` (the
+  ``mode='tensor'`` graph, as MMDetection's ``get_flops`` does), multiply-adds
+  counted as one, plus a handle for ``aten::grid_sampler`` so deformable
+  attention is counted (see :mod:`flop_handles`); element-wise ops are not
+  counted (MMEngine's convention);
+* ``eager``: ``model(x, samples, mode='predict')`` under ``no_grad`` (backbone
+  to post-processed boxes, the data preprocessor excluded), batch 1;
+* ``ort``: ONNX Runtime (CPU, same threads, ``ORT_ENABLE_ALL``) on the
+  MMDeploy end-to-end graph (``configs/deploy/detection_onnxruntime_static-640x640.py``
+  at the benchmark's input size; MMDeploy's rewriters for MMDetection's models,
+  the plugin's for D-FINE), outputs ``dets``/``labels``; export time excluded;
+* ``fp16`` (only with ``--device cuda``): eager under ``torch.autocast`` fp16.
+
+Latency: ``--warmup`` untimed calls then ``--runs`` timed calls; the table
+shows the median and, in the JSON/CSV, every time and the p10-p90 spread.
+Outputs in ``--out-dir``: ``compare.md`` (also printed), ``compare.json``
+(every raw number), ``compare.csv`` and ``compare.png`` (latency vs accuracy
+when ``--ap NAME=AP`` is given for each model, else latency vs GFLOPs).
+"""
+import argparse
+import csv
+import datetime
+import json
+import os
+import os.path as osp
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from typing import Any, Callable, Dict, List, Optional
+
+HERE = osp.dirname(osp.abspath(__file__))
+REPO_ROOT = osp.dirname(osp.dirname(HERE))
+for p in (REPO_ROOT, HERE):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+#: the default comparison set (label, config)
+DEFAULT_SET = [
+    ('RTMDet-tiny', 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'),
+    ('RTMDet-s', 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py'),
+    ('YOLOX-tiny', 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py'),
+    ('YOLOX-s', 'mmdet::yolox/yolox_s_8xb8-300e_coco.py'),
+    ('DINO-R50-4scale', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'),
+    ('DeformableDETR-R50', 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'),
+    ('D-FINE-N', 'configs/dfine/dfine_hgnetv2_n_coco.py'),
+    ('D-FINE-S', 'configs/dfine/dfine_hgnetv2_s_coco.py'),
+    ('D-FINE-M', 'configs/dfine/dfine_hgnetv2_m_coco.py'),
+]
+
+DEPLOY_CFG = osp.join(REPO_ROOT, 'configs', 'deploy', 'detection_onnxruntime_static-640x640.py')
+
+
+# ----------------------------------------------------------------- config/model
+def resolve_config(cfg: str) -> str:
+    """File path of ``cfg``: a path, or ``mmdet::x.py`` in the installed mmdet."""
+    if cfg.startswith('mmdet::'):
+        import mmdet
+        path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', cfg[len('mmdet::'):])
+    else:
+        path = cfg if osp.isabs(cfg) else osp.join(os.getcwd(), cfg)
+        if not osp.exists(path):
+            path = osp.join(REPO_ROOT, cfg)
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'config {cfg!r} not found (looked at {path})')
+    return path
+
+
+def build_model(cfg_path: str, size: Optional[int] = None):
+    """Eval-mode detector of ``cfg_path`` with random weights, and its config.
+
+    D-FINE precomputes its anchors for ``model.eval_spatial_size``; with
+    ``size`` given, that is set to ``(size, size)`` so the model runs at the
+    benchmark's input size.
+    """
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+
+    import dfine_mmdet  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(cfg_path)
+    if size is not None and cfg.model.get('eval_spatial_size') is not None:
+        cfg.model.eval_spatial_size = (size, size)
+    _drop_pretrained(cfg.model)
+    model = MODELS.build(cfg.model)
+    # every model's own initialisation (e.g. the classification bias prior
+    # p=0.01 of RTMDet/YOLOX/DETR heads): without it, random scores near 0.5
+    # let thousands of boxes through the score threshold and NMS detectors
+    # would be timed on a post-processing load they never see once trained
+    model.init_weights()
+    return model.eval(), cfg
+
+
+def _drop_pretrained(node) -> None:
+    """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere (nothing downloads)."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg')
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        for v in node.values():
+            _drop_pretrained(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            _drop_pretrained(v)
+
+
+def data_samples(h: int, w: int, batch: int = 1):
+    from mmdet.structures import DetDataSample
+    meta = dict(img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
+                pad_shape=(h, w), scale_factor=(1.0, 1.0))
+    return [DetDataSample(metainfo=dict(meta)) for _ in range(batch)]
+
+
+# ------------------------------------------------------------------- measuring
+def time_runs(fn: Callable[[], object], warmup: int, runs: int) -> List[float]:
+    """Seconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summarize(times: List[float]) -> Dict[str, Any]:
+    """Median and p10/p90 in ms, plus every raw time (ms)."""
+    ms = sorted(1000.0 * t for t in times)
+
+    def pct(q):
+        return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
+
+    return dict(median_ms=statistics.median(ms), p10_ms=pct(0.1), p90_ms=pct(0.9),
+                times_ms=[1000.0 * t for t in times])
+
+
+class TensorForward:
+    """``model._forward(x, samples)`` as a callable module for tracing (FLOPs)."""
+
+    def __new__(cls, model, samples):
+        import torch.nn as nn
+
+        class _Wrap(nn.Module):
+
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, x):
+                return self.model._forward(x, samples)
+
+        return _Wrap()
+
+
+def export_ort_session(model, inputs, samples, tmp: str):
+    """ONNX Runtime session on the MMDeploy end-to-end graph of ``model``."""
+    import onnxruntime as ort
+    import torch
+    from mmdeploy.apis.onnx import export
+    from mmdeploy.codebase import import_codebase
+    from mmdeploy.utils import Codebase, load_config
+
+    import_codebase(Codebase.MMDET)  # MMDeploy's rewriters for mmdet models
+    import dfine_mmdet.deploy  # noqa: F401  (the plugin's rewriters)
+    deploy_cfg = load_config(DEPLOY_CFG)[0]
+    _, _, h, w = inputs.shape
+    deploy_cfg.onnx_config.input_shape = (w, h)
+    prefix = osp.join(tmp, 'end2end')
+    export(model, inputs, prefix, backend='onnxruntime',
+           input_metas=dict(data_samples=samples, mode='predict'),
+           context_info=dict(deploy_cfg=deploy_cfg), input_names=['input'],
+           output_names=['dets', 'labels'],
+           opset_version=deploy_cfg.onnx_config.opset_version,
+           keep_initializers_as_inputs=False)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(prefix + '.onnx', options, providers=['CPUExecutionProvider'])
+
+
+def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) -> None:
+    """Fill ``result`` stage by stage (``save()`` after each, so a timeout keeps
+    what was measured). Stage errors are recorded in ``result['errors']``."""
+    import torch
+    torch.manual_seed(0)
+    model, _ = build_model(resolve_config(cfg), args.size)
+    device = torch.device(args.device)
+    model.to(device)
+    result['params'] = int(sum(p.numel() for p in model.parameters()))
+    result['model_type'] = type(model).__name__
+    save()
+    h = w = args.size
+    inputs = torch.rand(1, 3, h, w, device=device)
+    samples = data_samples(h, w)
+    errors = result.setdefault('errors', {})
+
+    if 'flops' in args.measure:
+        try:
+            with torch.no_grad():
+                res = __import__('flop_handles').count_flops(
+                    TensorForward(model, samples), (inputs, ))
+            result.update(gflops=res['flops'] / 1e9,
+                          grid_sampler_gflops=res['grid_sampler_flops'] / 1e9,
+                          flops_uncounted_ops=res['unsupported'])
+        except Exception as e:  # noqa: BLE001 (recorded in the row)
+            errors['flops'] = f'{type(e).__name__}: {e}'
+        save()
+
+    if 'eager' in args.measure:
+        try:
+            with torch.no_grad():
+                times = time_runs(lambda: model(inputs, samples, mode='predict'),
+                                  args.warmup, args.runs)
+            result['eager'] = summarize(times)
+        except Exception as e:  # noqa: BLE001
+            errors['eager'] = f'{type(e).__name__}: {e}'
+        save()
+
+    if 'fp16' in args.measure and device.type == 'cuda':
+        try:
+            with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
+                def call():
+                    model(inputs, samples, mode='predict')
+                    torch.cuda.synchronize()
+                result['fp16'] = summarize(time_runs(call, args.warmup, args.runs))
+        except Exception as e:  # noqa: BLE001
+            errors['fp16'] = f'{type(e).__name__}: {e}'
+        save()
+
+    if 'ort' in args.measure:
+        try:
+            cpu_model = model.cpu()
+            cpu_in = inputs.cpu()
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                session = export_ort_session(cpu_model, cpu_in, data_samples(h, w), tmp)
+                result['ort_export_s'] = time.perf_counter() - t0
+            feed = {'input': cpu_in.numpy()}
+            result['ort'] = summarize(time_runs(lambda: session.run(None, feed),
+                                                args.warmup, args.runs))
+        except Exception as e:  # noqa: BLE001
+            errors['ort'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            if args.verbose:
+                traceback.print_exc()
+        save()
+
+
+def worker_main(args) -> int:
+    """Measure one model (``--worker CFG``) and write its JSON to ``--result``."""
+    import torch
+    torch.set_num_threads(args.threads)
+    result: Dict[str, Any] = dict(config=args.worker, status='running')
+
+    def save():
+        with open(args.result, 'w') as f:
+            json.dump(result, f)
+
+    try:
+        measure(args.worker, args, result, save)
+        result['status'] = 'ok'
+    except Exception as e:  # noqa: BLE001 (the parent writes the row)
+        result['status'] = f'failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+        traceback.print_exc()
+    save()
+    return 0
+
+
+def run_one(label: str, cfg: str, args, tmp: str, idx: int) -> Dict[str, Any]:
+    """Run the worker for one config in a subprocess with ``--timeout``."""
+    result_path = osp.join(tmp, f'model_{idx}.json')
+    cmd = [sys.executable, osp.abspath(__file__), '--worker', cfg, '--result', result_path,
+           '--size', str(args.size), '--threads', str(args.threads), '--warmup',
+           str(args.warmup), '--runs', str(args.runs), '--device', args.device,
+           '--measure', *args.measure] + (['--verbose'] if args.verbose else [])
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    start = time.perf_counter()
+    status = None
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env,
+                              cwd=os.getcwd())
+        if proc.returncode != 0:
+            status = f'failed: exit code {proc.returncode}'
+        if args.verbose or proc.returncode != 0:
+            sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
+    except subprocess.TimeoutExpired:
+        status = f'timeout after {args.timeout:g} s'
+    result: Dict[str, Any] = dict(config=cfg)
+    if osp.exists(result_path):
+        with open(result_path) as f:
+            result = json.load(f)
+    if status is not None and status.startswith('timeout'):
+        result['status'] = status  # what was measured before the timeout stays
+    elif result.get('status') != 'ok':
+        result['status'] = status if result.get('status') in (None, 'running') else result['status']
+        result['status'] = result['status'] or 'failed: no result written'
+    result['label'] = label
+    result['wall_s'] = time.perf_counter() - start
+    return result
+
+
+# --------------------------------------------------------------------- outputs
+def _ms(entry: Optional[Dict[str, Any]]) -> Optional[float]:
+    return entry['median_ms'] if entry else None
+
+
+def row_note(r: Dict[str, Any]) -> str:
+    notes = []
+    if r.get('status') != 'ok':
+        notes.append(str(r.get('status')))
+    for k, v in (r.get('errors') or {}).items():
+        notes.append(f'{k}: {v}'[:120])
+    return '; '.join(notes).replace('|', '/')
+
+
+def markdown_table(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
+    has_fp16 = any(r.get('fp16') for r in results)
+    has_ap = any(r.get('ap') is not None for r in results)
+    head = ['model', 'params (M)', 'GFLOPs', 'eager (ms)', 'ORT (ms)']
+    if has_fp16:
+        head.append('CUDA fp16 (ms)')
+    if has_ap:
+        head.append('AP')
+    head.append('note')
+    lines = [
+        f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, device '
+        f'{meta["device"]}, median of {meta["runs"]} runs after {meta["warmup"]} warm-up; '
+        f'{meta["date"]}, {meta["machine"]}, load average before/after: '
+        f'{meta["load_before"]} / {meta.get("load_after", "?")}.', '',
+        '| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
+
+    def fmt(v, spec):
+        return '—' if v is None else format(v, spec)
+
+    for r in results:
+        cells = [r['label'], fmt(r.get('params', None) and r['params'] / 1e6, '.2f'),
+                 fmt(r.get('gflops'), '.1f'), fmt(_ms(r.get('eager')), '.1f'),
+                 fmt(_ms(r.get('ort')), '.1f')]
+        if has_fp16:
+            cells.append(fmt(_ms(r.get('fp16')), '.1f'))
+        if has_ap:
+            cells.append(fmt(r.get('ap'), '.3f'))
+        cells.append(row_note(r))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def write_csv(results: List[Dict[str, Any]], path: str) -> None:
+    cols = ['label', 'config', 'status', 'params', 'gflops', 'grid_sampler_gflops', 'ap']
+    for b in ('eager', 'ort', 'fp16'):
+        cols += [f'{b}_median_ms', f'{b}_p10_ms', f'{b}_p90_ms']
+    cols += ['ort_export_s', 'note']
+    with open(path, 'w', newline='') as f:
+        wr = csv.writer(f)
+        wr.writerow(cols)
+        for r in results:
+            row = [r.get('label'), r.get('config'), r.get('status'), r.get('params'),
+                   r.get('gflops'), r.get('grid_sampler_gflops'), r.get('ap')]
+            for b in ('eager', 'ort', 'fp16'):
+                e = r.get(b) or {}
+                row += [e.get('median_ms'), e.get('p10_ms'), e.get('p90_ms')]
+            row += [r.get('ort_export_s'), row_note(r)]
+            wr.writerow(row)
+
+
+def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
+    """Latency (ORT where measured, else eager) vs AP (or GFLOPs), one labelled point each."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    use_ap = all(r.get('ap') is not None for r in results)
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
+    for backend, marker in (('ort', 'o'), ('eager', 's')):
+        xs, ys, labels = [], [], []
+        for r in results:
+            y = r.get('ap') if use_ap else r.get('gflops')
+            x = _ms(r.get(backend))
+            if x is not None and y is not None:
+                xs.append(x), ys.append(y), labels.append(r['label'])
+        if xs:  # zip below: xs, ys, labels are appended together
+            ax.scatter(xs, ys, marker=marker, label=f'{backend} latency')
+            for x, y, t in zip(xs, ys, labels):
+                ax.annotate(t, (x, y), textcoords='offset points', xytext=(4, 3), fontsize=7)
+    ax.set_xlabel(f'latency (ms, batch 1, {meta["size"]}x{meta["size"]}, '
+                  f'{meta["device"]}, {meta["threads"]} threads)')
+    ax.set_ylabel(meta.get('ap_name', 'AP') if use_ap else 'GFLOPs (multiply-adds)')
+    ax.set_title('D-FINE vs MMDetection detectors' + ('' if use_ap else ' (no AP given)'),
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    if ax.collections:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def machine_meta(args) -> Dict[str, Any]:
+    import torch
+    try:
+        load = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+    except OSError:
+        load = '?'
+    return dict(size=args.size, threads=args.threads, device=args.device, runs=args.runs,
+                warmup=args.warmup, date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'),
+                machine=f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
+                f'torch {torch.__version__}', load_before=load)
+
+
+# ------------------------------------------------------------------------ main
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('configs', nargs='*', help='configs (LABEL=CFG to name a row); '
+                        'default: the default set')
+    parser.add_argument('--size', type=int, default=640)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--runs', type=int, default=10)
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--measure', nargs='+', default=['flops', 'eager', 'ort', 'fp16'],
+                        choices=['flops', 'eager', 'ort', 'fp16'])
+    parser.add_argument('--timeout', type=float, default=900, help='seconds per model')
+    parser.add_argument('--ap', nargs='*', default=[], metavar='LABEL=AP',
+                        help='accuracy to plot against (e.g. published COCO AP)')
+    parser.add_argument('--ap-name', default='COCO box AP (given)')
+    parser.add_argument('--out-dir', default='work_dirs/compare')
+    parser.add_argument('--verbose', action='store_true')
+    parser.add_argument('--worker', help=argparse.SUPPRESS)
+    parser.add_argument('--result', help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def model_list(configs: List[str]):
+    if not configs:
+        return list(DEFAULT_SET)
+    out = []
+    for c in configs:
+        if '=' in c:
+            label, cfg = c.split('=', 1)
+        else:
+            cfg = c
+            label = osp.splitext(osp.basename(c.split('::')[-1]))[0]
+        out.append((label, cfg))
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    models = model_list(args.configs)
+    aps = {}
+    for item in args.ap:
+        if '=' not in item:
+            raise SystemExit(f'--ap expects LABEL=AP, got {item!r}')
+        k, v = item.split('=', 1)
+        aps[k] = float(v)
+    unknown = set(aps) - {m[0] for m in models}
+    if unknown:
+        raise SystemExit(f'--ap names unknown models: {sorted(unknown)}')
+    for label, cfg in models:
+        resolve_config(cfg)  # fail early with the name of a missing config
+    os.makedirs(args.out_dir, exist_ok=True)
+    meta = machine_meta(args)
+    meta['ap_name'] = args.ap_name
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (label, cfg) in enumerate(models):
+            print(f'[{i + 1}/{len(models)}] {label} ({cfg}) ...', flush=True)
+            r = run_one(label, cfg, args, tmp, i)
+            r['ap'] = aps.get(label)
+            print(f'    {r.get("status")}, {r["wall_s"]:.0f} s', flush=True)
+            results.append(r)
+    meta['load_after'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+    table = markdown_table(results, meta)
+    print(table)
+    with open(osp.join(args.out_dir, 'compare.md'), 'w') as f:
+        f.write(table)
+    with open(osp.join(args.out_dir, 'compare.json'), 'w') as f:
+        json.dump(dict(meta=meta, models=results), f, indent=1)
+    write_csv(results, osp.join(args.out_dir, 'compare.csv'))
+    plot(results, osp.join(args.out_dir, 'compare.png'), meta)
+    print(f'written: {args.out_dir}/compare.{{md,json,csv,png}}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
