@@ -411,8 +411,13 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None
     ax.set_ylabel(meta.get('ap_name', 'AP') if use_ap else 'GFLOPs (multiply-adds)')
     ax.set_title('D-FINE vs MMDetection detectors' + ('' if use_ap else ' (no AP given)'),
                  fontsize=10)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which='both')
     if ax.collections:
+        # latencies (and GFLOPs) span two orders of magnitude: log axes keep
+        # the small models' labels apart
+        ax.set_xscale('log')
+        if not use_ap:
+            ax.set_yscale('log')
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
