@@ -33,6 +33,9 @@ import torch
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:  # allow running from a source checkout
     sys.path.insert(0, REPO_ROOT)
+_HERE = osp.dirname(osp.abspath(__file__))
+if _HERE not in sys.path:  # cpu_latency.py beside this file
+    sys.path.insert(0, _HERE)
 
 #: official parameter counts (spec section 1.1, official modules, COCO)
 OFFICIAL_PARAMS = {
@@ -103,40 +106,13 @@ def bench_onnxruntime(model, inputs, args) -> List[float]:
     """
     import tempfile
 
-    import onnxruntime as ort
-    from mmdeploy.apis.onnx import export
-    from mmdeploy.utils import load_config
-    from mmdet.structures import DetDataSample
-
-    import dfine_mmdet.deploy  # noqa: F401  (rewriters and symbolics)
-    deploy_cfg = load_config(
-        osp.join(REPO_ROOT, 'configs', 'deploy',
-                 'detection_onnxruntime_static-640x640.py'))[0]
-    batch, _, h, w = inputs.shape
-    deploy_cfg.onnx_config.input_shape = (w, h)
-    meta = dict(img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
-                scale_factor=(1.0, 1.0))
-    samples = [DetDataSample(metainfo=meta) for _ in range(batch)]
+    # the export and session settings are cpu_latency.py's (one copy)
+    from cpu_latency import export_plugin_graph, ort_runner
     with tempfile.TemporaryDirectory() as tmp:
-        prefix = osp.join(tmp, 'end2end')
-        export(
-            model,
-            inputs,
-            prefix,
-            backend='onnxruntime',
-            input_metas=dict(data_samples=samples, mode='predict'),
-            context_info=dict(deploy_cfg=deploy_cfg),
-            input_names=['input'],
-            output_names=['dets', 'labels'],
-            opset_version=deploy_cfg.onnx_config.opset_version,
-            keep_initializers_as_inputs=False)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(
-            prefix + '.onnx', options, providers=['CPUExecutionProvider'])
-    feed = {'input': inputs.numpy()}
-    return time_runs(lambda: session.run(None, feed), args.warmup, args.runs)
+        run = ort_runner(
+            export_plugin_graph(model, inputs, osp.join(tmp, 'end2end')),
+            {'input': inputs.numpy()}, torch.get_num_threads())
+    return time_runs(run, args.warmup, args.runs)
 
 
 #: backend name -> benchmark function

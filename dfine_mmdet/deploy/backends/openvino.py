@@ -40,6 +40,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import torch
+from mmdeploy.backend.base import BaseWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +96,10 @@ def compile_ir(model_file: str,
     return core.compile_model(core.read_model(model_file), 'CPU', props)
 
 
-class OpenVINOWrapper2024(torch.nn.Module):
+class OpenVINOWrapper2024(BaseWrapper):
     """Runs an OpenVINO IR on the CPU with the ``openvino`` >= 2024 API.
 
-    The MMDeploy wrapper interface: ``forward(dict(input=Tensor[B, 3, H, W]))``
+    MMDeploy's ``BaseWrapper`` interface: ``forward(dict(input=Tensor[B, 3, H, W]))``
     returns ``{name: Tensor}`` for every ``output_names`` entry (for D-FINE
     ``dets [B, K, 5]`` and ``labels [B, K]``). Any batch size works when the
     IR was converted with a dynamic batch axis.
@@ -117,32 +118,17 @@ class OpenVINOWrapper2024(torch.nn.Module):
                  num_threads: Optional[int] = None,
                  compile_config: Optional[Dict[str, Any]] = None,
                  **kwargs):
-        super().__init__()
-        self.compiled = compile_ir(ir_model_file, num_threads, compile_config)
-        available = [out.get_any_name() for out in self.compiled.outputs]
+        compiled = compile_ir(ir_model_file, num_threads, compile_config)
+        available = [out.get_any_name() for out in compiled.outputs]
         if output_names is None:
             output_names = available
         missing = [n for n in output_names if n not in available]
         if missing:
             raise KeyError(f'{ir_model_file} has no output(s) {missing}; '
                            f'it has {available}')
-        self._output_names = list(output_names)
-        self.request = self.compiled.create_infer_request()
-
-    @staticmethod
-    def get_backend_file_count() -> int:
-        return 1
-
-    @property
-    def output_names(self):
-        return self._output_names
-
-    @output_names.setter
-    def output_names(self, value):
-        self._output_names = list(value)
-
-    def output_to_list(self, output_dict):
-        return [output_dict[name] for name in self._output_names]
+        super().__init__(list(output_names))
+        self.compiled = compiled
+        self.request = compiled.create_infer_request()
 
     def forward(self, inputs: Dict[str, torch.Tensor]
                 ) -> Dict[str, torch.Tensor]:
