@@ -8,6 +8,7 @@ the location.
 """
 import os
 import os.path as osp
+import subprocess
 import sys
 
 import pytest
@@ -44,3 +45,19 @@ def parity_dir():
 @pytest.fixture(scope='session')
 def project_root():
     return PROJECT_ROOT
+
+
+@pytest.fixture(scope='session')
+def toy_coco(tmp_path_factory):
+    """8 train / 4 val images from ``tools/make_toy_dataset.py`` (3 classes,
+    seed 0), written once per session; tests that damage it copy it first."""
+    out = str(tmp_path_factory.mktemp('toy_coco') / 'toy')
+    subprocess.run([
+        sys.executable,
+        osp.join(PROJECT_ROOT, 'tools', 'make_toy_dataset.py'), '--out', out,
+        '--seed', '0', '--num-train', '8', '--num-val', '4'
+    ],
+                   check=True,
+                   capture_output=True,
+                   timeout=300)
+    return out

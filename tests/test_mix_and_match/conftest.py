@@ -1,22 +1,10 @@
-"""Fixtures of the mix-and-match tests: the toy set and tiny configs
-(see ``mixed_fixtures.py``)."""
+"""Fixtures of the mix-and-match tests: tiny configs (see
+``mixed_fixtures.py``) on the session toy set (``toy_coco``, tests/conftest.py)."""
 import os.path as osp
-import subprocess
-import sys
 
 import pytest
 
-from mixed_fixtures import MIXED_DIR, ROOT, TINY_BACKBONES, TINY_CONFIG
-
-
-@pytest.fixture(scope='session')
-def toy_coco(tmp_path_factory):
-    """8 train / 4 val images from ``tools/make_toy_dataset.py`` (3 classes)."""
-    out = str(tmp_path_factory.mktemp('toy_coco') / 'toy')
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out', out,
-                    '--seed', '0', '--num-train', '8', '--num-val', '4'],
-                   check=True, capture_output=True, timeout=300)
-    return out
+from mixed_fixtures import MIXED_DIR, TINY_BACKBONES, TINY_CONFIG
 
 
 @pytest.fixture(scope='session')

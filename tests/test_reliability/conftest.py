@@ -1,6 +1,7 @@
-"""Fixtures for the reliability tests: a fresh copy of the 8/4-image toy set
-per test that damages it, and the tiny 64x64 D-FINE-N config of
-``tests/test_tools/conftest.py`` (loaded from there, not copied)."""
+"""Fixtures for the reliability tests: a fresh copy of the session toy set
+(``toy_coco``, tests/conftest.py) per test that damages it, and the tiny
+64x64 D-FINE-N config of ``tests/test_tools/conftest.py`` (loaded from
+there, not copied)."""
 import importlib.util
 import os.path as osp
 import shutil
@@ -24,22 +25,11 @@ def _tools_conftest():
 TOOLS = _tools_conftest()
 
 
-@pytest.fixture(scope='session')
-def toy_master(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp('rel_toy') / 'toy')
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools',
-                                             'make_toy_dataset.py'),
-                    '--out', out, '--seed', '0', '--num-train', '8',
-                    '--num-val', '4'], check=True, capture_output=True,
-                   timeout=300)
-    return out
-
-
 @pytest.fixture
-def toy_copy(toy_master, tmp_path):
+def toy_copy(toy_coco, tmp_path):
     """A copy of the toy set the test may damage; returns its root + '/'."""
     dst = str(tmp_path / 'toy')
-    shutil.copytree(toy_master, dst)
+    shutil.copytree(toy_coco, dst)
     return dst + '/'
 
 

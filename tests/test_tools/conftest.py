@@ -50,16 +50,6 @@ randomness = dict(seed=0)
 
 
 @pytest.fixture(scope='session')
-def toy_coco(tmp_path_factory):
-    """8 train / 4 val images from ``tools/make_toy_dataset.py`` (3 classes)."""
-    out = str(tmp_path_factory.mktemp('toy_coco') / 'toy')
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out', out,
-                    '--seed', '0', '--num-train', '8', '--num-val', '4'],
-                   check=True, capture_output=True, timeout=300)
-    return out
-
-
-@pytest.fixture(scope='session')
 def tiny_config(toy_coco, tmp_path_factory):
     """Path of the tiny plugin config (see the module docstring)."""
     assert osp.isfile(TOY_CONFIG), f'{TOY_CONFIG} is missing'
