@@ -76,8 +76,14 @@ def test_config_dry_builds(path):
     for sched in cfg.param_scheduler:
         PARAM_SCHEDULERS.build(dict(sched, optimizer=optim.optimizer))
     Compose(cfg.train_dataloader.dataset.pipeline)
-    hooks = [HOOKS.build(dict(h)) for h in cfg.custom_hooks]
-    assert [type(h).__name__ for h in hooks][:2] == ['EMAHook', 'DFINEStopAugHook']
+    # D-FINE's hooks are default hooks by name (overridable per key); each
+    # builds, and custom_hooks holds no second EMA / stop-aug hook
+    built = {k: HOOKS.build({kk: v for kk, v in h.items() if kk != 'priority'})
+             for k, h in cfg.default_hooks.items() if k in ('ema', 'stop_aug')}
+    assert {k: type(h).__name__ for k, h in built.items()} == \
+        {'ema': 'EMAHook', 'stop_aug': 'DFINEStopAugHook'}
+    custom = [h['type'] for h in cfg.get('custom_hooks', [])]
+    assert 'EMAHook' not in custom and 'DFINEStopAugHook' not in custom
 
     name = _name(path)
     if name not in OFFICIAL:
@@ -90,8 +96,8 @@ def test_config_dry_builds(path):
     assert cfg.optim_wrapper.paramwise_cfg.backbone_lr == bb_lr
     assert cfg.optim_wrapper.paramwise_cfg.official_regex_style == style
     assert cfg.train_cfg.max_epochs == epochs
-    assert cfg.custom_hooks[1].stop_epoch == stop
-    ema = cfg.custom_hooks[0]
+    assert cfg.default_hooks.stop_aug.stop_epoch == stop
+    ema = cfg.default_hooks.ema
     assert (ema.ema_type, ema.decay, ema.warmups, ema.update_buffers) == \
         ('DFINEModelEMA', 0.9999, ema_warm, True)
     if lr_warm:
@@ -109,9 +115,9 @@ def test_config_dry_builds(path):
     assert cfg.auto_scale_lr.base_batch_size == total_bs
     assert cfg.train_dataloader.drop_last and cfg.train_dataloader.batch_sampler is None
     if 'obj2coco' in name:
-        assert cfg.custom_hooks[2] == dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco')
+        assert cfg.custom_hooks == [dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco')]
     if 'custom' in name:
-        assert cfg.custom_hooks[2] == dict(type='ClassHeadAdaptHook')
+        assert cfg.custom_hooks == [dict(type='ClassHeadAdaptHook')]
         assert cfg.model.bbox_head.num_classes == len(cfg.classes)
         assert cfg.train_dataloader.dataset.metainfo.classes == cfg.classes
         assert cfg.load_from
@@ -163,3 +169,31 @@ def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
     got = model.backbone.state_dict()
     for key, value in src.state_dict().items():
         torch.testing.assert_close(got[key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize('override,ema_decays,stop_epochs', [
+    ('', [0.9999], [148]),
+    ('default_hooks = dict(stop_aug=dict(stop_epoch=3), ema=dict(decay=0.99))',
+     [0.99], [3]),
+    # MMEngine accepts `None` only for its own default-hook names, so a run
+    # without EMA re-lists the default hooks it keeps
+    ("default_hooks = dict(_delete_=True, logger=dict(type='LoggerHook'), "
+     "stop_aug=dict(type='DFINEStopAugHook', stop_epoch=5))", [], [5]),
+])
+def test_hooks_are_overridden_by_name(tmp_path, override, ema_decays,
+                                      stop_epochs):
+    """A user config changes or drops D-FINE's hooks by name, and the runner
+    registers each exactly once (no second EMA from a re-declared list)."""
+    from mmengine.runner import Runner
+    base = osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py')
+    path = tmp_path / 'user_cfg.py'
+    path.write_text(f'_base_ = {base!r}\n{override}\n')
+    cfg = Config.fromfile(str(path))
+    cfg.work_dir = str(tmp_path / 'wd')
+    cfg.model.backbone.init_cfg = None
+    runner = Runner.from_cfg(cfg)
+    emas = [h for h in runner.hooks if type(h).__name__ == 'EMAHook']
+    stops = [h for h in runner.hooks if type(h).__name__ == 'DFINEStopAugHook']
+    assert [h.ema_cfg['momentum'] if 'momentum' in h.ema_cfg else
+            h.ema_cfg['decay'] for h in emas] == ema_decays
+    assert [h.stop_epoch for h in stops] == stop_epochs

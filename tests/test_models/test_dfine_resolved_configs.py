@@ -16,7 +16,12 @@ intentional differences are renames, normalised here in one direction (old
 * settings now filled in by ``DFINE.__init__`` (``bbox_head.embed_dims``,
   ``bbox_head.num_pred_layer``, ``neck.feat_strides``, ``dn_cfg``) are
   filled on both sides with :func:`fill_shared_settings`;
-* ``backbone.init_cfg=None`` (HGNetV2's default) may be left out.
+* ``backbone.init_cfg=None`` (HGNetV2's default) may be left out;
+* the D-FINE hooks moved from ``custom_hooks`` (a list) into
+  ``default_hooks`` under the names ``ema`` (``EMAHook``) and ``stop_aug``
+  (``DFINEStopAugHook``), so that a config overrides them by name;
+  ``reload_best_stage1=False`` may now be written out where it was the
+  default.
 """
 import glob
 import json
@@ -64,7 +69,29 @@ def _old_to_new(model):
     return model
 
 
+HOOK_NAMES = {'EMAHook': 'ema', 'DFINEStopAugHook': 'stop_aug'}
+
+
+def _hooks_old_to_new(cfg_dict):
+    """Move the D-FINE hooks of an old ``custom_hooks`` list into
+    ``default_hooks`` by name (see the module docstring)."""
+    kept = []
+    for hook in cfg_dict.pop('custom_hooks', []):
+        name = HOOK_NAMES.get(hook['type'])
+        if name is None:
+            kept.append(hook)
+        else:
+            assert name not in cfg_dict['default_hooks'], name
+            cfg_dict['default_hooks'][name] = hook
+    if kept:
+        cfg_dict['custom_hooks'] = kept
+    return cfg_dict
+
+
 def _normalise(cfg_dict):
+    stop = cfg_dict.get('default_hooks', {}).get('stop_aug')
+    if stop is not None:
+        stop.setdefault('reload_best_stage1', False)
     model = cfg_dict['model']
     fill_shared_settings(model['neck'], model['decoder'], model['bbox_head'],
                          model.get('dn_cfg'), model['feat_strides'])
@@ -109,8 +136,8 @@ def test_same_set_of_configs(before):
 
 @pytest.mark.parametrize('path', _leaf_configs())
 def test_resolved_values_unchanged(before, path):
-    old = _normalise(dict(before[path], model=_old_to_new(
-        before[path]['model'])))
+    old = _normalise(_hooks_old_to_new(dict(before[path], model=_old_to_new(
+        before[path]['model']))))
     new = _normalise(Config.fromfile(osp.join(ROOT, path)).to_dict())
     d = _diff(old, new)
     assert d is None, f'{path}: {d}'

@@ -20,11 +20,10 @@ train_pipeline.insert(3, dict(type='RandomPhotometricDistort', p=0.5))
 train_dataloader = dict(dataset=dict(data_root=data_root, pipeline=train_pipeline))
 train_cfg = dict(max_epochs=3, val_interval=100)  # no val between epochs
 default_hooks = dict(logger=dict(interval=1),
-                     checkpoint=dict(interval=1, max_keep_ckpts=2))
+                     checkpoint=dict(interval=1, max_keep_ckpts=2),
+                     ema=dict(decay=0.9, warmups=2),
+                     stop_aug=dict(stop_epoch=2))
 custom_hooks = [
-    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9, warmups=2,
-         update_buffers=True, priority=49),
-    dict(type='DFINEStopAugHook', stop_epoch=2),
     dict(type='RNGStateHook'){more}
 ]
 """

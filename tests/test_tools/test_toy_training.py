@@ -59,13 +59,10 @@ test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=1)
 default_hooks = dict(
     logger=dict(interval=1),
-    checkpoint=dict(interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'))
-custom_hooks = [
-    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.998, warmups=100,
-         update_buffers=True, priority=49),
-    dict(type='DFINEStopAugHook', stop_epoch=1, reload_best_stage1=True),
-    dict(type='ClassHeadAdaptHook'),
-]
+    checkpoint=dict(interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'),
+    ema=dict(decay=0.998, warmups=100),
+    stop_aug=dict(stop_epoch=1, reload_best_stage1=True))
+custom_hooks = [dict(type='ClassHeadAdaptHook')]
 """
 
 

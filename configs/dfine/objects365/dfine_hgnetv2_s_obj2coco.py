@@ -29,13 +29,8 @@ param_scheduler = []
 max_epochs = 64
 stop_epoch = 56
 train_cfg = dict(max_epochs=max_epochs)
-custom_hooks = [
-    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
-         warmups=0, update_buffers=True, priority=49),
-    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
-         reload_best_stage1=True),
-    dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco'),
-]
+default_hooks = dict(ema=dict(warmups=0), stop_aug=dict(stop_epoch=stop_epoch))
+custom_hooks = [dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco')]
 auto_scale_lr = dict(base_batch_size=32)
 
 # Fine-tuned from the Objects365 model (366 rows): the class rows of the

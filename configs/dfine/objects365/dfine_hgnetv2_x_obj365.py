@@ -25,9 +25,5 @@ optim_wrapper = dict(
 max_epochs = 24
 stop_epoch = 500
 train_cfg = dict(max_epochs=max_epochs)
-custom_hooks = [
-    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
-         warmups=1000, update_buffers=True, priority=49),
-    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch),
-]
+default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))
 auto_scale_lr = dict(base_batch_size=32)

@@ -108,10 +108,7 @@ stop_epoch = 20
 train_cfg = dict(max_epochs=max_epochs, val_interval=4)
 default_hooks = dict(
     logger=dict(interval=10),
-    checkpoint=dict(interval=4, max_keep_ckpts=2))
-custom_hooks = [
-    dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.998, warmups=100,
-         update_buffers=True, priority=49),
-    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch),
-]
+    checkpoint=dict(interval=4, max_keep_ckpts=2),
+    ema=dict(warmups=100, decay=0.998),
+    stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))
 auto_scale_lr = dict(enable=False, base_batch_size=8)

@@ -22,10 +22,11 @@ validation/testing and stores them in checkpoints) and overrides the update
 so that update number ``u = steps + 1`` uses ``d(u)`` exactly as the official
 code does, from the very first update on.
 
-Use it with::
+Use it with (the training configs declare it by name in ``default_hooks``)::
 
-    custom_hooks = [dict(type='EMAHook', ema_type='DFINEModelEMA', decay=0.9999,
-                         warmups=1000, update_buffers=True, priority=49)]
+    default_hooks = dict(ema=dict(type='EMAHook', ema_type='DFINEModelEMA',
+                                  decay=0.9999, warmups=1000,
+                                  update_buffers=True, priority=49))
 
 Note: MMEngine's ``EMAHook`` copies the model in ``before_run``, i.e. before
 ``Runner._init_model_weights()``; the official copies after weight init.  The

@@ -1,6 +1,6 @@
 # D-FINE training schedule (official configs/dfine/include/optimizer.yml and
 # configs/runtime.yml) with the D-L/X values; a size config sets its own lr,
-# backbone lr, weight decay, epochs, stop epoch and EMA/stop-aug hooks.
+# backbone lr, weight decay, epochs and `default_hooks.stop_aug.stop_epoch`.
 #   AdamW param-group regexes          -> DFINEOptimWrapperConstructor (regex bug fixed by default)
 #   LinearWarmup(500) + MultiStepLR([500 epochs], never reached) -> LinearLR over 500 iterations
 #   ModelEMA(decay 0.9999, warmups 1000) -> EMAHook(ema_type='DFINEModelEMA')
@@ -47,6 +47,17 @@ train_cfg = dict(
 val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
+# Hooks by name (MMEngine merges `default_hooks` per key), so a size or user
+# config changes one field or drops a hook without repeating the list:
+#   default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch))
+#   default_hooks = dict(ema=dict(warmups=0))      # e.g. fine-tuning recipes
+# (MMEngine takes `None` only for its own hook names: to train without EMA,
+# re-list the default hooks you keep under `dict(_delete_=True, ...)`.)
+# `ema`: EMA of params and buffers with the 1000-update decay ramp
+# (validation, testing and the saved `state_dict` use the EMA weights);
+# `stop_aug`: turns the strong augs and multi-scale off at `stop_epoch` and
+# reloads the best stage-1 checkpoint there, as the official solver does.
+# `custom_hooks` stays free for the user's own hooks.
 default_hooks = dict(
     checkpoint=dict(
         type='CheckpointHook',
@@ -54,23 +65,18 @@ default_hooks = dict(
         max_keep_ckpts=3,
         save_best='coco/bbox_mAP',
         rule='greater'),
-    logger=dict(type='LoggerHook', interval=50))
-
-# EMA of params and buffers with the 1000-update decay ramp (validation,
-# testing and the saved `state_dict` use the EMA weights); the stop hook turns
-# the strong augs and multi-scale off at `stop_epoch` and reloads the best
-# stage-1 checkpoint there, as the official solver does.
-custom_hooks = [
-    dict(
+    logger=dict(type='LoggerHook', interval=50),
+    ema=dict(
         type='EMAHook',
         ema_type='DFINEModelEMA',
         decay=0.9999,
         warmups=1000,
         update_buffers=True,
         priority=49),
-    dict(type='DFINEStopAugHook', stop_epoch=stop_epoch,
-         reload_best_stage1=True),
-]
+    stop_aug=dict(
+        type='DFINEStopAugHook',
+        stop_epoch=stop_epoch,
+        reload_best_stage1=True))
 
 # the official lr values are for a total batch of 32 (N: 128)
 auto_scale_lr = dict(enable=False, base_batch_size=32)
