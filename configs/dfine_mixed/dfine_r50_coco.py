@@ -2,7 +2,6 @@
 # Wiring: ResNet stage i gives 256 * 2**i channels at stride 4 * 2**i;
 #   out_indices (1, 2, 3) -> channels 512, 1024, 2048 at strides 8, 16, 32
 #   -> neck.in_channels=[512, 1024, 2048], feat_strides=[8, 16, 32].
-# (configs/dfine/dfine_r50_coco.py is the same model with init_cfg=None.)
 # ImageNet start: a local torchvision-format resnet50 file at the relative
 # path below (nothing downloads; a missing file stops with its path).
 _base_ = './_base_/dfine_l_mixed.py'

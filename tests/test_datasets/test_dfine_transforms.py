@@ -183,7 +183,7 @@ def test_zoom_out_is_mmdet_expand_with_zero_fill():
 
 def test_official_train_pipeline_end_to_end(project_root):
     from mmengine.config import Config
-    cfg = Config.fromfile(f'{project_root}/configs/dfine/_base_/dfine_coco_train.py')
+    cfg = Config.fromfile(f'{project_root}/configs/dfine/_base_/datasets/coco.py')
     names = [t['type'] for t in cfg.train_pipeline]
     assert names == ['LoadImageFromFile', 'LoadAnnotations', 'SanitizeBoundingBoxes',
                      'RandomPhotometricDistort', 'Expand', 'RandomIoUCrop',

@@ -173,7 +173,7 @@ def test_real_detector_official_mode_matches_official_regexes(project_root, cfg_
 
 
 def test_flat_cosine_composes_from_mmengine_schedulers():
-    """Warmup, flat, then cosine: the composition documented in dfine_coco_train.py."""
+    """Warmup, flat, then cosine: the composition documented in _base_/schedules/dfine_adamw.py."""
     from mmengine.optim.scheduler import CosineAnnealingLR
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1e-3)
