@@ -19,7 +19,9 @@ need two fixes that MMEngine 0.10.x does not make itself:
 SyncBN layers still need ``norm_cfg=dict(type='BN')`` in the config on CPU.
 
 A checkpoint that does not fit the model (``CheckpointMismatchError`` of the
-plugin's checkpoint guard) or a truncated checkpoint ends the tool with one
+plugin's checkpoint guard) or a truncated / empty / corrupt checkpoint
+(``CorruptCheckpointError`` of ``dfine_mmdet.engine.checked_checkpoint_loader``,
+or torch's own error when the plugin was not imported) ends the tool with one
 ``error: ...`` message and exit status 1 instead of a traceback
 (``DFINE_TRACEBACK=1`` shows the traceback).
 """
@@ -69,7 +71,10 @@ def _known_error(err, name, argv):
     """One-line message for errors whose traceback tells a user nothing more
     (a checkpoint that does not fit, a truncated checkpoint); else None."""
     import pickle
-    if type(err).__name__ == 'CheckpointMismatchError':
+    if type(err).__name__ in ('CheckpointMismatchError',
+                              'CorruptCheckpointError'):
+        # the plugin's checkpoint guard / checked checkpoint loader: the
+        # message names the file and the problem
         return str(err)
     text = str(err).strip()
     if (isinstance(err, (EOFError, pickle.UnpicklingError))

@@ -126,6 +126,10 @@ def run_onnxruntime(onnx_file: str, inputs: torch.Tensor,
         options.intra_op_num_threads = num_threads
     sess = ort.InferenceSession(
         onnx_file, options, providers=['CPUExecutionProvider'])
+    from .input_shape_check import check_input_shapes, onnxruntime_input_shapes
+    check_input_shapes(onnxruntime_input_shapes(sess),
+                       {sess.get_inputs()[0].name: tuple(inputs.shape)},
+                       onnx_file)
     outputs = sess.run(None, {sess.get_inputs()[0].name: inputs.numpy()})
     return {o.name: v for o, v in zip(sess.get_outputs(), outputs)}
 

@@ -185,7 +185,7 @@ def test_official_train_pipeline_end_to_end(project_root):
     from mmengine.config import Config
     cfg = Config.fromfile(f'{project_root}/configs/dfine/_base_/datasets/coco.py')
     names = [t['type'] for t in cfg.train_pipeline]
-    assert names == ['LoadImageFromFile', 'LoadAnnotations', 'SanitizeBoundingBoxes',
+    assert names == ['CheckedLoadImageFromFile', 'LoadAnnotations', 'SanitizeBoundingBoxes',
                      'RandomPhotometricDistort', 'Expand', 'RandomIoUCrop',
                      'SanitizeBoundingBoxes', 'RandomFlip', 'Resize', 'SanitizeBoundingBoxes',
                      'PackDetInputs']

@@ -253,6 +253,16 @@ def test_det_inferencer_matches_init_detector(toy_setup):
     torch.testing.assert_close(pred.bboxes, ref.bboxes)
     assert pred.labels.max() < 2
     assert config_path('n') != toy_setup['cfg_file']
+    # an array input: mmdet swaps test_pipeline[0] (CheckedLoadImageFromFile
+    # in the shipped configs) for LoadImageFromNDArray, keeping its
+    # arguments; the same Pillow-decoded pixels give the same detections
+    import numpy as np
+    from PIL import Image
+    bgr = np.ascontiguousarray(np.array(Image.open(img).convert('RGB'))[..., ::-1])
+    arr = inference_detector(model, bgr).pred_instances
+    assert len(arr) == 300
+    torch.testing.assert_close(arr.scores, ref.scores)
+    torch.testing.assert_close(arr.bboxes, ref.bboxes)
 
 
 def test_init_weights_gives_official_init():

@@ -21,7 +21,14 @@ intentional differences are renames, normalised here in one direction (old
   ``default_hooks`` under the names ``ema`` (``EMAHook``) and ``stop_aug``
   (``DFINEStopAugHook``), so that a config overrides them by name;
   ``reload_best_stage1=False`` may now be written out where it was the
-  default.
+  default;
+* the data checks are on (docs/reliability.md): MMEngine's
+  ``CheckpointHook`` -> ``AtomicCheckpointHook`` (same arguments), a new
+  ``default_hooks.data_skips`` (``DataSkipReportHook``), dataset type
+  ``CocoDataset`` -> ``CheckedCocoDataset``, and the Pillow
+  ``LoadImageFromFile`` -> ``CheckedLoadImageFromFile(on_error='skip')`` in
+  training pipelines (test pipelines keep MMCV's loader, which
+  ``DetInferencer`` looks up by name).
 
 Moved: ``configs/dfine/dfine_r50_coco.py`` was the same model as
 ``configs/dfine_mixed/dfine_r50_coco.py`` apart from the backbone's
@@ -99,6 +106,31 @@ def _hooks_old_to_new(cfg_dict):
     return cfg_dict
 
 
+def _checked_loader(pipeline, on_error):
+    for i, t in enumerate(pipeline or []):
+        if t.get('type') == 'LoadImageFromFile':
+            assert t.pop('imdecode_backend') == 'pillow'
+            t['type'] = 'CheckedLoadImageFromFile'
+            t['on_error'] = on_error
+
+
+def _data_checks_old_to_new(cfg_dict):
+    """Turn the pre-data-checks parts into the checked ones (see the module
+    docstring)."""
+    hooks = cfg_dict['default_hooks']
+    assert hooks['checkpoint']['type'] == 'CheckpointHook'
+    hooks['checkpoint']['type'] = 'AtomicCheckpointHook'
+    hooks['data_skips'] = dict(type='DataSkipReportHook')
+    _checked_loader(cfg_dict.get('train_pipeline'), 'skip')
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        ds = cfg_dict[key]['dataset']
+        if ds.get('type') == 'CocoDataset':
+            ds['type'] = 'CheckedCocoDataset'
+        if key == 'train_dataloader':
+            _checked_loader(ds.get('pipeline'), 'skip')
+    return cfg_dict
+
+
 def _normalise(cfg_dict):
     stop = cfg_dict.get('default_hooks', {}).get('stop_aug')
     if stop is not None:
@@ -148,8 +180,8 @@ def test_same_set_of_configs(before):
 
 @pytest.mark.parametrize('path', _leaf_configs() + sorted(MOVED))
 def test_resolved_values_unchanged(before, path):
-    old = _normalise(_hooks_old_to_new(dict(before[path], model=_old_to_new(
-        before[path]['model']))))
+    old = _normalise(_data_checks_old_to_new(_hooks_old_to_new(dict(
+        before[path], model=_old_to_new(before[path]['model'])))))
     new = Config.fromfile(osp.join(ROOT, MOVED.get(path, path))).to_dict()
     if path in MOVED:
         assert new['model']['backbone'].pop('init_cfg')['type'] == 'Pretrained'

@@ -55,4 +55,5 @@ def rel():
     class _Rel:
         config_text = staticmethod(tiny_config_text)
         run = staticmethod(run_tool)
+        root = ROOT
     return _Rel

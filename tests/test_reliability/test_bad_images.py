@@ -168,3 +168,28 @@ def test_image_size_differs_from_annotation(tmp_path):
     with pytest.raises(ValueError, match='exif.jpg.*annotation width x '
                        'height 100x100'):
         _load(path, on_error='raise', height=100, width=100)
+
+
+@pytest.mark.parametrize('fmt', ['jpeg', 'png', 'gray_png'])
+def test_ordinary_images_load_as_mmcv_pillow_does(tmp_path, fmt):
+    """An ordinary 8-bit RGB JPEG / PNG and a grayscale PNG without EXIF:
+    the same array and shapes as the shipped configs' MMCV
+    ``LoadImageFromFile(imdecode_backend='pillow')`` (what makes the checked
+    loader a drop-in default, docs/reliability.md)."""
+    from mmcv.transforms import LoadImageFromFile
+    arr = _rgb(24, 32, seed=3)
+    path = tmp_path / f'img.{fmt}'
+    if fmt == 'jpeg':
+        path.write_bytes(_jpeg_bytes(arr))
+    elif fmt == 'png':
+        path.write_bytes(_png_bytes(Image.fromarray(arr)))
+    else:
+        path.write_bytes(_png_bytes(Image.fromarray(arr[..., 0])))
+    ours = _load(path, height=24, width=32)
+    mmcv = LoadImageFromFile(imdecode_backend='pillow')(
+        dict(img_path=str(path)))
+    assert ours['img'].dtype == mmcv['img'].dtype == np.uint8
+    assert ours['img'].shape == mmcv['img'].shape == (24, 32, 3)
+    assert np.array_equal(ours['img'], mmcv['img'])
+    assert ours['img_shape'] == mmcv['img_shape'] == (24, 32)
+    assert ours['ori_shape'] == mmcv['ori_shape']

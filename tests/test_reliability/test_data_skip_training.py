@@ -7,7 +7,7 @@ import os.path as osp
 import re
 
 EXTRA = """
-train_pipeline[0] = dict(type='CheckedLoadImageFromFile')
+train_pipeline[0] = dict(type='CheckedLoadImageFromFile', on_error='skip')
 train_pipeline[2] = dict(type='SanitizeBoundingBoxes', min_size=1,
                          drop_ignored=True, log_dropped=True)
 test_pipeline[0] = dict(type='CheckedLoadImageFromFile', on_error='raise')

@@ -43,5 +43,5 @@ def test_test_py_errors(tiny, tmp_path, rel):
                        str(tmp_path / 'wd2')])
     assert rc == 1 and 'Traceback' not in out, out[-3000:]
     assert out.strip().splitlines()[-1].startswith(
-        f'error: cannot read {truncated} as a PyTorch checkpoint (truncated '
-        'or another format?): '), out[-3000:]
+        f'error: cannot load checkpoint {truncated}: the file is truncated ('
+    ), out[-3000:]

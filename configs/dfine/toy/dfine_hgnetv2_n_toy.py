@@ -41,7 +41,7 @@ model = dict(
 
 backend_args = None
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
+    dict(type='CheckedLoadImageFromFile', on_error='skip',
          backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

@@ -8,11 +8,15 @@ white), and always applies the EXIF orientation even when the annotation
 was made on the stored (un-rotated) pixels, so the boxes then point at the
 wrong place. This transform (own code, decoding with Pillow) does:
 
-* missing / zero-byte / corrupt / truncated file: ``on_error='skip'``
-  (default) reports the cause to :mod:`dfine_mmdet.datasets.skip_counter`
-  and returns ``None``, so MMEngine's dataset draws another image in
-  training; ``on_error='raise'`` raises ``ValueError('<path>: <cause>')``
-  (use it in test pipelines: a test set must not lose images);
+* missing / zero-byte / corrupt / truncated file: ``on_error='raise'``
+  (default; test pipelines: a test set must not lose images) raises
+  ``ValueError('<path>: <cause>')``; ``on_error='skip'`` (training
+  pipelines) reports the cause to :mod:`dfine_mmdet.datasets.skip_counter`
+  and returns ``None``, so MMEngine's dataset draws another image. The
+  shipped configs use it in training pipelines only: MMDetection's
+  ``DetInferencer`` finds the loader of a test pipeline by the name
+  ``LoadImageFromFile`` (mmdet 3.3 ``_init_pipeline``), so test pipelines
+  keep MMCV's transform;
 * mode ``L``/``1`` (grayscale) -> gray copied to 3 channels; ``P``
   (palette), ``RGBA``, ``LA``, ``CMYK``, ... -> ``convert('RGB')`` (alpha
   dropped, as the official D-FINE loader does); 16-bit (``I;16*``/``I``)
@@ -52,8 +56,8 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
     """``LoadImageFromFile`` with the checks of the module docstring.
 
     Args:
-        on_error (str): ``'skip'`` (count and return ``None``) or
-            ``'raise'``. Defaults to ``'skip'``.
+        on_error (str): ``'raise'`` or ``'skip'`` (count and return
+            ``None``). Defaults to ``'raise'``.
         channel_order (str): ``'bgr'`` (MMCV default) or ``'rgb'``.
         **kwargs: ``to_float32``, ``backend_args`` of ``LoadImageFromFile``
             (``color_type`` must be ``'color'``; ``imdecode_backend`` is
@@ -61,7 +65,7 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
     """
 
     def __init__(self,
-                 on_error: str = 'skip',
+                 on_error: str = 'raise',
                  channel_order: str = 'bgr',
                  **kwargs) -> None:
         super().__init__(**kwargs)

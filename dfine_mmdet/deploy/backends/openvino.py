@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from mmdeploy.backend.base import BaseWrapper
 
+from ..input_shape_check import check_input_shapes, openvino_input_shapes
+
 logger = logging.getLogger(__name__)
 
 #: properties passed to ``Core.compile_model`` unless the deploy config or
@@ -110,6 +112,11 @@ class OpenVINOWrapper2024(BaseWrapper):
             default: every output of the model.
         num_threads (int, optional): ``INFERENCE_NUM_THREADS``.
         compile_config (dict, optional): extra ``compile_model`` properties.
+        deploy_cfg (optional): the deploy config, named in the error raised
+            for an input of a shape the IR was not built for
+            (``InputShapeMismatchError`` of
+            :mod:`dfine_mmdet.deploy.input_shape_check` instead of
+            OpenVINO's ``ParameterMismatch``).
     """
 
     def __init__(self,
@@ -117,6 +124,7 @@ class OpenVINOWrapper2024(BaseWrapper):
                  output_names: Optional[Sequence[str]] = None,
                  num_threads: Optional[int] = None,
                  compile_config: Optional[Dict[str, Any]] = None,
+                 deploy_cfg: Optional[Any] = None,
                  **kwargs):
         compiled = compile_ir(ir_model_file, num_threads, compile_config)
         available = [out.get_any_name() for out in compiled.outputs]
@@ -129,11 +137,17 @@ class OpenVINOWrapper2024(BaseWrapper):
         super().__init__(list(output_names))
         self.compiled = compiled
         self.request = compiled.create_infer_request()
+        self.ir_model_file = ir_model_file
+        self.deploy_cfg = deploy_cfg
+        self.input_shapes = openvino_input_shapes(compiled)
 
     def forward(self, inputs: Dict[str, torch.Tensor]
                 ) -> Dict[str, torch.Tensor]:
         """Args: inputs: ``{input_name: Tensor}`` (any device; run on CPU).
         Returns: ``{output_name: Tensor}`` on the CPU."""
+        check_input_shapes(self.input_shapes,
+                           {k: tuple(v.shape) for k, v in inputs.items()},
+                           self.ir_model_file, self.deploy_cfg)
         feed = {
             name: np.ascontiguousarray(t.detach().cpu().numpy())
             for name, t in inputs.items()
@@ -200,7 +214,8 @@ class _OpenVINOShimManagerMixin:
         return OpenVINOWrapper2024(
             backend_files[0],
             output_names=output_names,
-            compile_config=compile_config)
+            compile_config=compile_config,
+            deploy_cfg=deploy_cfg)
 
     @classmethod
     def to_backend(cls,

@@ -16,6 +16,13 @@ _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 # keeping the ratio, RGB, /255.  Boxes are mapped back to the original image
 # through `scale_factor`.
 backend_args = None
+#
+# Data checks (docs/reliability.md): in training, `CheckedLoadImageFromFile`
+# (Pillow, as the official loader) turns a missing / corrupt / truncated
+# image into a counted skip; `CheckedCocoDataset` counts every annotation it
+# drops, by cause; `default_hooks.data_skips` logs the counts after each
+# epoch.  The test pipeline keeps MMCV's `LoadImageFromFile`: MMDetection's
+# `DetInferencer` looks that transform up by name to swap in its own loader.
 test_pipeline = [
     dict(
         type='LoadImageFromFile',
@@ -33,13 +40,14 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor')),
 ]
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+val_dataloader = dict(
+    dataset=dict(type='CheckedCocoDataset', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 train_pipeline = [
     dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
+        type='CheckedLoadImageFromFile',
+        on_error='skip',
         backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     # the official COCO loader drops crowd boxes before any transform
@@ -77,4 +85,4 @@ train_dataloader = dict(
     drop_last=True,
     sampler=dict(type='DefaultSampler', shuffle=True),
     batch_sampler=None,  # plain random batches (no aspect-ratio grouping)
-    dataset=dict(pipeline=train_pipeline))
+    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))

@@ -58,9 +58,14 @@ test_cfg = dict(type='TestLoop')
 # `stop_aug`: turns the strong augs and multi-scale off at `stop_epoch` and
 # reloads the best stage-1 checkpoint there, as the official solver does.
 # `custom_hooks` stays free for the user's own hooks.
+# `AtomicCheckpointHook`: MMEngine's CheckpointHook, except that a save
+# interrupted mid-write never becomes `last_checkpoint` (temp file + fsync +
+# os.replace), old checkpoints are deleted only after the new one is
+# complete, and --resume falls back to the newest complete checkpoint;
+# `data_skips`: one line per skipped-data cause with counts after each epoch.
 default_hooks = dict(
     checkpoint=dict(
-        type='CheckpointHook',
+        type='AtomicCheckpointHook',
         interval=1,
         max_keep_ckpts=3,
         save_best='coco/bbox_mAP',
@@ -76,7 +81,8 @@ default_hooks = dict(
     stop_aug=dict(
         type='DFINEStopAugHook',
         stop_epoch=stop_epoch,
-        reload_best_stage1=True))
+        reload_best_stage1=True),
+    data_skips=dict(type='DataSkipReportHook'))
 
 # the official lr values are for a total batch of 32 (N: 128)
 auto_scale_lr = dict(enable=False, base_batch_size=32)
