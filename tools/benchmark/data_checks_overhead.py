@@ -93,7 +93,7 @@ def time_large_parse(num_images, tmpdir):
     classes = tuple(f'class_{c}' for c in range(1, 81))
     out = {}
     for _ in range(2):
-        for name, typ in (('shipped', 'CocoDataset'),
+        for name, typ in (('mmdet', 'CocoDataset'),
                           ('checked', 'CheckedCocoDataset')):
             t0 = time.perf_counter()
             ds = DATASETS.build(dict(
@@ -161,7 +161,7 @@ def main(argv=None):
     base.train_dataloader.dataset.data_root = data_root
     base.train_dataloader.num_workers = 0
     base.train_dataloader.persistent_workers = False
-    cfgs = {'shipped': unchecked(base), 'checked': checked(base)}
+    cfgs = {'mmdet': unchecked(base), 'checked': checked(base)}
 
     # each built 3 times, alternating; the fastest build counts (the first
     # build also pays one-off imports)
@@ -172,7 +172,7 @@ def main(argv=None):
             datasets[name] = DATASETS.build(cfg.train_dataloader.dataset)
             datasets[name].full_init()
             parse_s[name] = min(parse_s[name], time.perf_counter() - t0)
-    n = len(datasets['shipped'])
+    n = len(datasets['mmdet'])
     assert n == len(datasets['checked']), 'the two variants see other images'
 
     per_sample = {k: [] for k in cfgs}
@@ -218,20 +218,20 @@ def main(argv=None):
     print(f'  (annotation parse: fastest of 3 builds; {len(cfgs)} variants '
           'alternate in every timed loop)')
     pipe = (statistics.median(per_sample['checked']) /
-            statistics.median(per_sample['shipped']))
+            statistics.median(per_sample['mmdet']))
     ratio = statistics.median(step['checked']) / statistics.median(
-        step['shipped'])
-    print(f'summary: pipeline checked/shipped {pipe:.3f}x per image; '
-          f'training iteration checked/shipped {ratio:.3f}x '
+        step['mmdet'])
+    print(f'summary: pipeline checked/mmdet {pipe:.3f}x per image; '
+          f'training iteration checked/mmdet {ratio:.3f}x '
           f'({statistics.median(step["checked"]):.3f} / '
-          f'{statistics.median(step["shipped"]):.3f} s)')
+          f'{statistics.median(step["mmdet"]):.3f} s)')
     if args.parse_images:
         with tempfile.TemporaryDirectory() as d:
             t = time_large_parse(args.parse_images, d)
         print(f'summary: annotation parse of {args.parse_images} synthetic '
-              f'images x 7 boxes (fastest of 2): checked/shipped '
-              f'{t["checked"] / t["shipped"]:.3f}x ({t["checked"]:.2f} / '
-              f'{t["shipped"]:.2f} s, once per run)')
+              f'images x 7 boxes (fastest of 2): checked/mmdet '
+              f'{t["checked"] / t["mmdet"]:.3f}x ({t["checked"]:.2f} / '
+              f'{t["mmdet"]:.2f} s, once per run)')
     if tmp is not None:
         tmp.cleanup()
 
