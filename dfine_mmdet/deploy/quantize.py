@@ -1,0 +1,244 @@
+"""INT8 post-training quantisation of the exported D-FINE graph (opt-in).
+
+Nothing in the default deploy path calls this module: ``tools/deploy.py``
+and the deploy configs write FP32 graphs. ``tools/deploy_int8.py`` is the
+command line.
+
+Method: ONNX Runtime's static quantisation (``quantize_static``, shipped with
+``onnxruntime``, so no extra dependency) in the QDQ format. The FP32
+end-to-end graph of MMDeploy (input ``input [B, 3, H, W]``, outputs ``dets
+[B, K, 5]`` / ``labels [B, K]``) gets ``QuantizeLinear`` /
+``DequantizeLinear`` pairs around the inputs of its ``Conv`` / ``MatMul`` /
+``Gemm`` nodes: weights int8 per output channel (symmetric), activations
+uint8 per tensor with ranges from the calibration images (min/max). The QDQ
+file runs in ONNX Runtime and in OpenVINO, which turns each pair into a
+``FakeQuantize`` and executes the layer with int8 kernels
+(:func:`onnx_to_openvino_ir` writes the IR).
+
+Calibration inputs are what the graph sees: each image goes through the
+model config's test pipeline and the model's data preprocessor, exactly as
+MMDeploy's ``task_processor.create_input`` prepares the export input
+(:func:`calibration_inputs`).
+
+Scopes (which layers stay FP32; node names are those of the MMDeploy export,
+e.g. ``/decoder/layers.0/cross_attn/sampling_offsets/MatMul``):
+
+* ``all``: every Conv / MatMul / Gemm;
+* ``no-heads``: all but the prediction heads (encoder score / box heads,
+  decoder box branches and the FDR integral ``/decoder/MatMul*``, class
+  heads, LQE) and the deformable-attention sampling offsets / attention
+  weights;
+* ``backbone-neck``: only the backbone and the hybrid encoder (neck); the
+  whole decoder stays FP32.
+
+Softmax, top-k, GridSample, the box decoding and the FDR weighting are not
+Conv / MatMul / Gemm and are never quantised in any scope. The mAP of each
+scope on the toy set is printed by ``tools/benchmark/int8_toy.py``.
+"""
+import os
+import os.path as osp
+import re
+from collections import Counter
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+#: node types whose inputs get QDQ pairs
+QUANT_OP_TYPES = ('Conv', 'MatMul', 'Gemm')
+
+#: regular expressions (``re.search`` on the ONNX node name) of the nodes
+#: kept in FP32 by each scope; ``backbone-neck`` is an allow-list instead
+HEAD_PATTERNS = (
+    r'^/enc_cls_branch/',
+    r'^/enc_reg_branch/',
+    r'^/decoder/pre_reg_branch/',
+    r'^/decoder/reg_branches\.',
+    r'^/decoder/MatMul',  # FDR: distribution x weighting function
+    r'^/cls_branches\.',
+    r'^/lqe_layers\.',
+    r'/cross_attn/sampling_offsets/',
+    r'/cross_attn/attention_weights/',
+)
+BACKBONE_NECK_PATTERNS = (r'^/backbone/', r'^/neck/')
+SCOPES = ('all', 'no-heads', 'backbone-neck')
+DEFAULT_SCOPE = 'no-heads'
+
+
+def select_nodes(onnx_model, scope: str = DEFAULT_SCOPE):
+    """Split the quantisable nodes of ``onnx_model`` by ``scope``.
+
+    Args:
+        onnx_model (onnx.ModelProto): the FP32 graph.
+        scope (str): one of :data:`SCOPES`.
+
+    Returns:
+        tuple[list[str], list[str]]: names of the Conv / MatMul / Gemm nodes
+        to quantise and of those kept in FP32.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f'scope {scope!r}: expected one of {SCOPES}')
+    quantise, keep = [], []
+    for node in onnx_model.graph.node:
+        if node.op_type not in QUANT_OP_TYPES:
+            continue
+        name = node.name
+        if scope == 'all':
+            fp32 = False
+        elif scope == 'no-heads':
+            fp32 = any(re.search(p, name) for p in HEAD_PATTERNS)
+        else:
+            fp32 = not any(re.search(p, name) for p in BACKBONE_NECK_PATTERNS)
+        (keep if fp32 else quantise).append(name)
+    if not quantise:
+        raise ValueError(
+            f'scope {scope!r} selects no Conv/MatMul/Gemm node of the graph '
+            '(are the node names those of an MMDeploy D-FINE export?)')
+    return quantise, keep
+
+
+def calibration_inputs(deploy_cfg, model_cfg,
+                       images: Sequence[str]) -> List[np.ndarray]:
+    """Preprocess calibration images as the exported graph expects them.
+
+    Args:
+        deploy_cfg (str | Config): the deploy config of the export (its
+            ``onnx_config.input_shape`` fixes H, W of a static graph).
+        model_cfg (str | Config): the D-FINE model config (test pipeline,
+            data preprocessor).
+        images (Sequence[str]): image files.
+
+    Returns:
+        list[np.ndarray]: one float32 ``[1, 3, H, W]`` array per image
+        (resized by the test pipeline, normalised by the data preprocessor).
+    """
+    from mmdeploy.utils import get_input_shape, load_config
+
+    from .export import build_task_processor_cpu
+    if not images:
+        raise ValueError('calibration needs at least one image')
+    missing = [p for p in images if not osp.isfile(p)]
+    if missing:
+        raise FileNotFoundError(
+            f'calibration image(s) not found: {", ".join(missing[:5])}')
+    deploy_cfg, model_cfg = load_config(deploy_cfg, model_cfg)
+    task_processor = build_task_processor_cpu(model_cfg, deploy_cfg)
+    preprocessor = task_processor.build_data_preprocessor()
+    shape = get_input_shape(deploy_cfg)
+    arrays = []
+    for path in images:
+        _, inputs = task_processor.create_input(path, shape, preprocessor)
+        arrays.append(inputs.detach().cpu().numpy().astype(np.float32))
+    return arrays
+
+
+def _input_name(onnx_model) -> str:
+    initializers = {i.name for i in onnx_model.graph.initializer}
+    names = [i.name for i in onnx_model.graph.input
+             if i.name not in initializers]
+    if len(names) != 1:
+        raise ValueError(f'expected one graph input, found {names}')
+    return names[0]
+
+
+def quantize_onnx(fp32_file: str,
+                  int8_file: str,
+                  calib: Sequence[np.ndarray],
+                  scope: str = DEFAULT_SCOPE,
+                  per_channel: bool = True) -> Dict[str, object]:
+    """Write the QDQ INT8 version of ``fp32_file`` to ``int8_file``.
+
+    Args:
+        fp32_file (str): FP32 ONNX graph (MMDeploy end-to-end export).
+        int8_file (str): output path.
+        calib (Sequence[np.ndarray]): calibration inputs, each
+            ``[B, 3, H, W]`` float32 at the graph's input shape (see
+            :func:`calibration_inputs`).
+        scope (str): which layers to quantise (:data:`SCOPES`).
+        per_channel (bool): per-output-channel weight scales.
+
+    Returns:
+        dict: ``quantised`` / ``kept_fp32`` node counts and the QDQ op
+        counts of the written file (:func:`count_quant_ops`).
+    """
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+    if not osp.isfile(fp32_file):
+        raise FileNotFoundError(f'ONNX file not found: {fp32_file}')
+    if not len(calib):
+        raise ValueError('calibration needs at least one input array')
+    # shape inference and ORT's basic graph optimisations first (constant
+    # folding, Conv+BN), as ORT's quantisation guide recommends; node names
+    # of the Conv/MatMul/Gemm nodes are kept
+    pre_file = int8_file[:-len('.onnx')] + '_pre.onnx' \
+        if int8_file.endswith('.onnx') else int8_file + '_pre.onnx'
+    for i, a in enumerate(calib):
+        if a.ndim != 4 or a.dtype != np.float32:
+            raise ValueError(f'calibration input {i}: expected float32 '
+                             f'[B, 3, H, W], got {a.dtype} {a.shape}')
+    quant_pre_process(fp32_file, pre_file, skip_symbolic_shape=True)
+    try:
+        quantise, keep = _quantize(pre_file, int8_file, calib, scope,
+                                   per_channel)
+    finally:
+        os.remove(pre_file)
+    return dict(quantised=len(quantise), kept_fp32=len(keep),
+                **count_quant_ops(int8_file))
+
+
+def _quantize(pre_file, int8_file, calib, scope, per_channel):
+    """``quantize_static`` on the pre-processed graph; returns the names of
+    the quantised and of the FP32 Conv/MatMul/Gemm nodes."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader,
+                                          CalibrationMethod, QuantFormat,
+                                          QuantType, quantize_static)
+    pre = onnx.load(pre_file)
+    input_name = _input_name(pre)
+    quantise, keep = select_nodes(pre, scope)
+
+    class Reader(CalibrationDataReader):
+
+        def __init__(self):
+            self._it = iter(calib)
+
+        def get_next(self):
+            a = next(self._it, None)
+            return None if a is None else {input_name: a}
+
+    quantize_static(
+        pre_file,
+        int8_file,
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(QUANT_OP_TYPES),
+        nodes_to_quantize=quantise,
+        per_channel=per_channel,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax)
+    return quantise, keep
+
+
+def count_quant_ops(model_file: str) -> Dict[str, int]:
+    """Quantisation ops of an ONNX file (``QuantizeLinear``,
+    ``DequantizeLinear``) or an OpenVINO IR (``FakeQuantize``)."""
+    names = ('QuantizeLinear', 'DequantizeLinear', 'FakeQuantize')
+    if model_file.endswith('.xml'):
+        import openvino as ov
+        counts = Counter(op.get_type_name()
+                         for op in ov.Core().read_model(model_file).get_ops())
+    else:
+        import onnx
+        counts = Counter(n.op_type
+                         for n in onnx.load(model_file).graph.node)
+    return {k: counts.get(k, 0) for k in names}
+
+
+def onnx_to_openvino_ir(onnx_file: str, xml_file: Optional[str] = None) -> str:
+    """Convert a (QDQ) ONNX file to an OpenVINO IR with FP32 weights beside
+    the int8 ones (``compress_to_fp16=False``, as the FP32 backend); the QDQ
+    pairs become ``FakeQuantize``. Returns the ``.xml`` path."""
+    import openvino as ov
+    xml_file = xml_file or osp.splitext(onnx_file)[0] + '.xml'
+    ov.save_model(ov.convert_model(onnx_file), xml_file,
+                  compress_to_fp16=False)
+    return xml_file
