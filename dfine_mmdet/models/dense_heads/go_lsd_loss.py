@@ -32,11 +32,13 @@ denoising.  With a classification loss other than
 only) the class term is named ``loss_cls``.
 
 This is the one place of this computation: :class:`GOLSDLossMixin` is mixed
-into :class:`~dfine_mmdet.models.dense_heads.DFINEHead` and can be mixed into
-any other DETR head whose decoder produces FDR corners (it only needs the
-attributes built by :meth:`GOLSDLossMixin._init_go_lsd_losses`).  The losses
-themselves are the pure modules of ``dfine_mmdet.models.losses`` and mmdet's
-``L1Loss`` / ``GIoULoss`` / ``bbox_overlaps`` (exact here: the same
+into :class:`~dfine_mmdet.models.dense_heads.DFINEHead` and
+:class:`~dfine_mmdet.models.dense_heads.DINOFDRHead` (mmdet's DINO with FDR;
+no ``pre`` head, mmdet's denoising layout via :meth:`dn_matches`) and can be
+mixed into any other DETR head whose decoder produces FDR corners (it only
+needs the attributes built by :meth:`GOLSDLossMixin._init_go_lsd_losses`).
+The losses themselves are the pure modules of ``dfine_mmdet.models.losses``
+and mmdet's ``L1Loss`` / ``GIoULoss`` / ``bbox_overlaps`` (exact here: the same
 arithmetic as the official ``box_ops``; mmdet's reduction adds ``float32
 eps`` to the average factor, a relative change below 1.2e-7, and
 ``bbox_overlaps`` floors union/enclosing areas at 1e-6, which only matters
@@ -143,7 +145,8 @@ class GOLSDLossMixin:
     official training-mode decoder output (``pred_logits`` (B, Q, C),
     ``pred_boxes`` (B, Q, 4) normalised ``cxcywh``, ``pred_corners`` (B, Q,
     4 * (reg_max + 1)), ``ref_points`` (B, Q, 4), ``up`` (1,), ``reg_scale``
-    (1,), ``aux_outputs`` (list of dicts with the same keys plus
+    (1,) (``None`` for either = the coder's own ``up`` / ``reg_scale``),
+    ``aux_outputs`` (list of dicts with the same keys plus
     ``teacher_corners`` / ``teacher_logits``), ``pre_outputs``,
     ``enc_aux_outputs``, ``enc_meta`` (``class_agnostic``), and with
     denoising ``dn_outputs``, ``dn_pre_outputs``, ``dn_meta``) and
@@ -388,11 +391,10 @@ class GOLSDLossMixin:
             raise KeyError(f'{type(self).__name__}: outputs has '
                            '"dn_outputs" but no "dn_meta"')
         dn_list = outputs['dn_outputs']
-        dn_meta = outputs['dn_meta']
         device = outputs['pred_logits'].device
-        dn_indices = dn_match_indices(
-            dn_meta, [len(t['labels']) for t in targets], device)
-        dn_num_boxes = num_boxes * dn_meta['dn_num_group']
+        dn_indices, num_groups = self.dn_matches(outputs['dn_meta'], targets,
+                                                 device)
+        dn_num_boxes = num_boxes * num_groups
         dn_num_boxes = dn_num_boxes if dn_num_boxes > 0 else 1
         fgl_targets_dn = None
         if 'pred_corners' in dn_list[0]:
@@ -403,6 +405,25 @@ class GOLSDLossMixin:
             dn_indices=dn_indices,
             dn_num_boxes=dn_num_boxes,
             fgl_targets_dn=fgl_targets_dn)
+
+    def dn_matches(self, dn_meta: Dict, targets: Sequence[Dict[str, Tensor]],
+                   device: torch.device) -> Tuple[List[MatchIndices], int]:
+        """Fixed denoising matches and the number of denoising groups.
+
+        This is the one place that reads the denoising-query layout; the
+        default is that of :class:`DFINEContrastiveDenoising` (``dn_meta``
+        with ``dn_positive_idx`` / ``dn_num_group``).  A head fed by another
+        query generator (e.g. mmdet's ``CdnQueryGenerator``, see
+        :class:`~dfine_mmdet.models.dense_heads.DINOFDRHead`) overrides it.
+
+        Returns:
+            tuple: per image ``(dn_query_idx, gt_idx)`` int64 (gt indices
+            ``arange(n)`` tiled over the groups) and the group count.
+        """
+        indices = dn_match_indices(dn_meta,
+                                   [len(t['labels']) for t in targets],
+                                   device)
+        return indices, dn_meta['dn_num_group']
 
     # ------------------------------------------------------------- losses
     def loss_by_outputs(self, outputs: Dict,

@@ -4,3 +4,4 @@ from .aifi import AIFIEncoder, AIFIEncoderLayer, SinCos2DPositionEmbedding, buil
 from .fdr_decoder import DFINETransformerDecoder, DFINETransformerDecoderLayer  # noqa: F401
 from .contrastive_denoising import DFINEContrastiveDenoising, dn_match_indices  # noqa: F401
 from .dfine_ema import DFINEModelEMA  # noqa: F401
+from .fdr_dino_decoder import FDRDinoTransformerDecoder  # noqa: F401

@@ -1,0 +1,384 @@
+"""DINO head with FDR box branches, trained with FGL + DDF over the GO-LSD
+union of matches (D-FINE's recipe applied to mmdet's DINO).
+
+D-FINE (arXiv 2410.13842, Table 3/§4.3) reports that Fine-grained
+Distribution Refinement (FDR) and Global Optimal Localization
+Self-Distillation (GO-LSD) also lift other DETRs.  This head makes that a
+config change for mmdet's ``DINO``:
+
+* ``reg_branches[i]`` (``i < num_layers``, the decoder's) keep DINO's MLP
+  (``num_reg_fcs`` Linear+ReLU, then Linear) but end in ``4 (reg_max + 1)``
+  corner logits; the decoder (:class:`FDRDinoTransformerDecoder`) refines
+  them layer by layer and decodes them with this head's ``bbox_coder``
+  (:class:`FDRBBoxCoder`).  ``reg_branches[num_layers]`` (two-stage encoder
+  proposals) stays DINO's ``D -> 4`` delta branch.
+* ``cls_branches`` are DINO's.
+* Losses: the matching / GO-LSD union / denoising computation of
+  :class:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GOLSDLossMixin`
+  (Hungarian matching per output, union over layers and encoder, L1 + GIoU
+  on the union, FGL on every layer, DDF from the last layer to the others,
+  denoising terms ``_dn_i``); classification ``loss_cls`` (mmdet's
+  ``FocalLoss``, DINO's) or ``loss_vfl`` (``DFINEVarifocalLoss``).
+* The assigner is ``train_cfg.assigner`` (mmdet convention); it must be a
+  batched ``match`` assigner such as ``DFINEHungarianAssigner`` (its focal /
+  L1 / GIoU costs 2 / 5 / 2 are DINO's ``HungarianAssigner`` costs).
+* Inference is DINOHead's path: ``predict`` -> ``forward`` (class logits of
+  every layer, the decoder's FDR boxes) -> ``predict_by_feat`` (top-k over
+  ``Q x C`` sigmoid scores, boxes clamped to the image, rescaled).
+
+Boxes are normalised ``(cx, cy, w, h)`` by each image's ``img_shape`` (as in
+``DINOHead``; the decoder's ``valid_ratios`` map them onto the padded
+batch).
+"""
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from mmdet.models.dense_heads import DINOHead
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh, get_box_tensor
+from mmdet.utils import ConfigType, InstanceList, OptConfigType
+from mmengine.model import BaseModule, bias_init_with_prob
+from torch import Tensor, nn
+
+from ..utils import MatchIndices
+from ..losses.dfine_vfl_loss import DFINEVarifocalLoss
+from .go_lsd_loss import GOLSDLossMixin
+
+
+def _reg_branch(embed_dims: int, num_reg_fcs: int, out_dims: int
+                ) -> nn.Sequential:
+    """DINO's regression MLP (``DeformableDETRHead._init_layers``) with
+    ``out_dims`` outputs; same module layout, so the hidden Linear layers of a
+    plain DINO checkpoint load into it."""
+    layers: List[nn.Module] = []
+    for _ in range(num_reg_fcs):
+        layers += [nn.Linear(embed_dims, embed_dims), nn.ReLU()]
+    layers.append(nn.Linear(embed_dims, out_dims))
+    return nn.Sequential(*layers)
+
+
+@MODELS.register_module()
+class DINOFDRHead(GOLSDLossMixin, DINOHead):
+    """``DINOHead`` with FDR corner branches and GO-LSD losses.
+
+    Args:
+        num_classes (int): Number of classes ``C``.
+        embed_dims (int): Decoder width ``D`` (filled in from the decoder by
+            :class:`DINOFDR`). Default 256.
+        num_reg_fcs (int): Hidden Linear+ReLU layers of every reg branch.
+            Default 2 (DINO's).
+        num_pred_layer (int): ``num_layers + 1`` (two-stage); set by the
+            detector, as for ``DINOHead``.
+        as_two_stage (bool): Set by the detector (DINO: True).
+        share_pred_layer (bool): Must be False (each layer refines its own
+            residual).
+        bbox_coder (dict): ``FDRBBoxCoder`` (``reg_max``, ``reg_scale``,
+            ``up``); the one place these are set.
+        go_lsd_assigner (dict): ``GOLSDAssigner``.
+        loss_cls (dict): ``FocalLoss`` (term ``loss_cls``) or
+            ``DFINEVarifocalLoss`` (term ``loss_vfl``); sigmoid-based.
+        loss_bbox, loss_iou (dict): L1 / GIoU (terms ``loss_bbox`` /
+            ``loss_giou``).
+        loss_fgl, loss_ddf (dict): FGL / DDF (``dict()`` disables a term).
+        ddf_ref_batch_size (int): DDF balance constant. Default 8.
+        sync_cls_avg_factor (bool): Accepted for config compatibility with
+            ``DINOHead``; the mixin always averages its normalisers over
+            GPUs.
+        train_cfg (dict): ``assigner`` (a ``DFINEHungarianAssigner``).
+        test_cfg (dict): ``max_per_img``.
+        init_cfg (dict, optional): mmengine init config.
+
+    ``None`` for a loss / coder field means D-FINE's default
+    (:data:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GO_LSD_LOSS_DEFAULTS`).
+    """
+
+    def __init__(self,
+                 num_classes: int,
+                 embed_dims: int = 256,
+                 num_reg_fcs: int = 2,
+                 num_pred_layer: int = 7,
+                 as_two_stage: bool = True,
+                 share_pred_layer: bool = False,
+                 bbox_coder: OptConfigType = None,
+                 go_lsd_assigner: OptConfigType = None,
+                 loss_cls: ConfigType = dict(
+                     type='FocalLoss',
+                     use_sigmoid=True,
+                     gamma=2.0,
+                     alpha=0.25,
+                     loss_weight=1.0),
+                 loss_bbox: OptConfigType = None,
+                 loss_iou: OptConfigType = None,
+                 loss_fgl: OptConfigType = None,
+                 loss_ddf: OptConfigType = None,
+                 ddf_ref_batch_size: int = 8,
+                 sync_cls_avg_factor: bool = True,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: ConfigType = dict(max_per_img=300),
+                 init_cfg: OptConfigType = None) -> None:
+        # DETRHead.__init__ is not called: it builds DETR's losses and
+        # assigner, which here are the mixin's (one place).  The attributes
+        # that the inherited DINOHead / DETRHead methods read are set below.
+        BaseModule.__init__(self, init_cfg=init_cfg)
+        if share_pred_layer:
+            raise ValueError(f'{type(self).__name__}: share_pred_layer=True '
+                             'is not supported (every layer predicts its '
+                             'own FDR residual)')
+        self.share_pred_layer = share_pred_layer
+        self.num_pred_layer = num_pred_layer
+        self.as_two_stage = as_two_stage
+        self.num_classes = num_classes
+        self.embed_dims = embed_dims
+        self.num_reg_fcs = num_reg_fcs
+        self.sync_cls_avg_factor = sync_cls_avg_factor
+        self.bg_cls_weight = 0
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        assigner = (train_cfg or {}).get('assigner')
+        self._init_go_lsd_losses(
+            bbox_coder=bbox_coder,
+            assigner=assigner,
+            go_lsd_assigner=go_lsd_assigner,
+            loss_cls=loss_cls,
+            loss_bbox=loss_bbox,
+            loss_iou=loss_iou,
+            loss_fgl=loss_fgl,
+            loss_ddf=loss_ddf,
+            ddf_ref_batch_size=ddf_ref_batch_size)
+        if not callable(getattr(self.assigner, 'match', None)):
+            raise TypeError(
+                f'{type(self).__name__}: train_cfg.assigner must be a batched '
+                'matcher with match(logits, boxes, targets), e.g. '
+                "dict(type='DFINEHungarianAssigner'); got "
+                f'{type(self.assigner).__name__} (mmdet\'s HungarianAssigner '
+                'of the plain DINO config must be replaced)')
+        if isinstance(self.loss_cls, DFINEVarifocalLoss):
+            # DFINEVarifocalLoss is sigmoid-based but has no `use_sigmoid`
+            # flag; mmdet's DETR heads read it (init_weights,
+            # _predict_by_feat_single) to choose sigmoid scores.
+            self.loss_cls.use_sigmoid = True
+        if not getattr(self.loss_cls, 'use_sigmoid', False):
+            raise ValueError(
+                f'{type(self).__name__}: loss_cls must be sigmoid-based '
+                '(FocalLoss with use_sigmoid=True or DFINEVarifocalLoss), got '
+                f'{type(self.loss_cls).__name__}')
+        self.cls_out_channels = num_classes
+        self._init_layers()
+
+    @property
+    def num_fdr_layers(self) -> int:
+        """Decoder layers (branches with corner outputs)."""
+        return self.num_pred_layer - 1 if self.as_two_stage \
+            else self.num_pred_layer
+
+    def _init_layers(self) -> None:
+        """``cls_branches`` as DINO; ``reg_branches[:num_fdr_layers]`` end in
+        ``4 (reg_max + 1)`` corner logits, the encoder's (two-stage) in 4."""
+        num_corners = 4 * (self.reg_max + 1)
+        self.cls_branches = nn.ModuleList([
+            nn.Linear(self.embed_dims, self.cls_out_channels)
+            for _ in range(self.num_pred_layer)
+        ])
+        self.reg_branches = nn.ModuleList([
+            _reg_branch(self.embed_dims, self.num_reg_fcs,
+                        num_corners if i < self.num_fdr_layers else 4)
+            for i in range(self.num_pred_layer)
+        ])
+
+    def init_weights(self) -> None:
+        """Class biases at prior 0.01, last Linear of every reg branch zero
+        (uniform edge distributions = the reference box; DINO's two-stage
+        init)."""
+        BaseModule.init_weights(self)
+        bias = bias_init_with_prob(0.01)
+        for m in self.cls_branches:
+            nn.init.constant_(m.bias, bias)
+        for m in self.reg_branches:
+            nn.init.constant_(m[-1].weight, 0.)
+            nn.init.constant_(m[-1].bias, 0.)
+
+    # ------------------------------------------------------------------ #
+    # forward / inference (DINOHead's path)
+    # ------------------------------------------------------------------ #
+    def forward(self, hidden_states: Tensor,
+                references: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Per-layer class logits and the decoder's FDR boxes.
+
+        Args:
+            hidden_states (Tensor): ``[L, B, Q, D]``.
+            references (Tensor | list[Tensor]): ``L + 1`` entries ``[B, Q,
+                4]``: initial reference, then each layer's FDR box (cxcywh).
+
+        Returns:
+            tuple[Tensor]: ``[L, B, Q, C]`` logits, ``[L, B, Q, 4]`` boxes.
+        """
+        num_layers = hidden_states.shape[0]
+        if len(references) != num_layers + 1:
+            raise ValueError(f'{len(references)} references for '
+                             f'{num_layers} decoder layers (expected the '
+                             'initial one plus one per layer)')
+        logits = torch.stack([
+            self.cls_branches[i](hidden_states[i]) for i in range(num_layers)
+        ])
+        boxes = torch.stack([references[i + 1] for i in range(num_layers)])
+        return logits, boxes
+
+    def predict(self,
+                hidden_states: Tensor,
+                references: Sequence[Tensor],
+                batch_data_samples: SampleList,
+                rescale: bool = True,
+                pred_corners: Optional[Tensor] = None) -> InstanceList:
+        """``DINOHead.predict`` (``pred_corners`` is accepted and unused: the
+        boxes are already decoded)."""
+        return super().predict(hidden_states, references, batch_data_samples,
+                               rescale)
+
+    # ------------------------------------------------------------------ #
+    # training
+    # ------------------------------------------------------------------ #
+    def loss(self, hidden_states: Tensor, references: Sequence[Tensor],
+             pred_corners: Tensor, enc_outputs_class: Tensor,
+             enc_outputs_coord: Tensor, batch_data_samples: SampleList,
+             dn_meta: Optional[Dict[str, int]]) -> Dict[str, Tensor]:
+        """``DINOHead.loss`` with the corner logits.
+
+        Args:
+            hidden_states (Tensor): ``[L, B, T+Q, D]``.
+            references (Tensor | list[Tensor]): ``L + 1`` x ``[B, T+Q, 4]``.
+            pred_corners (Tensor): ``[L, B, T+Q, 4 (reg_max + 1)]``.
+            enc_outputs_class (Tensor): ``[B, Q, C]`` encoder top-k logits.
+            enc_outputs_coord (Tensor): ``[B, Q, 4]`` their boxes.
+            batch_data_samples (list[DetDataSample]): With ``gt_instances``.
+            dn_meta (dict | None): ``num_denoising_queries``,
+                ``num_denoising_groups`` (mmdet's ``CdnQueryGenerator``).
+
+        Returns:
+            dict[str, Tensor]: Weighted loss terms (``loss_cls``,
+            ``loss_bbox``, ``loss_giou``, ``loss_fgl``, ``*_aux_i`` (+
+            ``loss_ddf``), ``*_enc_0``, ``*_dn_i``).
+        """
+        batch_gt_instances = [s.gt_instances for s in batch_data_samples]
+        batch_img_metas = [s.metainfo for s in batch_data_samples]
+        logits, boxes = self(hidden_states, references)
+        return self.loss_by_feat(logits, boxes, pred_corners, references[0],
+                                 enc_outputs_class, enc_outputs_coord,
+                                 batch_gt_instances, batch_img_metas, dn_meta)
+
+    def loss_by_feat(self,
+                     all_layers_cls_scores: Tensor,
+                     all_layers_bbox_preds: Tensor,
+                     all_layers_corners: Tensor,
+                     init_references: Tensor,
+                     enc_cls_scores: Optional[Tensor],
+                     enc_bbox_preds: Optional[Tensor],
+                     batch_gt_instances: InstanceList,
+                     batch_img_metas: List[dict],
+                     dn_meta: Optional[Dict[str, int]] = None
+                     ) -> Dict[str, Tensor]:
+        """Arrange the outputs for :meth:`GOLSDLossMixin.loss_by_outputs`.
+
+        Args:
+            all_layers_cls_scores (Tensor): ``[L, B, T+Q, C]``.
+            all_layers_bbox_preds (Tensor): ``[L, B, T+Q, 4]`` cxcywh.
+            all_layers_corners (Tensor): ``[L, B, T+Q, 4 (reg_max + 1)]``.
+            init_references (Tensor): ``[B, T+Q, 4]`` the fixed FDR
+                references (FGL targets are encoded relative to them).
+            enc_cls_scores, enc_bbox_preds (Tensor | None): ``[B, Q, C]``,
+                ``[B, Q, 4]``.
+            batch_gt_instances (list[InstanceData]): ``bboxes`` xyxy pixels,
+                ``labels``.
+            batch_img_metas (list[dict]): With ``img_shape``.
+            dn_meta (dict | None): Denoising layout.
+
+        Returns:
+            dict[str, Tensor]
+        """
+        num_layers = all_layers_cls_scores.shape[0]
+        refs = init_references[None].expand(num_layers, -1, -1, -1)
+        num_dn = 0 if dn_meta is None else dn_meta['num_denoising_queries']
+
+        def split(t: Tensor) -> Tuple[Tensor, Tensor]:
+            return t[:, :, :num_dn], t[:, :, num_dn:]
+
+        dn_logits, logits = split(all_layers_cls_scores)
+        dn_boxes, boxes = split(all_layers_bbox_preds)
+        dn_corners, corners = split(all_layers_corners)
+        dn_refs, refs = split(refs)
+
+        layers = self._layer_outputs(logits, boxes, corners, refs)
+        outputs = dict(layers[-1], up=None, reg_scale=None,
+                       aux_outputs=layers[:-1])
+        for key in ('teacher_corners', 'teacher_logits'):
+            outputs.pop(key)
+        if enc_cls_scores is not None:
+            outputs['enc_aux_outputs'] = [
+                dict(pred_logits=enc_cls_scores, pred_boxes=enc_bbox_preds)
+            ]
+            outputs['enc_meta'] = dict(class_agnostic=False)
+        if dn_meta is not None and num_dn > 0:
+            outputs['dn_outputs'] = self._layer_outputs(
+                dn_logits, dn_boxes, dn_corners, dn_refs)
+            outputs['dn_meta'] = dn_meta
+        targets = self.get_targets(batch_gt_instances, batch_img_metas)
+        return self.loss_by_outputs(outputs, targets)
+
+    @staticmethod
+    def _layer_outputs(logits: Tensor, boxes: Tensor, corners: Tensor,
+                       refs: Tensor) -> List[Dict[str, Tensor]]:
+        """Per-layer output dicts; the last layer is every layer's DDF
+        teacher."""
+        lg, bx, cn, rf = (t.unbind(0) for t in (logits, boxes, corners, refs))
+        return [
+            dict(
+                pred_logits=lg[i],
+                pred_boxes=bx[i],
+                pred_corners=cn[i],
+                ref_points=rf[i],
+                teacher_corners=cn[-1],
+                teacher_logits=lg[-1]) for i in range(len(lg))
+        ]
+
+    @staticmethod
+    def get_targets(batch_gt_instances: InstanceList,
+                    batch_img_metas: List[dict]) -> List[Dict[str, Tensor]]:
+        """Per image ``labels`` int64 [n] and ``boxes`` [n, 4] cxcywh
+        normalised by ``img_shape`` (as ``DINOHead``)."""
+        if len(batch_gt_instances) != len(batch_img_metas):
+            raise ValueError(f'{len(batch_gt_instances)} gt_instances for '
+                             f'{len(batch_img_metas)} images')
+        targets = []
+        for gt, img_meta in zip(batch_gt_instances, batch_img_metas):
+            img_h, img_w = img_meta['img_shape'][:2]
+            boxes = get_box_tensor(gt.bboxes).float()
+            boxes = bbox_xyxy_to_cxcywh(
+                boxes / boxes.new_tensor([img_w, img_h, img_w, img_h]))
+            targets.append(dict(labels=gt.labels.long(), boxes=boxes))
+        return targets
+
+    def dn_matches(self, dn_meta: Dict, targets: Sequence[Dict[str, Tensor]],
+                   device: torch.device) -> Tuple[List[MatchIndices], int]:
+        """Denoising matches of mmdet's ``CdnQueryGenerator`` layout (as
+        ``DINOHead._get_dn_targets_single``): ``G`` groups of ``2 m``
+        queries (``m`` positives, then ``m`` negatives); positive ``j`` of
+        group ``g`` is query ``g * 2m + j`` and reconstructs GT ``j``."""
+        num_groups = int(dn_meta['num_denoising_groups'])
+        num_queries = int(dn_meta['num_denoising_queries'])
+        if num_groups < 1 or num_queries % num_groups:
+            raise ValueError(f'dn_meta: {num_queries} denoising queries do '
+                             f'not split into {num_groups} groups')
+        per_group = num_queries // num_groups
+        indices = []
+        for t in targets:
+            num_gt = len(t['labels'])
+            if 2 * num_gt > per_group:
+                raise ValueError(
+                    f'dn_meta: {per_group} queries per denoising group '
+                    f'cannot hold {num_gt} positives and negatives')
+            gt_idx = torch.arange(num_gt, dtype=torch.int64, device=device)
+            group_start = torch.arange(
+                num_groups, dtype=torch.int64, device=device) * per_group
+            query_idx = (group_start[:, None] + gt_idx[None]).flatten()
+            indices.append((query_idx, gt_idx.repeat(num_groups)))
+        return indices, num_groups

@@ -1,0 +1,446 @@
+"""FDR + GO-LSD inside mmdet's DINO (configs/dino_fdr/).
+
+Tiny variants of the toy configs (ResNet-18 at 1/8 width, 32-d, 1 encoder /
+3 decoder layers, 10 queries, the session toy set) are
+
+* trained 60 AdamW steps on one fixed batch: every FDR term (FGL on every
+  layer and denoising layer, DDF on the non-final ones) present and finite,
+  total loss and the last layer's L1 box loss decreasing (mean of the last 5
+  steps < 0.85x / 0.8x the first 5; FGL itself grows at first, being
+  weighted by the IoU of the still poor boxes);
+* run through ``predict`` (DINOHead's path): boxes inside the original image;
+* trained with D-FINE's VFL as classification loss instead (``loss_vfl``);
+* loaded from a plain mmdet DINO state dict through MMEngine's non-strict
+  ``load_checkpoint``: the reported mismatches are exactly the last Linear of
+  the decoder's reg branches, nothing missing / unexpected, every other
+  tensor equal bit for bit;
+* checked in the decoder: layer k's corner logits are layer k-1's plus its
+  branch's residual (a zeroed branch repeats the previous box), and every box
+  is the coder's decode around the initial reference.
+
+Also: the COCO config builds with the FDR parts, the toy FDR config differs
+from the plain toy config only by the FDR deltas and resolves to the COCO
+config's head / matcher settings, the README benchmark command runs, and
+misconfigurations raise errors naming the field.
+"""
+import copy
+import logging
+import math
+import os.path as osp
+import re
+
+import pytest
+import torch
+from mmengine.config import Config
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+CFG_DIR = osp.join(ROOT, 'configs', 'dino_fdr')
+COCO_CFG = osp.join(CFG_DIR, 'dino-4scale_r50_fdr_8xb2-12e_coco.py')
+PLAIN_TOY = osp.join(CFG_DIR, 'toy', 'dino-4scale_r18_toy.py')
+FDR_TOY = osp.join(CFG_DIR, 'toy', 'dino-4scale_r18_fdr_toy.py')
+
+NUM_LAYERS = 3
+D = 32
+TINY = {
+    'model.num_queries': 10,
+    'model.backbone.base_channels': 8,
+    'model.neck.in_channels': [16, 32, 64],
+    'model.neck.out_channels': D,
+    'model.neck.norm_cfg.num_groups': 8,
+    'model.encoder.num_layers': 1,
+    'model.encoder.layer_cfg.self_attn_cfg.embed_dims': D,
+    'model.encoder.layer_cfg.self_attn_cfg.num_heads': 4,
+    'model.encoder.layer_cfg.ffn_cfg.embed_dims': D,
+    'model.encoder.layer_cfg.ffn_cfg.feedforward_channels': 64,
+    'model.decoder.num_layers': NUM_LAYERS,
+    'model.decoder.layer_cfg.self_attn_cfg.embed_dims': D,
+    'model.decoder.layer_cfg.self_attn_cfg.num_heads': 4,
+    'model.decoder.layer_cfg.cross_attn_cfg.embed_dims': D,
+    'model.decoder.layer_cfg.cross_attn_cfg.num_heads': 4,
+    'model.decoder.layer_cfg.ffn_cfg.embed_dims': D,
+    'model.decoder.layer_cfg.ffn_cfg.feedforward_channels': 64,
+    'model.positional_encoding.num_feats': D // 2,
+    'model.bbox_head.embed_dims': D,
+    'model.dn_cfg.group_cfg.num_dn_queries': 10,
+    'model.test_cfg.max_per_img': 10,
+    'train_dataloader.batch_size': 2,
+    'val_dataloader.batch_size': 4,
+}
+
+
+def _tiny_cfg(path, data_root):
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(TINY)
+    root = data_root.rstrip('/') + '/'
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.dataset.data_root = root
+    cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
+    return cfg
+
+
+def _build(cfg, seed=0):
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    import dfine_mmdet  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    torch.manual_seed(seed)
+    # a copy: mmdet's DINO fills dn_cfg in place
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    model.init_weights()
+    return model
+
+
+def _batch(cfg_loader):
+    from mmengine.runner import Runner, set_random_seed
+    set_random_seed(0)  # RandomFlip draws from numpy's global RNG
+    return next(iter(Runner.build_dataloader(cfg_loader, seed=0)))
+
+
+@pytest.fixture(scope='module')
+def fdr_cfg(toy_coco):
+    return _tiny_cfg(FDR_TOY, toy_coco)
+
+
+@pytest.fixture(scope='module')
+def plain_cfg(toy_coco):
+    return _tiny_cfg(PLAIN_TOY, toy_coco)
+
+
+def _fdr_terms(num_layers):
+    """Names of the FDR loss terms for ``num_layers`` decoder layers with
+    denoising (see go_lsd_loss.py's table)."""
+    names = {'loss_fgl'}
+    for i in range(num_layers - 1):
+        names |= {f'loss_fgl_aux_{i}', f'loss_ddf_aux_{i}'}
+    for i in range(num_layers):
+        names |= {f'loss_fgl_dn_{i}', f'loss_ddf_dn_{i}'}
+    return names
+
+
+def test_train_fixed_batch_loss_decreases(fdr_cfg):
+    from mmengine.optim import OptimWrapper
+    from dfine_mmdet.models.layers import FDRDinoTransformerDecoder
+    model = _build(fdr_cfg)
+    assert type(model).__name__ == 'DINOFDR'
+    assert isinstance(model.decoder, FDRDinoTransformerDecoder)
+    batch = _batch(fdr_cfg.train_dataloader)
+    optim = OptimWrapper(
+        torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
+        clip_grad=dict(max_norm=0.1))
+    model.train()
+    torch.manual_seed(0)  # denoising noise
+    totals, l1 = [], []
+    expected = _fdr_terms(NUM_LAYERS)
+    for _ in range(60):
+        losses = model.train_step(batch, optim)
+        missing = expected - set(losses)
+        assert not missing, (sorted(missing), sorted(losses))
+        bad = {k: float(v) for k, v in losses.items()
+               if not math.isfinite(float(v.detach()))}
+        assert not bad, bad
+        totals.append(float(losses['loss']))
+        l1.append(float(losses['loss_bbox']))
+    first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
+    print(f'total loss {first:.3f} -> {last:.3f}; L1 {l1[0]:.3f} -> '
+          f'{l1[-1]:.3f}')
+    assert last < 0.85 * first, totals
+    assert sum(l1[-5:]) / 5 < 0.8 * sum(l1[:5]) / 5, l1
+    # the layers have diverged, so distillation is active
+    assert float(losses['loss_ddf_aux_0']) > 0, losses
+
+
+def test_varifocal_classification_loss(fdr_cfg):
+    """``loss_cls=DFINEVarifocalLoss`` (D-FINE's) instead of DINO's focal
+    loss: term ``loss_vfl`` on every output, finite, and predict runs."""
+    cfg = copy.deepcopy(fdr_cfg)
+    cfg.model.bbox_head.loss_cls = dict(type='DFINEVarifocalLoss', alpha=0.75,
+                                        gamma=2.0, loss_weight=1.0)
+    model = _build(cfg)
+    batch = _batch(cfg.train_dataloader)
+    data = model.data_preprocessor(batch, True)
+    model.train()
+    losses = model.loss(data['inputs'], data['data_samples'])
+    vfl = {k for k in losses if k.startswith('loss_vfl')}
+    assert vfl == {'loss_vfl', 'loss_vfl_aux_0', 'loss_vfl_aux_1',
+                   'loss_vfl_enc_0', 'loss_vfl_dn_0', 'loss_vfl_dn_1',
+                   'loss_vfl_dn_2'}, sorted(losses)
+    assert not any(k.startswith('loss_cls') for k in losses)
+    assert all(math.isfinite(float(v.detach())) for v in losses.values())
+    model.eval()
+    with torch.no_grad():
+        results = model.predict(data['inputs'], data['data_samples'])
+    assert all((r.pred_instances.scores <= 1).all() for r in results)
+
+
+def test_predict_boxes_inside_image(fdr_cfg):
+    from mmdet.evaluation import CocoMetric
+    from mmengine.runner import Runner
+    model = _build(fdr_cfg)
+    # non-zero corner branches so that boxes move off the references
+    with torch.no_grad():
+        for branch in model.bbox_head.reg_branches:
+            branch[-1].weight.normal_(0, 0.5)
+    model.eval()
+    loader = Runner.build_dataloader(fdr_cfg.val_dataloader, seed=0)
+    metric = CocoMetric(ann_file=fdr_cfg.val_evaluator.ann_file,
+                        metric='bbox')
+    metric.dataset_meta = loader.dataset.metainfo
+    num = 0
+    with torch.no_grad():
+        for data in loader:
+            outputs = model.val_step(data)
+            for out in outputs:
+                h, w = out.ori_shape
+                pred = out.pred_instances
+                assert len(pred.bboxes) == 10
+                b = pred.bboxes
+                assert (b[:, 0::2] >= 0).all() and (b[:, 0::2] <= w).all()
+                assert (b[:, 1::2] >= 0).all() and (b[:, 1::2] <= h).all()
+                assert (b[:, 2:] >= b[:, :2]).all()
+                assert (pred.scores.diff() <= 0).all()
+            metric.process(data, [o.to_dict() for o in outputs])
+            num += len(outputs)
+    results = metric.evaluate(num)
+    assert 0.0 <= results['coco/bbox_mAP'] <= 1.0, results
+
+
+class _Records(logging.Handler):
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path):
+    """A plain mmdet DINO checkpoint (noised, so no tensor equals an init)
+    loads into DINOFDR through MMEngine's non-strict loading."""
+    from mmengine.runner import load_checkpoint
+    plain = _build(plain_cfg, seed=1)
+    assert type(plain).__name__ == 'DINO'
+    gen = torch.Generator().manual_seed(0)
+    sd = {
+        k: (v + 0.01 * torch.randn(v.shape, generator=gen)
+            if v.is_floating_point() else v.clone())
+        for k, v in plain.state_dict().items()
+    }
+    path = str(tmp_path / 'dino_plain.pth')
+    torch.save({'state_dict': sd}, path)
+
+    model = _build(fdr_cfg, seed=0)
+    logger = logging.getLogger('test_dino_fdr_load')
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        load_checkpoint(model, path, map_location='cpu', strict=False,
+                        logger=logger)
+    finally:
+        logger.removeHandler(handler)
+    report = '\n'.join(handler.messages)
+    mismatched = set(re.findall(r'size mismatch for (\S+?):', report))
+    missing = re.findall(r'missing keys in source state_dict: (.*)', report)
+    unexpected = re.findall(r'unexpected key in source state_dict: (.*)',
+                            report)
+    expected = {
+        f'bbox_head.reg_branches.{i}.4.{p}'
+        for i in range(NUM_LAYERS) for p in ('weight', 'bias')
+    }
+    assert mismatched == expected, report
+    assert not missing and not unexpected, report
+
+    own = model.state_dict()
+    assert set(own) == set(sd)
+    for k in expected:
+        assert own[k].shape[0] == 4 * (model.bbox_head.reg_max + 1)
+        assert sd[k].shape[0] == 4
+        assert not own[k].any(), k  # left at its init: the reference box
+    shared = [k for k in sd if k not in expected]
+    for prefix in ('backbone.', 'neck.', 'encoder.', 'decoder.layers.',
+                   'decoder.ref_point_head.', 'bbox_head.cls_branches.',
+                   f'bbox_head.reg_branches.{NUM_LAYERS}.',
+                   'dn_query_generator.', 'query_embedding.'):
+        assert any(k.startswith(prefix) for k in shared), prefix
+    differ = [k for k in shared if not torch.equal(own[k], sd[k])]
+    assert not differ, differ
+
+
+def _transformer_outputs(model, cfg):
+    batch = _batch(cfg.val_dataloader)
+    data = model.data_preprocessor(batch, False)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        return model.forward_transformer(feats, data['data_samples'])
+
+
+def test_decoder_refines_previous_distribution(fdr_cfg):
+    model = _build(fdr_cfg)
+    model.eval()
+    branches = model.bbox_head.reg_branches
+    coder = model.bbox_head.bbox_coder
+
+    # zero-initialised branches: uniform edge distributions = the reference
+    out = _transformer_outputs(model, fdr_cfg)
+    refs = out['references']
+    assert len(refs) == NUM_LAYERS + 1
+    for k in range(1, NUM_LAYERS + 1):
+        torch.testing.assert_close(refs[k], refs[0], rtol=0, atol=1e-6)
+
+    with torch.no_grad():
+        for branch in branches[:NUM_LAYERS]:
+            branch[-1].weight.normal_(0, 0.5)
+            branch[-1].bias.normal_(0, 0.5)
+        branches[1][-1].weight.zero_()
+        branches[1][-1].bias.zero_()
+    out = _transformer_outputs(model, fdr_cfg)
+    refs, corners = out['references'], out['pred_corners']
+    assert corners.shape[-1] == 4 * (coder.reg_max + 1)
+    # layer 1 adds nothing to layer 0's distributions
+    assert torch.equal(corners[1], corners[0])
+    assert torch.equal(refs[2], refs[1])
+    # the other layers do refine
+    assert not torch.allclose(refs[1], refs[0])
+    assert not torch.allclose(refs[3], refs[2])
+    # every box is decoded around the fixed initial reference
+    for k in range(NUM_LAYERS):
+        torch.testing.assert_close(
+            refs[k + 1], coder.decode(refs[0], corners[k]), rtol=0, atol=0)
+
+
+def _unscoped(obj):
+    if isinstance(obj, dict):
+        return {k: _unscoped(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_unscoped(v) for v in obj)
+    return obj
+
+
+def test_coco_config_builds_with_fdr_parts():
+    from dfine_mmdet.models.layers import FDRDinoTransformerDecoder
+    cfg = Config.fromfile(COCO_CFG)
+    import mmdet
+    base = Config.fromfile(
+        osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'dino',
+                 'dino-4scale_r50_8xb2-12e_coco.py'))
+    # only the FDR deltas differ from mmdet's DINO config (inheriting through
+    # 'mmdet::' adds `_scope_` keys)
+    ours, theirs = _unscoped(cfg.to_dict()), _unscoped(base.to_dict())
+    assert ours.pop('custom_imports')['imports'] == ['dfine_mmdet']
+    om, tm = ours.pop('model'), theirs.pop('model')
+    assert ours == theirs
+    assert (om.pop('type'), tm.pop('type')) == ('DINOFDR', 'DINO')
+    oh, th = om.pop('bbox_head'), tm.pop('bbox_head')
+    assert (oh.pop('type'), th.pop('type')) == ('DINOFDRHead', 'DINOHead')
+    assert set(oh) - set(th) == {'bbox_coder', 'go_lsd_assigner', 'loss_fgl',
+                                 'loss_ddf'}
+    assert {k: oh[k] for k in th} == th
+    assert om.pop('train_cfg')['assigner']['type'] == 'DFINEHungarianAssigner'
+    tm.pop('train_cfg')
+    assert om == tm
+    # built without init_weights (that would load torchvision://resnet50)
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(cfg.model)
+    head = model.bbox_head
+    assert type(model).__name__ == 'DINOFDR'
+    assert type(head).__name__ == 'DINOFDRHead'
+    assert isinstance(model.decoder, FDRDinoTransformerDecoder)
+    assert [b[-1].out_features for b in head.reg_branches] == [132] * 6 + [4]
+    assert type(head.assigner).__name__ == 'DFINEHungarianAssigner'
+
+
+def _head_settings(head):
+    a, c = head.assigner, head.bbox_coder
+    return dict(
+        coder=(c.reg_max, c.reg_scale, c.up),
+        assigner=(type(a).__name__, a.cost_class, a.cost_bbox, a.cost_giou,
+                  a.alpha, a.gamma),
+        go_lsd=type(head.go_lsd_assigner).__name__,
+        cls=(type(head.loss_cls).__name__, head.loss_cls.alpha,
+             head.loss_cls.gamma, head.loss_cls.loss_weight),
+        bbox=(type(head.loss_bbox).__name__, head.loss_bbox.loss_weight),
+        iou=(type(head.loss_iou).__name__, head.loss_iou.loss_weight),
+        fgl=head.loss_fgl.loss_weight,
+        ddf=(head.loss_ddf.loss_weight, head.loss_ddf.temperature))
+
+
+def test_toy_configs_differ_only_by_fdr_deltas():
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    import dfine_mmdet  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    plain = Config.fromfile(PLAIN_TOY).to_dict()
+    fdr = Config.fromfile(FDR_TOY).to_dict()
+    assert fdr.pop('custom_imports')['imports'] == ['dfine_mmdet']
+    pm, fm = plain.pop('model'), fdr.pop('model')
+    assert plain == fdr
+    assert (pm.pop('type'), fm.pop('type')) == ('DINO', 'DINOFDR')
+    assert fm.pop('train_cfg') == dict(
+        assigner=dict(type='DFINEHungarianAssigner'))
+    pm.pop('train_cfg')
+    ph, fh = pm.pop('bbox_head'), fm.pop('bbox_head')
+    assert (ph.pop('type'), fh.pop('type')) == ('DINOHead', 'DINOFDRHead')
+    assert ph == fh
+    assert pm == fm
+    # same head / matcher settings as the COCO config
+    coco = Config.fromfile(COCO_CFG)
+    toy = Config.fromfile(FDR_TOY)
+    heads = []
+    for cfg in (coco, toy):
+        head_cfg = dict(cfg.model.bbox_head, num_classes=3, embed_dims=32,
+                        train_cfg=cfg.model.train_cfg)
+        heads.append(MODELS.build(head_cfg))
+    assert _head_settings(heads[0]) == _head_settings(heads[1])
+
+
+def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
+    """README: ``python tools/benchmark/dino_fdr_toy.py --iters 300 --seeds
+    0 1`` (here 2 iterations, one seed, tiny size)."""
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
+    try:
+        from dino_fdr_toy import main
+    finally:
+        sys.path.pop(0)
+    opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+    means = main(['--iters', '2', '--seeds', '0', '--data', toy_coco,
+                  '--work-dir',
+                  str(tmp_path), '--cfg-options'] + opts)
+    assert set(means) == {'DINO', 'DINO+FDR/GO-LSD'}
+    for m in means.values():
+        assert 0.0 <= m['mAP'] <= 1.0 and m['s_per_iter'] > 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith('ratio FDR/plain: mAP '), last
+
+
+def test_misconfigurations_name_the_field():
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from dfine_mmdet.models.detectors import fill_fdr_settings
+    import dfine_mmdet  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    mmdet_assigner = dict(
+        type='HungarianAssigner',
+        match_costs=[dict(type='FocalLossCost', weight=2.0)])
+    with pytest.raises(TypeError, match='HungarianAssigner'):
+        MODELS.build(dict(type='DINOFDRHead', num_classes=3, embed_dims=32,
+                          train_cfg=dict(assigner=mmdet_assigner)))
+    with pytest.raises(ValueError, match='sigmoid'):
+        MODELS.build(dict(type='DINOFDRHead', num_classes=3,
+                          loss_cls=dict(type='CrossEntropyLoss'),
+                          train_cfg=dict(
+                              assigner=dict(type='DFINEHungarianAssigner'))))
+    with pytest.raises(ValueError, match=r'model\.bbox_head\.reg_max.*'
+                       r'bbox_coder\.reg_max'):
+        fill_fdr_settings(
+            dict(num_layers=2, layer_cfg=dict()),
+            dict(reg_max=16, bbox_coder=dict(type='FDRBBoxCoder',
+                                             reg_max=32)))
+    with pytest.raises(ValueError, match=r'bbox_head\.embed_dims.*'
+                       r'self_attn_cfg\.embed_dims'):
+        fill_fdr_settings(
+            dict(num_layers=2,
+                 layer_cfg=dict(self_attn_cfg=dict(embed_dims=64))),
+            dict(embed_dims=128))
