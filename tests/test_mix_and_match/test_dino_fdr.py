@@ -16,7 +16,13 @@ Tiny variants of the toy configs (ResNet-18 at 1/8 width, 32-d, 1 encoder /
   tensor equal bit for bit;
 * checked in the decoder: layer k's corner logits are layer k-1's plus its
   branch's residual (a zeroed branch repeats the previous box), and every box
-  is the coder's decode around the initial reference.
+  is the coder's decode around the initial reference;
+* with ``pre_refine`` (D-FINE's layer-0 pre head): the fixed reference is the
+  detached pre box ``sigmoid(delta(h_0) + logit(proposal))`` (the proposal
+  itself with a zero pre head), the ``_pre`` / ``_dn_pre`` terms are present
+  and finite and the training test passes with it, the pre head is built
+  without shifting any other parameter's initialisation, and a plain DINO
+  checkpoint initialises it from ``reg_branches.0`` (same key report).
 
 Also: the COCO config builds with the FDR parts, the toy FDR config differs
 from the plain toy config only by the FDR deltas and resolves to the COCO
@@ -38,6 +44,7 @@ CFG_DIR = osp.join(ROOT, 'configs', 'dino_fdr')
 COCO_CFG = osp.join(CFG_DIR, 'dino-4scale_r50_fdr_8xb2-12e_coco.py')
 PLAIN_TOY = osp.join(CFG_DIR, 'toy', 'dino-4scale_r18_toy.py')
 FDR_TOY = osp.join(CFG_DIR, 'toy', 'dino-4scale_r18_fdr_toy.py')
+FDR_PRE_TOY = osp.join(CFG_DIR, 'toy', 'dino-4scale_r18_fdr_pre_toy.py')
 
 NUM_LAYERS = 3
 D = 32
@@ -117,34 +124,55 @@ def _fdr_terms(num_layers):
     return names
 
 
-def test_train_fixed_batch_loss_decreases(fdr_cfg):
+PRE_TERMS = {f'loss_{t}_{s}' for t in ('cls', 'bbox', 'giou')
+             for s in ('pre', 'dn_pre')}
+
+
+def _with_pre(cfg, pre_refine):
+    cfg = copy.deepcopy(cfg)
+    cfg.model.bbox_head.pre_refine = pre_refine
+    return cfg
+
+
+@pytest.mark.parametrize('pre_refine', [False, True],
+                         ids=['proposal_ref', 'pre_refine'])
+def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
     from mmengine.optim import OptimWrapper
     from dfine_mmdet.models.layers import FDRDinoTransformerDecoder
-    model = _build(fdr_cfg)
+    cfg = _with_pre(fdr_cfg, pre_refine)
+    model = _build(cfg)
     assert type(model).__name__ == 'DINOFDR'
     assert isinstance(model.decoder, FDRDinoTransformerDecoder)
-    batch = _batch(fdr_cfg.train_dataloader)
+    assert (model.bbox_head.pre_reg_branch is not None) == pre_refine
+    batch = _batch(cfg.train_dataloader)
     optim = OptimWrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
         clip_grad=dict(max_norm=0.1))
     model.train()
     torch.manual_seed(0)  # denoising noise
-    totals, l1 = [], []
-    expected = _fdr_terms(NUM_LAYERS)
+    totals, l1, pre_l1 = [], [], []
+    expected = _fdr_terms(NUM_LAYERS) | (PRE_TERMS if pre_refine else set())
     for _ in range(60):
         losses = model.train_step(batch, optim)
         missing = expected - set(losses)
         assert not missing, (sorted(missing), sorted(losses))
+        # D-FINE's pre output: box terms only (no corners, so no FGL / DDF)
+        assert {k for k in losses if k.endswith('pre')} == (
+            PRE_TERMS if pre_refine else set()), sorted(losses)
         bad = {k: float(v) for k, v in losses.items()
                if not math.isfinite(float(v.detach()))}
         assert not bad, bad
         totals.append(float(losses['loss']))
         l1.append(float(losses['loss_bbox']))
+        if pre_refine:
+            pre_l1.append(float(losses['loss_bbox_pre']))
     first, last = sum(totals[:5]) / 5, sum(totals[-5:]) / 5
     print(f'total loss {first:.3f} -> {last:.3f}; L1 {l1[0]:.3f} -> '
           f'{l1[-1]:.3f}')
     assert last < 0.85 * first, totals
     assert sum(l1[-5:]) / 5 < 0.8 * sum(l1[:5]) / 5, l1
+    if pre_refine:  # the pre head is trained
+        assert sum(pre_l1[-5:]) / 5 < 0.8 * sum(pre_l1[:5]) / 5, pre_l1
     # the layers have diverged, so distillation is active
     assert float(losses['loss_ddf_aux_0']) > 0, losses
 
@@ -204,6 +232,30 @@ def test_predict_boxes_inside_image(fdr_cfg):
     assert 0.0 <= results['coco/bbox_mAP'] <= 1.0, results
 
 
+@pytest.mark.parametrize('pre_refine', [False, True],
+                         ids=['proposal_ref', 'pre_refine'])
+def test_tensor_mode_returns_logits_and_fdr_boxes(fdr_cfg, pre_refine):
+    """``mode='tensor'`` (mmdet's ``_forward``, used by tracing and
+    get_flops) passes every decoder output to the head; it returns the
+    per-layer logits and the decoder's FDR boxes, equal to ``predict``'s
+    inputs."""
+    cfg = _with_pre(fdr_cfg, pre_refine)
+    model = _build(cfg).eval()
+    data = model.data_preprocessor(_batch(cfg.val_dataloader), False)
+    with torch.no_grad():
+        logits, boxes = model(data['inputs'], data['data_samples'],
+                              mode='tensor')
+        feats = model.extract_feat(data['inputs'])
+        dec = model.forward_transformer(feats, data['data_samples'])
+    num_layers = cfg.model.decoder.num_layers
+    batch = data['inputs'].shape[0]
+    num_queries = cfg.model.num_queries
+    assert logits.shape == (num_layers, batch, num_queries,
+                            cfg.model.bbox_head.num_classes)
+    assert boxes.shape == (num_layers, batch, num_queries, 4)
+    torch.testing.assert_close(boxes, torch.stack(dec['references'][1:]))
+
+
 class _Records(logging.Handler):
 
     def __init__(self):
@@ -214,10 +266,39 @@ class _Records(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path):
-    """A plain mmdet DINO checkpoint (noised, so no tensor equals an init)
-    loads into DINOFDR through MMEngine's non-strict loading."""
+def _load_report(model, path):
+    """MMEngine's non-strict ``load_checkpoint`` report: (mismatched,
+    missing, unexpected) key sets parsed from its log."""
     from mmengine.runner import load_checkpoint
+    logger = logging.getLogger('test_dino_fdr_load')
+    handler = _Records()
+    logger.addHandler(handler)
+    try:
+        load_checkpoint(model, path, map_location='cpu', strict=False,
+                        logger=logger)
+    finally:
+        logger.removeHandler(handler)
+    report = '\n'.join(handler.messages)
+    mismatched = set(re.findall(r'size mismatch for (\S+?):', report))
+    missing = set()
+    for line in re.findall(r'missing keys in source state_dict: (.*)',
+                           report):
+        missing |= set(line.split(', '))
+    unexpected = re.findall(r'unexpected key in source state_dict: (.*)',
+                            report)
+    return mismatched, missing, unexpected, report
+
+
+@pytest.mark.parametrize('pre_refine', [False, True],
+                         ids=['proposal_ref', 'pre_refine'])
+def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path,
+                                    pre_refine):
+    """A plain mmdet DINO checkpoint (noised, so no tensor equals an init)
+    loads into DINOFDR through MMEngine's non-strict loading.  With
+    ``pre_refine`` the pre head (which has no key in a DINO checkpoint) is
+    initialised from DINO's layer-0 delta branch ``reg_branches.0`` (the
+    same function: DINO's layer-0 box), so the report is the same: the key
+    sets below hold for both variants."""
     plain = _build(plain_cfg, seed=1)
     assert type(plain).__name__ == 'DINO'
     gen = torch.Generator().manual_seed(0)
@@ -229,20 +310,8 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path):
     path = str(tmp_path / 'dino_plain.pth')
     torch.save({'state_dict': sd}, path)
 
-    model = _build(fdr_cfg, seed=0)
-    logger = logging.getLogger('test_dino_fdr_load')
-    handler = _Records()
-    logger.addHandler(handler)
-    try:
-        load_checkpoint(model, path, map_location='cpu', strict=False,
-                        logger=logger)
-    finally:
-        logger.removeHandler(handler)
-    report = '\n'.join(handler.messages)
-    mismatched = set(re.findall(r'size mismatch for (\S+?):', report))
-    missing = re.findall(r'missing keys in source state_dict: (.*)', report)
-    unexpected = re.findall(r'unexpected key in source state_dict: (.*)',
-                            report)
+    model = _build(_with_pre(fdr_cfg, pre_refine), seed=0)
+    mismatched, missing, unexpected, report = _load_report(model, path)
     expected = {
         f'bbox_head.reg_branches.{i}.4.{p}'
         for i in range(NUM_LAYERS) for p in ('weight', 'bias')
@@ -251,7 +320,13 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path):
     assert not missing and not unexpected, report
 
     own = model.state_dict()
-    assert set(own) == set(sd)
+    pre_keys = {k for k in own if k.startswith('bbox_head.pre_reg_branch.')}
+    assert bool(pre_keys) == pre_refine
+    assert set(own) - pre_keys == set(sd)
+    src = 'bbox_head.reg_branches.0.'
+    for k in pre_keys:  # DINO's layer-0 delta branch, bit for bit
+        assert torch.equal(own[k], sd[src + k[len('bbox_head.pre_reg_'
+                                                  'branch.'):]]), k
     for k in expected:
         assert own[k].shape[0] == 4 * (model.bbox_head.reg_max + 1)
         assert sd[k].shape[0] == 4
@@ -264,6 +339,21 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path):
         assert any(k.startswith(prefix) for k in shared), prefix
     differ = [k for k in shared if not torch.equal(own[k], sd[k])]
     assert not differ, differ
+
+    if pre_refine:
+        # a DINOFDR checkpoint without pre head (132-output reg_branches.0)
+        # does not feed the pre head: reported missing, left at its init
+        fdr = _build(fdr_cfg, seed=2)
+        path = str(tmp_path / 'dino_fdr.pth')
+        torch.save({'state_dict': fdr.state_dict()}, path)
+        model = _build(_with_pre(fdr_cfg, True), seed=0)
+        init = {k: v.clone() for k, v in model.state_dict().items()
+                if k in pre_keys}
+        mismatched, missing, unexpected, report = _load_report(model, path)
+        assert not mismatched and not unexpected, report
+        assert missing == pre_keys, report
+        own = model.state_dict()
+        assert all(torch.equal(own[k], init[k]) for k in pre_keys)
 
 
 def _transformer_outputs(model, cfg):
@@ -306,6 +396,75 @@ def test_decoder_refines_previous_distribution(fdr_cfg):
     for k in range(NUM_LAYERS):
         torch.testing.assert_close(
             refs[k + 1], coder.decode(refs[0], corners[k]), rtol=0, atol=0)
+
+
+def _decoder_run(model, cfg):
+    """``DINOFDR``'s pre-decoder inputs (eval mode: the two-stage top-k
+    proposals as ``reference_points``) and ``forward_decoder``'s output."""
+    batch = _batch(cfg.val_dataloader)
+    data = model.data_preprocessor(batch, False)
+    samples = data['data_samples']
+    feats = model.extract_feat(data['inputs'])
+    enc_in, dec_in = model.pre_transformer(feats, samples)
+    enc_out = model.forward_encoder(**enc_in)
+    tmp_dec_in, _ = model.pre_decoder(**enc_out, batch_data_samples=samples)
+    dec_in.update(tmp_dec_in)
+    return dec_in, model.forward_decoder(**dec_in)
+
+
+def test_pre_refine_reference_is_pre_box(fdr_cfg):
+    """``pre_refine``: the fixed FDR reference of every layer is the pre box
+    ``sigmoid(delta(h_0) + logit(proposal))`` (detached); a zero pre head
+    leaves it equal to the proposal."""
+    model = _build(_with_pre(fdr_cfg, True))
+    # the pre head is built under a forked RNG: every other parameter is
+    # initialised as without it (the variants compare from equal weights)
+    ref_sd = _build(fdr_cfg).state_dict()
+    own_sd = model.state_dict()
+    assert set(own_sd) - set(ref_sd) == {
+        k for k in own_sd if k.startswith('bbox_head.pre_reg_branch.')}
+    assert all(torch.equal(own_sd[k], v) for k, v in ref_sd.items())
+    model.eval()
+    head = model.bbox_head
+    coder = head.bbox_coder
+    with torch.no_grad():
+        dec_in, out = _decoder_run(model, fdr_cfg)
+    proposal = dec_in['reference_points']
+    refs = out['references']
+    # zero-initialised pre head and branches: everything is the proposal
+    torch.testing.assert_close(out['pre_boxes'], proposal, rtol=0, atol=1e-6)
+    for k in range(NUM_LAYERS + 1):
+        torch.testing.assert_close(refs[k], proposal, rtol=0, atol=1e-6)
+
+    with torch.no_grad():
+        for branch in list(head.reg_branches[:NUM_LAYERS]) + [
+                head.pre_reg_branch]:
+            branch[-1].weight.normal_(0, 0.5)
+            branch[-1].bias.normal_(0, 0.5)
+    dec_in, out = _decoder_run(model, fdr_cfg)  # with autograd
+    proposal = dec_in['reference_points']
+    refs, corners, pre = out['references'], out['pred_corners'], \
+        out['pre_boxes']
+    assert pre.requires_grad
+    p = proposal.double()
+    delta = head.pre_reg_branch(out['hidden_states'][0]).double()
+    expected = torch.sigmoid(delta + torch.log(p / (1 - p)))
+    torch.testing.assert_close(refs[0].double(), expected, rtol=0,
+                               atol=1e-5)
+    torch.testing.assert_close(refs[0], pre.detach(), rtol=0, atol=0)
+    assert (refs[0] - proposal).abs().max() > 1e-2
+    # every layer decodes around the pre box, not the proposal
+    for k in range(NUM_LAYERS):
+        torch.testing.assert_close(
+            refs[k + 1].detach(), coder.decode(refs[0], corners[k].detach()),
+            rtol=0, atol=0)
+    # the reference is detached (no gradient from the boxes of any layer to
+    # the pre head); the pre head is trained through pre_boxes only
+    (torch.stack(refs).sum() + corners.sum()).backward(retain_graph=True)
+    assert head.pre_reg_branch[-1].weight.grad is None
+    assert head.reg_branches[0][-1].weight.grad.abs().sum() > 0
+    pre.sum().backward()
+    assert head.pre_reg_branch[-1].weight.grad.abs().sum() > 0
 
 
 def _unscoped(obj):
@@ -393,6 +552,12 @@ def test_toy_configs_differ_only_by_fdr_deltas():
                         train_cfg=cfg.model.train_cfg)
         heads.append(MODELS.build(head_cfg))
     assert _head_settings(heads[0]) == _head_settings(heads[1])
+    # the benchmark's third model only adds the pre head
+    pre = Config.fromfile(FDR_PRE_TOY).to_dict()
+    fdr = Config.fromfile(FDR_TOY).to_dict()
+    assert pre['model']['bbox_head'].pop('pre_refine') is True
+    assert fdr['model']['bbox_head'].pop('pre_refine', False) is False
+    assert pre == fdr
 
 
 def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
@@ -408,7 +573,7 @@ def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
     means = main(['--iters', '2', '--seeds', '0', '--data', toy_coco,
                   '--work-dir',
                   str(tmp_path), '--cfg-options'] + opts)
-    assert set(means) == {'DINO', 'DINO+FDR/GO-LSD'}
+    assert set(means) == {'DINO', 'DINO+FDR/GO-LSD', 'DINO+FDR+pre'}
     for m in means.values():
         assert 0.0 <= m['mAP'] <= 1.0 and m['s_per_iter'] > 0
     last = capsys.readouterr().out.strip().splitlines()[-1]

@@ -1,14 +1,18 @@
 #!/usr/bin/env python
-"""Plain mmdet DINO vs DINO + FDR / GO-LSD on the toy set: same budget, same seed.
+"""Plain DINO vs DINO + FDR / GO-LSD without / with the pre head, toy set.
 
-Trains ``configs/dino_fdr/toy/dino-4scale_r18_toy.py`` (plain DINO) and
+Trains ``configs/dino_fdr/toy/dino-4scale_r18_toy.py`` (plain DINO),
 ``configs/dino_fdr/toy/dino-4scale_r18_fdr_toy.py`` (the same model and
-recipe with D-FINE's FDR decoder refinement, FGL + DDF and the GO-LSD union)
+recipe with D-FINE's FDR decoder refinement, FGL + DDF and the GO-LSD union;
+FDR reference = the two-stage proposal) and
+``configs/dino_fdr/toy/dino-4scale_r18_fdr_pre_toy.py`` (the same with
+``pre_refine=True``: D-FINE's layer-0 pre head makes the FDR reference)
 for the same number of iterations with the same seed(s) and data order on
-CPU, evaluates both on the toy val split with ``CocoMetric`` and prints one
-line per model (bbox mAP, mAP@0.5, median s/iter) and the ratio FDR /
-plain.  The two models run one after the other, so on a shared machine the
-s/iter ratio also reflects load changes between the runs.  With
+CPU, evaluates each on the toy val split with ``CocoMetric`` and prints one
+line per model (bbox mAP, mAP@0.5, median s/iter) and the ratios FDR+pre /
+FDR, FDR+pre / plain and FDR / plain.  The models run one after the other,
+so on a shared machine the s/iter ratios also reflect load changes between
+the runs.  With
 several ``--seeds`` it prints every run and the means.  The toy set is
 written with ``tools/make_toy_dataset.py`` when ``--data`` holds none.
 
@@ -17,10 +21,11 @@ not a COCO result; short runs are noisy (one seed is one sample).
 
 The LAST line is ``ratio FDR/plain: mAP <r>  mAP@0.5 <r>  s/iter <r>``.
 
-Measured (2026-12-04, shared 2-core CPU, 1 thread, ``--iters 300 --seeds 0
-1``): DINO bbox mAP 0.256 / 0.262 (mAP@0.5 0.474 / 0.475), DINO + FDR/GO-LSD
-0.226 / 0.193 (0.440 / 0.377); ratio FDR/plain mAP 0.81, mAP@0.5 0.86,
-s/iter 0.97 (0.51 vs 0.49 s).  Details in README.md, "Mix and match".
+Measured (2026-12-04, shared 2-core CPU, 1 thread, ``--iters 300``, seeds
+0 and 1): DINO bbox mAP 0.256 / 0.262 (mAP@0.5 0.474 / 0.475), DINO +
+FDR/GO-LSD 0.226 / 0.193 (0.440 / 0.377), DINO + FDR + pre 0.179 / 0.206
+(0.394 / 0.404); ratio FDR/plain mAP 0.81, FDR+pre/FDR mAP 0.92 (worse on
+seed 0, better on seed 1).  Details in README.md, "Mix and match".
 
 Examples::
 
@@ -39,6 +44,7 @@ TOY_DIR = osp.join(PROJECT_ROOT, 'configs', 'dino_fdr', 'toy')
 CONFIGS = {
     'DINO': osp.join(TOY_DIR, 'dino-4scale_r18_toy.py'),
     'DINO+FDR/GO-LSD': osp.join(TOY_DIR, 'dino-4scale_r18_fdr_toy.py'),
+    'DINO+FDR+pre': osp.join(TOY_DIR, 'dino-4scale_r18_fdr_pre_toy.py'),
 }
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from toy_train import build_cfg, ensure_toy_data  # noqa: E402
@@ -150,6 +156,13 @@ def main(argv=None):
               f'{m["mAP50"]:.3f}  s/iter: {m["s_per_iter"]:.2f}  '
               f'({args.iters} iterations, mean of {len(runs)} seed(s))')
     plain, fdr = means['DINO'], means['DINO+FDR/GO-LSD']
+    pre = means['DINO+FDR+pre']
+    print(f'ratio FDR+pre/FDR: mAP {_ratio(pre["mAP"], fdr["mAP"]):.2f}  '
+          f'mAP@0.5 {_ratio(pre["mAP50"], fdr["mAP50"]):.2f}  '
+          f's/iter {_ratio(pre["s_per_iter"], fdr["s_per_iter"]):.2f}')
+    print(f'ratio FDR+pre/plain: mAP {_ratio(pre["mAP"], plain["mAP"]):.2f}  '
+          f'mAP@0.5 {_ratio(pre["mAP50"], plain["mAP50"]):.2f}  '
+          f's/iter {_ratio(pre["s_per_iter"], plain["s_per_iter"]):.2f}')
     print(f'ratio FDR/plain: mAP {_ratio(fdr["mAP"], plain["mAP"]):.2f}  '
           f'mAP@0.5 {_ratio(fdr["mAP50"], plain["mAP50"]):.2f}  '
           f's/iter {_ratio(fdr["s_per_iter"], plain["s_per_iter"]):.2f}',

@@ -13,6 +13,17 @@ config change for mmdet's ``DINO``:
   (:class:`FDRBBoxCoder`).  ``reg_branches[num_layers]`` (two-stage encoder
   proposals) stays DINO's ``D -> 4`` delta branch.
 * ``cls_branches`` are DINO's.
+* ``pre_refine=True`` adds ``pre_reg_branch`` (D-FINE's ``pre_bbox_head``):
+  a ``D -> 4`` delta MLP with the layout of DINO's reg branches, applied to
+  layer 0's normed output; its box ``sigmoid(delta + logit(proposal))``
+  (detached) is the fixed FDR reference of every layer, and it is
+  supervised like D-FINE's ``pre`` output (layer-0 class logits with the pre
+  boxes: own Hungarian match, member of the GO-LSD union, terms ``_pre`` /
+  ``_dn_pre``, no corners).  It is DINO's layer-0 box exactly (DINO: box_0 =
+  ``sigmoid(reg_branches[0](h_0) + logit(proposal))``), so loading a plain
+  DINO checkpoint (no ``pre_reg_branch`` keys, a 4-output
+  ``reg_branches.0``) initialises it from that checkpoint's
+  ``bbox_head.reg_branches.0`` (:meth:`DINOFDRHead._load_from_state_dict`).
 * Losses: the matching / GO-LSD union / denoising computation of
   :class:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GOLSDLossMixin`
   (Hungarian matching per output, union over layers and encoder, L1 + GIoU
@@ -73,6 +84,9 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
         as_two_stage (bool): Set by the detector (DINO: True).
         share_pred_layer (bool): Must be False (each layer refines its own
             residual).
+        pre_refine (bool): Add the layer-0 pre head whose box is the fixed
+            FDR reference (D-FINE's decoder; see the module docstring).
+            Default False (reference = the decoder input reference).
         bbox_coder (dict): ``FDRBBoxCoder`` (``reg_max``, ``reg_scale``,
             ``up``); the one place these are set.
         go_lsd_assigner (dict): ``GOLSDAssigner``.
@@ -100,6 +114,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                  num_pred_layer: int = 7,
                  as_two_stage: bool = True,
                  share_pred_layer: bool = False,
+                 pre_refine: bool = False,
                  bbox_coder: OptConfigType = None,
                  go_lsd_assigner: OptConfigType = None,
                  loss_cls: ConfigType = dict(
@@ -131,6 +146,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
         self.num_classes = num_classes
         self.embed_dims = embed_dims
         self.num_reg_fcs = num_reg_fcs
+        self.pre_refine = pre_refine
         self.sync_cls_avg_factor = sync_cls_avg_factor
         self.bg_cls_weight = 0
         self.train_cfg = train_cfg
@@ -185,30 +201,71 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                         num_corners if i < self.num_fdr_layers else 4)
             for i in range(self.num_pred_layer)
         ])
+        self.pre_reg_branch = None
+        if self.pre_refine:
+            # forked (CPU) RNG, where modules are built: adding the pre head
+            # leaves the initialisation of every other parameter (built
+            # after the head) unchanged, so the variants with and without it
+            # start from the same weights
+            with torch.random.fork_rng(devices=[]):
+                self.pre_reg_branch = _reg_branch(self.embed_dims,
+                                                  self.num_reg_fcs, 4)
 
     def init_weights(self) -> None:
-        """Class biases at prior 0.01, last Linear of every reg branch zero
-        (uniform edge distributions = the reference box; DINO's two-stage
-        init)."""
+        """Class biases at prior 0.01, last Linear of every reg branch and of
+        the pre head zero (uniform edge distributions = the reference box,
+        pre box = the proposal; DINO's two-stage init)."""
         BaseModule.init_weights(self)
         bias = bias_init_with_prob(0.01)
         for m in self.cls_branches:
             nn.init.constant_(m.bias, bias)
-        for m in self.reg_branches:
+        pre = [self.pre_reg_branch] if self.pre_reg_branch is not None \
+            else []
+        for m in list(self.reg_branches) + pre:
             nn.init.constant_(m[-1].weight, 0.)
             nn.init.constant_(m[-1].bias, 0.)
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        """With ``pre_refine``, a state dict without ``pre_reg_branch.*`` but
+        with a plain DINO layer-0 delta branch (``reg_branches.0`` ending in
+        4 outputs) initialises the pre head from that branch (same layout,
+        same function: DINO's layer-0 box); the copies are added to
+        ``state_dict`` before the children load, so nothing is reported
+        missing.  Any other state dict loads unchanged."""
+        if self.pre_reg_branch is not None:
+            pre, src = prefix + 'pre_reg_branch.', prefix + 'reg_branches.0.'
+            last = f'{src}{len(self.pre_reg_branch) - 1}.weight'
+            if not any(k.startswith(pre) for k in state_dict) and \
+                    last in state_dict and state_dict[last].shape[0] == 4:
+                for k in list(state_dict):
+                    if k.startswith(src):
+                        state_dict[pre + k[len(src):]] = state_dict[k]
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
 
     # ------------------------------------------------------------------ #
     # forward / inference (DINOHead's path)
     # ------------------------------------------------------------------ #
-    def forward(self, hidden_states: Tensor,
-                references: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+    def forward(self,
+                hidden_states: Tensor,
+                references: Sequence[Tensor],
+                pred_corners: Optional[Tensor] = None,
+                pre_boxes: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """Per-layer class logits and the decoder's FDR boxes.
 
         Args:
             hidden_states (Tensor): ``[L, B, Q, D]``.
             references (Tensor | list[Tensor]): ``L + 1`` entries ``[B, Q,
                 4]``: initial reference, then each layer's FDR box (cxcywh).
+            pred_corners (Tensor, optional): ``[L, B, Q, 4 (reg_max + 1)]``
+                corner logits (the boxes above are already decoded from
+                them; accepted because ``DINO._forward``, i.e.
+                ``mode='tensor'``, passes every decoder output).
+            pre_boxes (Tensor, optional): ``[B, Q, 4]`` pre-refined boxes
+                (``pre_refine=True``); not part of the tensor output.
 
         Returns:
             tuple[Tensor]: ``[L, B, Q, C]`` logits, ``[L, B, Q, 4]`` boxes.
@@ -229,9 +286,10 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                 references: Sequence[Tensor],
                 batch_data_samples: SampleList,
                 rescale: bool = True,
-                pred_corners: Optional[Tensor] = None) -> InstanceList:
-        """``DINOHead.predict`` (``pred_corners`` is accepted and unused: the
-        boxes are already decoded)."""
+                pred_corners: Optional[Tensor] = None,
+                pre_boxes: Optional[Tensor] = None) -> InstanceList:
+        """``DINOHead.predict`` (``pred_corners`` and ``pre_boxes`` are
+        accepted and unused: the boxes are already decoded)."""
         return super().predict(hidden_states, references, batch_data_samples,
                                rescale)
 
@@ -241,7 +299,8 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
     def loss(self, hidden_states: Tensor, references: Sequence[Tensor],
              pred_corners: Tensor, enc_outputs_class: Tensor,
              enc_outputs_coord: Tensor, batch_data_samples: SampleList,
-             dn_meta: Optional[Dict[str, int]]) -> Dict[str, Tensor]:
+             dn_meta: Optional[Dict[str, int]],
+             pre_boxes: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """``DINOHead.loss`` with the corner logits.
 
         Args:
@@ -253,18 +312,22 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
             batch_data_samples (list[DetDataSample]): With ``gt_instances``.
             dn_meta (dict | None): ``num_denoising_queries``,
                 ``num_denoising_groups`` (mmdet's ``CdnQueryGenerator``).
+            pre_boxes (Tensor, optional): ``[B, T+Q, 4]`` pre-head boxes
+                (``pre_refine``).
 
         Returns:
             dict[str, Tensor]: Weighted loss terms (``loss_cls``,
             ``loss_bbox``, ``loss_giou``, ``loss_fgl``, ``*_aux_i`` (+
-            ``loss_ddf``), ``*_enc_0``, ``*_dn_i``).
+            ``loss_ddf``), ``*_pre`` and ``*_dn_pre`` with pre boxes,
+            ``*_enc_0``, ``*_dn_i``).
         """
         batch_gt_instances = [s.gt_instances for s in batch_data_samples]
         batch_img_metas = [s.metainfo for s in batch_data_samples]
         logits, boxes = self(hidden_states, references)
         return self.loss_by_feat(logits, boxes, pred_corners, references[0],
                                  enc_outputs_class, enc_outputs_coord,
-                                 batch_gt_instances, batch_img_metas, dn_meta)
+                                 batch_gt_instances, batch_img_metas, dn_meta,
+                                 pre_boxes)
 
     def loss_by_feat(self,
                      all_layers_cls_scores: Tensor,
@@ -275,7 +338,8 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                      enc_bbox_preds: Optional[Tensor],
                      batch_gt_instances: InstanceList,
                      batch_img_metas: List[dict],
-                     dn_meta: Optional[Dict[str, int]] = None
+                     dn_meta: Optional[Dict[str, int]] = None,
+                     pre_bbox_preds: Optional[Tensor] = None
                      ) -> Dict[str, Tensor]:
         """Arrange the outputs for :meth:`GOLSDLossMixin.loss_by_outputs`.
 
@@ -291,6 +355,9 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                 ``labels``.
             batch_img_metas (list[dict]): With ``img_shape``.
             dn_meta (dict | None): Denoising layout.
+            pre_bbox_preds (Tensor, optional): ``[B, T+Q, 4]`` pre-head
+                boxes; supervised with layer 0's class logits as D-FINE's
+                ``pre`` output (``pre_outputs`` / ``dn_pre_outputs``).
 
         Returns:
             dict[str, Tensor]
@@ -312,6 +379,11 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                        aux_outputs=layers[:-1])
         for key in ('teacher_corners', 'teacher_logits'):
             outputs.pop(key)
+        if pre_bbox_preds is not None:
+            dn_pre_boxes, pre_boxes = pre_bbox_preds[:, :num_dn], \
+                pre_bbox_preds[:, num_dn:]
+            outputs['pre_outputs'] = dict(pred_logits=logits[0],
+                                          pred_boxes=pre_boxes)
         if enc_cls_scores is not None:
             outputs['enc_aux_outputs'] = [
                 dict(pred_logits=enc_cls_scores, pred_boxes=enc_bbox_preds)
@@ -321,6 +393,9 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
             outputs['dn_outputs'] = self._layer_outputs(
                 dn_logits, dn_boxes, dn_corners, dn_refs)
             outputs['dn_meta'] = dn_meta
+            if pre_bbox_preds is not None:
+                outputs['dn_pre_outputs'] = dict(pred_logits=dn_logits[0],
+                                                 pred_boxes=dn_pre_boxes)
         targets = self.get_targets(batch_gt_instances, batch_img_metas)
         return self.loss_by_outputs(outputs, targets)
 

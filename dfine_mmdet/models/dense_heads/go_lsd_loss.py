@@ -34,9 +34,9 @@ only) the class term is named ``loss_cls``.
 This is the one place of this computation: :class:`GOLSDLossMixin` is mixed
 into :class:`~dfine_mmdet.models.dense_heads.DFINEHead` and
 :class:`~dfine_mmdet.models.dense_heads.DINOFDRHead` (mmdet's DINO with FDR;
-no ``pre`` head, mmdet's denoising layout via :meth:`dn_matches`) and can be
-mixed into any other DETR head whose decoder produces FDR corners (it only
-needs the attributes built by :meth:`GOLSDLossMixin._init_go_lsd_losses`).
+optional ``pre`` head, mmdet's denoising layout via :meth:`dn_matches`) and
+can be mixed into any other DETR head whose decoder produces FDR corners (it
+only needs the attributes built by :meth:`GOLSDLossMixin._init_go_lsd_losses`).
 The losses themselves are the pure modules of ``dfine_mmdet.models.losses``
 and mmdet's ``L1Loss`` / ``GIoULoss`` / ``bbox_overlaps`` (exact here: the same
 arithmetic as the official ``box_ops``; mmdet's reduction adds ``float32

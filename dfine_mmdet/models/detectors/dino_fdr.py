@@ -11,12 +11,18 @@ parts swapped:
   ``FDRBBoxCoder``) instead of box deltas;
 * the head is :class:`~dfine_mmdet.models.dense_heads.DINOFDRHead` (corner
   branches, FGL + DDF over the GO-LSD union, D-FINE's loss mixin).
+  With ``bbox_head.pre_refine=True`` the head's layer-0 pre head
+  (``pre_reg_branch``) refines the two-stage proposal first and its box is
+  the fixed FDR reference, as in D-FINE's decoder.
 
 Parameter names are DINO's, so a plain DINO checkpoint loads into everything
 but the last Linear of the decoder's ``bbox_head.reg_branches[i]`` (``4 ->
 4 (reg_max + 1)`` outputs), which MMEngine's non-strict loading (``load_from``
 / ``load_checkpoint``) reports as size mismatches and leaves at its
-initialisation (zero: the reference box).
+initialisation (zero: the reference box).  With ``pre_refine`` the pre head
+(no key in a DINO checkpoint) is initialised from the checkpoint's
+``bbox_head.reg_branches.0``, DINO's layer-0 delta branch, which computes
+the same layer-0 box (see ``DINOFDRHead._load_from_state_dict``).
 """
 import copy
 from typing import Dict, Optional
@@ -102,15 +108,17 @@ class DINOFDR(DINO):
                         valid_ratios: Tensor,
                         dn_mask: Optional[Tensor] = None,
                         **kwargs) -> Dict:
-        """``DINO.forward_decoder`` with the head's FDR coder.
+        """``DINO.forward_decoder`` with the head's FDR coder and (with
+        ``bbox_head.pre_refine``) its pre head.
 
         Returns:
             dict: ``hidden_states`` ``[L, B, T+Q, D]``, ``references`` (list
-            of ``L + 1`` ``[B, T+Q, 4]``: initial reference, then each
-            layer's FDR box) and ``pred_corners`` ``[L, B, T+Q, 4 (reg_max +
-            1)]``.
+            of ``L + 1`` ``[B, T+Q, 4]``: the fixed FDR reference, then each
+            layer's FDR box), ``pred_corners`` ``[L, B, T+Q, 4 (reg_max +
+            1)]`` and ``pre_boxes`` (``[B, T+Q, 4]`` layer-0 pre-head boxes,
+            None without ``pre_refine``).
         """
-        hidden_states, references, corners = self.decoder(
+        hidden_states, references, corners, pre_boxes = self.decoder(
             query=query,
             value=memory,
             key_padding_mask=memory_mask,
@@ -121,8 +129,10 @@ class DINOFDR(DINO):
             valid_ratios=valid_ratios,
             reg_branches=self.bbox_head.reg_branches,
             bbox_coder=self.bbox_head.bbox_coder,
+            pre_reg_branch=self.bbox_head.pre_reg_branch,
             **kwargs)
         return dict(
             hidden_states=hidden_states,
             references=list(references),
-            pred_corners=corners)
+            pred_corners=corners,
+            pre_boxes=pre_boxes)

@@ -16,6 +16,18 @@ non-uniform weighting function ``W(n)``::
     box_i     = FDRBBoxCoder.decode(ref^0, corners_i)    (Eq. 2-3)
     ref^{i+1} = sg(box_i)                                next sampling box
 
+With a pre head (``pre_reg_branch``, D-FINE's ``pre_bbox_head``; the
+head's ``pre_refine=True``), the fixed reference is not the decoder input but
+its layer-0 delta refinement, as in D-FINE's decoder::
+
+    pre_box   = sigmoid(pre_reg_branch(h_0) + logit(ref^0))  (trained, _pre)
+    ref_fix   = sg(pre_box)
+    box_i     = FDRBBoxCoder.decode(ref_fix, corners_i)
+
+so FDR's bounded edge offsets are spent around an already refined box;
+layer 0 still samples around ``ref^0``.
+Without it ``ref_fix = ref^0``.
+
 ``corners_{i-1}`` is not detached (as in D-FINE: the gradient of every later
 box reaches the earlier branches through the chain of residuals, the FDR
 counterpart of DINO's "look forward twice").  With all-zero logits every
@@ -31,10 +43,10 @@ into every decoder parameter.  The coder (``reg_max``, ``reg_scale``, ``up``)
 is the detection head's (:class:`DINOFDRHead.bbox_coder`), passed in by
 :class:`~dfine_mmdet.models.detectors.DINOFDR`; this module holds none.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
-from mmdet.models.layers import DinoTransformerDecoder
+from mmdet.models.layers import DinoTransformerDecoder, inverse_sigmoid
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from torch import Tensor, nn
 
@@ -52,7 +64,9 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
                 spatial_shapes: Tensor, level_start_index: Tensor,
                 valid_ratios: Tensor, reg_branches: nn.ModuleList,
                 bbox_coder: FDRBBoxCoder,
-                **kwargs) -> Tuple[Tensor, Tensor, Tensor]:
+                pre_reg_branch: Optional[nn.Module] = None,
+                **kwargs
+                ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
         """Run the decoder layers with FDR.
 
         Args:
@@ -70,15 +84,23 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
                 ``D -> 4 (reg_max + 1)`` (the head's; a two-stage head has
                 one more, for the encoder, which is not used here).
             bbox_coder (FDRBBoxCoder): The head's coder.
+            pre_reg_branch (nn.Module, optional): Layer-0 box-delta head
+                ``D -> 4`` (logit space); when given, its refinement of
+                ``reference_points`` is the fixed FDR reference.
 
         Returns:
-            tuple[Tensor]:
+            tuple:
 
             - hidden_states ``[L, B, T+Q, D]``: normed layer outputs.
-            - references ``[L + 1, B, T+Q, 4]``: the initial reference, then
-              the FDR box of every layer (normalised cxcywh, not clamped).
+            - references ``[L + 1, B, T+Q, 4]``: the fixed FDR reference
+              (detached; the pre box with ``pre_reg_branch``, else
+              ``reference_points``), then the FDR box of every layer
+              (normalised cxcywh, not clamped).
             - pred_corners ``[L, B, T+Q, 4 (reg_max + 1)]``: accumulated
               corner logits (edge-major l, t, r, b).
+            - pre_boxes ``[B, T+Q, 4]`` or None: the pre head's boxes (not
+              detached, supervised by the ``_pre`` loss terms); None
+              without ``pre_reg_branch``.
         """
         if not self.return_intermediate:
             raise ValueError(f'{type(self).__name__} needs '
@@ -92,13 +114,13 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
         if len(reg_branches) < self.num_layers:
             raise ValueError(f'{len(reg_branches)} reg_branches for '
                              f'{self.num_layers} decoder layers')
-        ref_init = reference_points.detach()
-        project = bbox_coder.project(device=ref_init.device).to(
-            ref_init.dtype)
+        ref = reference_points.detach()
+        project = bbox_coder.project(device=ref.device).to(ref.dtype)
         ratios = torch.cat([valid_ratios, valid_ratios], -1)[:, None]
 
-        hidden_states, references, corners = [], [ref_init], []
-        ref = ref_init
+        hidden_states, corners, boxes = [], [], []
+        ref_init = None if pre_reg_branch is not None else ref
+        pre_boxes = None
         corners_prev = None
         for lid, layer in enumerate(self.layers):
             ref_input = ref[:, :, None] * ratios
@@ -117,14 +139,18 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
                 reference_points=ref_input,
                 **kwargs)
             hidden = self.norm(query)
+            if ref_init is None:  # layer 0 with a pre head
+                pre_boxes = torch.sigmoid(
+                    pre_reg_branch(hidden) + inverse_sigmoid(ref))
+                ref_init = pre_boxes.detach()
             layer_corners = reg_branches[lid](hidden)
             if corners_prev is not None:
                 layer_corners = layer_corners + corners_prev
             box = bbox_coder.decode(ref_init, layer_corners, project=project)
             hidden_states.append(hidden)
-            references.append(box)
+            boxes.append(box)
             corners.append(layer_corners)
             corners_prev = layer_corners
             ref = box.detach()
-        return (torch.stack(hidden_states), torch.stack(references),
-                torch.stack(corners))
+        return (torch.stack(hidden_states), torch.stack([ref_init] + boxes),
+                torch.stack(corners), pre_boxes)
