@@ -90,6 +90,31 @@ def _fill(cfg: dict, key: str, value, field: str, source: str) -> None:
     cfg[key] = value
 
 
+def fill_coder_settings(decoder: dict, bbox_head: dict) -> None:
+    """The FDR coder (``reg_max``, ``reg_scale``, ``up``) lives in
+    ``bbox_head.bbox_coder`` (D-FINE's defaults when absent); a decoder-level
+    value or a ``bbox_head.reg_max`` shortcut may only repeat it, and is
+    removed (in place).  A conflicting value raises a ``ValueError`` naming
+    both fields.  Shared by :class:`DFINE` and
+    :class:`~dfine_mmdet.models.detectors.DINOFDR`."""
+    coder = bbox_head.get('bbox_coder')
+    if coder is None:
+        coder = bbox_head['bbox_coder'] = copy.deepcopy(
+            GO_LSD_LOSS_DEFAULTS['bbox_coder'])
+    defaults = GO_LSD_LOSS_DEFAULTS['bbox_coder']
+    for key in ('reg_max', 'reg_scale', 'up'):
+        # the decoder shares the head's coder object: a decoder-level value
+        # may only repeat the coder's
+        if key in decoder:
+            _fill(dict(v=decoder.pop(key)), 'v',
+                  coder.get(key, defaults[key]), f'model.decoder.{key}',
+                  f'model.bbox_head.bbox_coder.{key}')
+    if 'reg_max' in bbox_head:
+        _fill(dict(v=bbox_head.pop('reg_max')), 'v',
+              coder.get('reg_max', defaults['reg_max']),
+              'model.bbox_head.reg_max', 'model.bbox_head.bbox_coder.reg_max')
+
+
 def fill_shared_settings(neck: Optional[dict], decoder: Optional[dict],
                          bbox_head: Optional[dict], dn_cfg: Optional[dict],
                          feat_strides: Sequence[int]) -> None:
@@ -104,22 +129,7 @@ def fill_shared_settings(neck: Optional[dict], decoder: Optional[dict],
           'model.decoder.layer_cfg.embed_dims')
     _fill(bbox_head, 'num_pred_layer', decoder['num_layers'],
           'model.bbox_head.num_pred_layer', 'model.decoder.num_layers')
-    coder = bbox_head.get('bbox_coder')
-    if coder is None:
-        coder = bbox_head['bbox_coder'] = copy.deepcopy(
-            GO_LSD_LOSS_DEFAULTS['bbox_coder'])
-    coder_defaults = GO_LSD_LOSS_DEFAULTS['bbox_coder']
-    for key in ('reg_max', 'reg_scale', 'up'):
-        # the decoder shares the head's coder object: a decoder-level value
-        # may only repeat the coder's
-        if key in decoder:
-            _fill(dict(v=decoder.pop(key)), 'v',
-                  coder.get(key, coder_defaults[key]),
-                  f'model.decoder.{key}', f'model.bbox_head.bbox_coder.{key}')
-    if 'reg_max' in bbox_head:
-        _fill(dict(v=bbox_head.pop('reg_max')), 'v',
-              coder.get('reg_max', coder_defaults['reg_max']),
-              'model.bbox_head.reg_max', 'model.bbox_head.bbox_coder.reg_max')
+    fill_coder_settings(decoder, bbox_head)
     if dn_cfg is not None:
         _fill(dn_cfg, 'num_classes', bbox_head['num_classes'],
               'model.dn_cfg.num_classes', 'model.bbox_head.num_classes')

@@ -32,9 +32,8 @@ from mmdet.registry import MODELS
 from mmdet.utils import OptConfigType
 from torch import Tensor
 
-from ..dense_heads.go_lsd_loss import GO_LSD_LOSS_DEFAULTS
 from ..layers.fdr_dino_decoder import FDRDinoTransformerDecoder
-from .dfine import _fill
+from .dfine import _fill, fill_coder_settings
 
 
 def fill_fdr_settings(decoder: Optional[dict],
@@ -52,19 +51,7 @@ def fill_fdr_settings(decoder: Optional[dict],
     _fill(bbox_head, 'embed_dims', attn.get('embed_dims', 256),
           'model.bbox_head.embed_dims',
           'model.decoder.layer_cfg.self_attn_cfg.embed_dims')
-    coder = bbox_head.get('bbox_coder')
-    if coder is None:
-        coder = bbox_head['bbox_coder'] = copy.deepcopy(
-            GO_LSD_LOSS_DEFAULTS['bbox_coder'])
-    defaults = GO_LSD_LOSS_DEFAULTS['bbox_coder']
-    for key in ('reg_max', 'reg_scale', 'up'):
-        if key in decoder:
-            _fill(dict(v=decoder.pop(key)), 'v', coder.get(key, defaults[key]),
-                  f'model.decoder.{key}', f'model.bbox_head.bbox_coder.{key}')
-    if 'reg_max' in bbox_head:
-        _fill(dict(v=bbox_head.pop('reg_max')), 'v',
-              coder.get('reg_max', defaults['reg_max']),
-              'model.bbox_head.reg_max', 'model.bbox_head.bbox_coder.reg_max')
+    fill_coder_settings(decoder, bbox_head)
 
 
 @MODELS.register_module()
