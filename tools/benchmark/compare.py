@@ -6,6 +6,10 @@ Usage::
     python tools/benchmark/compare.py configs/dfine/dfine_hgnetv2_n_coco.py \\
         mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --threads 2 --runs 10 \\
         --out-dir work_dirs/compare
+    python tools/benchmark/compare.py --toy-minutes 2     # + toy mAP, equal training time
+    python tools/benchmark/compare.py D-FINE-N=configs/dfine/dfine_hgnetv2_n_coco.py \\
+        RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --coco-root data/coco \\
+        --checkpoints D-FINE-N=dfine_n.pth RTMDet-tiny=rtmdet_tiny.pth   # + COCO box AP
 
 Configs are plugin config files or MMDetection's own, written ``mmdet::<path
 under mmdet's configs>`` (resolved in the installed package). Every model is
@@ -32,9 +36,32 @@ and process settings:
 
 Latency: ``--warmup`` untimed calls then ``--runs`` timed calls; the table
 shows the median and, in the JSON/CSV, every time and the p10-p90 spread.
+
+Accuracy (optional, one of; details in :mod:`accuracy`):
+
+* ``--coco-root DIR --checkpoints LABEL=CKPT ...``: COCO box AP of each
+  checkpoint through MMDetection's evaluator (``Runner.from_cfg(cfg).test()``,
+  the config's own test pipeline and ``CocoMetric``, its test set read from
+  ``DIR``: ``DIR/annotations/instances_val2017.json`` and ``DIR/val2017/`` for
+  COCO configs); the JSON also says how many model tensors the checkpoint
+  covered and how many images were evaluated. Models without a checkpoint get
+  a row note.
+* ``--toy-minutes M``: every model is trained from scratch on the synthetic toy
+  set (``tools/make_toy_dataset.py``, written to ``--toy-data`` when absent)
+  for the same M minutes of wall clock (:mod:`wall_clock_budget`), same seed,
+  same data, pipeline, ``--toy-size`` and ``--toy-batch``, then evaluated on
+  the toy val split: columns ``toy mAP`` and ``iters`` (iterations the budget
+  allowed). Models are adapted generically (:mod:`num_classes`); a model that
+  cannot be adapted or trained gets a row note.
+* ``--ap LABEL=AP ...``: accuracy numbers you supply (e.g. published COCO AP).
+
+COCO-style mAP is in [0, 1]; -1 is what pycocotools reports when there was
+nothing to score (no ground truth).
+
 Outputs in ``--out-dir``: ``compare.md`` (also printed), ``compare.json``
-(every raw number), ``compare.csv`` and ``compare.png`` (latency vs accuracy
-when ``--ap NAME=AP`` is given for each model, else latency vs GFLOPs).
+(every raw number), ``compare.csv`` and ``compare.png`` (latency vs accuracy,
+one labelled point per model at its ORT latency, or eager where ORT failed,
+when an accuracy is known; else latency vs GFLOPs).
 """
 import argparse
 import csv
@@ -100,11 +127,12 @@ def build_model(cfg_path: str, size: Optional[int] = None):
     from mmengine.config import Config
 
     import dfine_mmdet  # noqa: F401
+    from accuracy import drop_pretrained
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(cfg_path)
     if size is not None and cfg.model.get('eval_spatial_size') is not None:
         cfg.model.eval_spatial_size = (size, size)
-    _drop_pretrained(cfg.model)
+    drop_pretrained(cfg.model)
     model = MODELS.build(cfg.model)
     # every model's own initialisation (e.g. the classification bias prior
     # p=0.01 of RTMDet/YOLOX/DETR heads): without it, random scores near 0.5
@@ -112,19 +140,6 @@ def build_model(cfg_path: str, size: Optional[int] = None):
     # would be timed on a post-processing load they never see once trained
     model.init_weights()
     return model.eval(), cfg
-
-
-def _drop_pretrained(node) -> None:
-    """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere (nothing downloads)."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            node['init_cfg'] = None
-        for v in node.values():
-            _drop_pretrained(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            _drop_pretrained(v)
 
 
 def data_samples(h: int, w: int, batch: int = 1):
@@ -269,6 +284,45 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
                 traceback.print_exc()
         save()
 
+    if args.toy_minutes or args.coco_root:
+        del model
+        try:
+            measure_accuracy(cfg, args, result)
+        except Exception as e:  # noqa: BLE001 (recorded in the row)
+            errors['accuracy'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            traceback.print_exc()
+        save()
+
+
+def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
+    """Toy mAP after ``--toy-minutes`` of training, or COCO AP of ``--checkpoint``."""
+    import torch
+
+    import accuracy
+    with tempfile.TemporaryDirectory() as work_dir:
+        if args.toy_minutes:
+            toy_cfg, adapted = accuracy.toy_config(
+                resolve_config(cfg), args.toy_data, work_dir, size=args.toy_size,
+                batch_size=args.toy_batch, seed=args.seed, warmup_iters=args.toy_warmup,
+                device=args.device)
+            result['accuracy'] = dict(kind='toy mAP', adapted=adapted)
+            result['accuracy'].update(accuracy.train_and_evaluate(toy_cfg, args.toy_minutes * 60))
+        else:
+            if not args.checkpoint:
+                result['errors']['accuracy'] = 'no checkpoint given (--checkpoints LABEL=PATH)'
+                return
+            coco_cfg = accuracy.coco_config(resolve_config(cfg), args.coco_root,
+                                            args.checkpoint, work_dir)
+            result['accuracy'] = dict(kind='COCO AP', checkpoint=args.checkpoint)
+            result['accuracy'].update(accuracy.evaluate_checkpoint(coco_cfg))
+            acc = result['accuracy']
+            if acc['ckpt_covered'] < acc['ckpt_total']:
+                result['errors']['accuracy'] = (
+                    f'checkpoint covers {acc["ckpt_covered"]}/{acc["ckpt_total"]} model tensors '
+                    f'(e.g. {", ".join(acc["ckpt_missing"][:2])})')
+    result['ap'] = result['accuracy']['map']
+    torch.set_num_threads(args.threads)  # the runner may have changed it
+
 
 def worker_main(args) -> int:
     """Measure one model (``--worker CFG``) and write its JSON to ``--result``."""
@@ -297,18 +351,30 @@ def run_one(label: str, cfg: str, args, tmp: str, idx: int) -> Dict[str, Any]:
            '--size', str(args.size), '--threads', str(args.threads), '--warmup',
            str(args.warmup), '--runs', str(args.runs), '--device', args.device,
            '--measure', *args.measure] + (['--verbose'] if args.verbose else [])
+    timeout = args.timeout
+    if args.toy_minutes:
+        cmd += ['--toy-minutes', str(args.toy_minutes), '--toy-data', args.toy_data,
+                '--toy-size', str(args.toy_size), '--toy-batch', str(args.toy_batch),
+                '--toy-warmup', str(args.toy_warmup), '--seed', str(args.seed)]
+        timeout += 60 * args.toy_minutes  # the training budget comes on top
+    elif args.coco_root:
+        cmd += ['--coco-root', args.coco_root]
+        if args.checkpoints.get(label):
+            cmd += ['--checkpoint', args.checkpoints[label]]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    if args.device == 'cpu':
+        env['CUDA_VISIBLE_DEVICES'] = ''  # the runner of the accuracy stage would pick CUDA
     start = time.perf_counter()
     status = None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env,
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
                               cwd=os.getcwd())
         if proc.returncode != 0:
             status = f'failed: exit code {proc.returncode}'
         if args.verbose or proc.returncode != 0:
             sys.stderr.write(proc.stdout[-3000:] + proc.stderr[-3000:])
     except subprocess.TimeoutExpired:
-        status = f'timeout after {args.timeout:g} s'
+        status = f'timeout after {timeout:g} s'
     result: Dict[str, Any] = dict(config=cfg)
     if osp.exists(result_path):
         with open(result_path) as f:
@@ -337,21 +403,38 @@ def row_note(r: Dict[str, Any]) -> str:
     return '; '.join(notes).replace('|', '/')
 
 
+def _accuracy(r: Dict[str, Any], key: str):
+    return (r.get('accuracy') or {}).get(key)
+
+
 def markdown_table(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
     has_fp16 = any(r.get('fp16') for r in results)
-    has_ap = any(r.get('ap') is not None for r in results)
+    acc = meta.get('accuracy') or {}
+    has_ap = bool(acc) or any(r.get('ap') is not None for r in results)
+    has_iters = acc.get('kind') == 'toy mAP'
     head = ['model', 'params (M)', 'GFLOPs', 'eager (ms)', 'ORT (ms)']
     if has_fp16:
         head.append('CUDA fp16 (ms)')
     if has_ap:
-        head.append('AP')
+        head.append(acc.get('kind', 'AP'))
+    if has_iters:
+        head.append('iters')
     head.append('note')
     lines = [
         f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, device '
         f'{meta["device"]}, median of {meta["runs"]} runs after {meta["warmup"]} warm-up; '
         f'{meta["date"]}, {meta["machine"]}, load average before/after: '
-        f'{meta["load_before"]} / {meta.get("load_after", "?")}.', '',
-        '| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
+        f'{meta["load_before"]} / {meta.get("load_after", "?")}.']
+    if acc.get('kind') == 'toy mAP':
+        lines.append(
+            f'toy mAP: bbox mAP (COCO-style, 0-1) on the toy val split ({acc["val_images"]} '
+            f'images) after {acc["minutes"]:g} min of training from scratch per model '
+            f'({acc["train_images"]} train images, {acc["size"]}x{acc["size"]}, batch '
+            f'{acc["batch"]}, seed {acc["seed"]}); iters: iterations the budget allowed.')
+    elif acc.get('kind') == 'COCO AP':
+        lines.append(f'COCO AP: box mAP (0-1) of the given checkpoints, MMDetection\'s '
+                     f'CocoMetric on the test set under {acc["root"]}.')
+    lines += ['', '| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
 
     def fmt(v, spec):
         return '—' if v is None else format(v, spec)
@@ -364,60 +447,89 @@ def markdown_table(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
             cells.append(fmt(_ms(r.get('fp16')), '.1f'))
         if has_ap:
             cells.append(fmt(r.get('ap'), '.3f'))
+        if has_iters:
+            cells.append(fmt(_accuracy(r, 'iters'), 'd'))
         cells.append(row_note(r))
         lines.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(lines) + '\n'
 
 
-def write_csv(results: List[Dict[str, Any]], path: str) -> None:
-    cols = ['label', 'config', 'status', 'params', 'gflops', 'grid_sampler_gflops', 'ap']
+ACCURACY_COLS = ('map50', 'iters', 'train_s', 'eval_images', 'eval_detections',
+                 'ckpt_covered', 'ckpt_total')
+
+
+def write_csv(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
+    cols = ['label', 'config', 'status', 'params', 'gflops', 'grid_sampler_gflops', 'ap',
+            'ap_kind']
     for b in ('eager', 'ort', 'fp16'):
         cols += [f'{b}_median_ms', f'{b}_p10_ms', f'{b}_p90_ms']
-    cols += ['ort_export_s', 'note']
+    cols += ['ort_export_s', *ACCURACY_COLS, 'note']
+    kind = (meta.get('accuracy') or {}).get('kind') or meta.get('ap_name')
     with open(path, 'w', newline='') as f:
         wr = csv.writer(f)
         wr.writerow(cols)
         for r in results:
             row = [r.get('label'), r.get('config'), r.get('status'), r.get('params'),
-                   r.get('gflops'), r.get('grid_sampler_gflops'), r.get('ap')]
+                   r.get('gflops'), r.get('grid_sampler_gflops'), r.get('ap'),
+                   kind if r.get('ap') is not None else None]
             for b in ('eager', 'ort', 'fp16'):
                 e = r.get(b) or {}
                 row += [e.get('median_ms'), e.get('p10_ms'), e.get('p90_ms')]
-            row += [r.get('ort_export_s'), row_note(r)]
+            row += [r.get('ort_export_s')] + [_accuracy(r, k) for k in ACCURACY_COLS]
+            row.append(row_note(r))
             wr.writerow(row)
 
 
 def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
-    """Latency (ORT where measured, else eager) vs AP (or GFLOPs), one labelled point each."""
+    """Latency vs accuracy, one labelled point per model (ORT latency where
+    measured, else eager) when any model has an accuracy; else latency (both
+    backends) vs GFLOPs."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    use_ap = all(r.get('ap') is not None for r in results)
+    use_ap = any(r.get('ap') is not None for r in results)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
+    left_out = []
     for backend, marker in (('ort', 'o'), ('eager', 's')):
         xs, ys, labels = [], [], []
         for r in results:
             y = r.get('ap') if use_ap else r.get('gflops')
+            if use_ap and backend == 'eager' and _ms(r.get('ort')) is not None:
+                continue  # one point per model: its ORT latency
             x = _ms(r.get(backend))
             if x is not None and y is not None:
                 xs.append(x), ys.append(y), labels.append(r['label'])
+            elif backend == 'eager' and r['label'] not in left_out:
+                left_out.append(r['label'])
         if xs:  # zip below: xs, ys, labels are appended together
             ax.scatter(xs, ys, marker=marker, label=f'{backend} latency')
-            for x, y, t in zip(xs, ys, labels):
-                ax.annotate(t, (x, y), textcoords='offset points', xytext=(4, 3), fontsize=7)
+            # labels staggered in height: equal accuracies (e.g. 0 after a short
+            # toy run) would otherwise print them on top of each other
+            rank = {i: r for r, i in enumerate(sorted(range(len(xs)), key=xs.__getitem__))}
+            for i, (x, y, t) in enumerate(zip(xs, ys, labels)):
+                ax.annotate(t, (x, y), textcoords='offset points',
+                            xytext=(4, 3 + (9 * (rank[i] % 4) if use_ap else 0)), fontsize=7)
     ax.set_xlabel(f'latency (ms, batch 1, {meta["size"]}x{meta["size"]}, '
                   f'{meta["device"]}, {meta["threads"]} threads)')
     ax.set_ylabel(meta.get('ap_name', 'AP') if use_ap else 'GFLOPs (multiply-adds)')
-    ax.set_title('D-FINE vs MMDetection detectors' + ('' if use_ap else ' (no AP given)'),
+    ax.set_title('D-FINE vs MMDetection detectors' + ('' if use_ap else ' (no accuracy)'),
                  fontsize=10)
     ax.grid(alpha=0.3, which='both')
+    if left_out:
+        ax.text(0.01, 0.01, 'not plotted (no latency or accuracy): ' + ', '.join(left_out),
+                transform=ax.transAxes, fontsize=6, va='bottom')
     if ax.collections:
         # latencies (and GFLOPs) span two orders of magnitude: log axes keep
         # the small models' labels apart
         ax.set_xscale('log')
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         if not use_ap:
             ax.set_yscale('log')
+        else:  # accuracies near 0 after a short toy run: keep 0 in view
+            ys = [r['ap'] for r in results if r.get('ap') is not None]
+            ax.set_ylim(min(0.0, min(ys)) - 0.02, max(0.05, 1.15 * max(ys)))
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
@@ -448,16 +560,39 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--runs', type=int, default=10)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--measure', nargs='+', default=['flops', 'eager', 'ort', 'fp16'],
+    parser.add_argument('--measure', nargs='*', default=['flops', 'eager', 'ort', 'fp16'],
                         choices=['flops', 'eager', 'ort', 'fp16'])
     parser.add_argument('--timeout', type=float, default=900, help='seconds per model')
-    parser.add_argument('--ap', nargs='*', default=[], metavar='LABEL=AP',
-                        help='accuracy to plot against (e.g. published COCO AP)')
+    accuracy = parser.add_mutually_exclusive_group()
+    accuracy.add_argument('--ap', nargs='*', default=[], metavar='LABEL=AP',
+                          help='accuracy to plot against (e.g. published COCO AP)')
+    accuracy.add_argument('--toy-minutes', type=float, default=None, metavar='M',
+                          help='train every model for M minutes (wall clock) on the toy set '
+                          'and report its toy mAP and iterations')
+    accuracy.add_argument('--coco-root', default=None, metavar='DIR',
+                          help='COCO box AP of the --checkpoints on the test set under DIR '
+                          '(annotations/instances_val2017.json, val2017/ for COCO configs)')
     parser.add_argument('--ap-name', default='COCO box AP (given)')
+    parser.add_argument('--checkpoints', nargs='*', default=[], metavar='LABEL=CKPT',
+                        help='checkpoint per model for --coco-root')
+    parser.add_argument('--toy-data', default=None,
+                        help='toy set dir (written by tools/make_toy_dataset.py when absent; '
+                        'default <out-dir>/toy_data)')
+    parser.add_argument('--toy-size', type=int, default=256,
+                        help='toy training/eval image size (default 256: the smallest at '
+                        'which D-FINE-N has >= 300 memory tokens for its 300 queries)')
+    parser.add_argument('--toy-batch', type=int, default=4)
+    parser.add_argument('--toy-images', type=int, nargs=2, default=[128, 32],
+                        metavar=('TRAIN', 'VAL'),
+                        help='images of the toy set written when --toy-data holds none')
+    parser.add_argument('--toy-warmup', type=int, default=20,
+                        help='linear LR warm-up iterations (common to all models)')
+    parser.add_argument('--seed', type=int, default=0, help='toy data and training seed')
     parser.add_argument('--out-dir', default='work_dirs/compare')
     parser.add_argument('--verbose', action='store_true')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
     parser.add_argument('--result', help=argparse.SUPPRESS)
+    parser.add_argument('--checkpoint', help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -475,6 +610,42 @@ def model_list(configs: List[str]):
     return out
 
 
+def _checkpoint_map(args, models) -> Dict[str, str]:
+    """``--checkpoints LABEL=CKPT`` as a dict (absolute paths); checks the labels."""
+    ckpts = {}
+    for item in args.checkpoints:
+        if '=' not in item:
+            raise SystemExit(f'--checkpoints expects LABEL=CKPT, got {item!r}')
+        k, v = item.split('=', 1)
+        ckpts[k] = osp.abspath(v)
+    unknown = set(ckpts) - {m[0] for m in models}
+    if unknown:
+        raise SystemExit(f'--checkpoints names unknown models: {sorted(unknown)} '
+                         f'(models: {[m[0] for m in models]})')
+    if ckpts and not args.coco_root:
+        raise SystemExit('--checkpoints needs --coco-root')
+    return ckpts
+
+
+def toy_meta(args) -> Dict[str, Any]:
+    """Writes the toy set when ``--toy-data`` holds none; its settings for the JSON."""
+    args.toy_data = osp.abspath(args.toy_data or osp.join(args.out_dir, 'toy_data'))
+    counts = {}
+    for split in ('train', 'val'):
+        ann = osp.join(args.toy_data, 'annotations', f'instances_{split}.json')
+        if not osp.isfile(ann):
+            sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
+            from make_toy_dataset import main as make_toy
+            print(f'writing the toy set to {args.toy_data} (seed {args.seed})', flush=True)
+            make_toy(['--out', args.toy_data, '--seed', str(args.seed), '--num-train',
+                      str(args.toy_images[0]), '--num-val', str(args.toy_images[1])])
+        with open(ann) as f:
+            counts[split] = len(json.load(f)['images'])
+    return dict(kind='toy mAP', minutes=args.toy_minutes, size=args.toy_size,
+                batch=args.toy_batch, warmup_iters=args.toy_warmup, seed=args.seed,
+                data=args.toy_data, train_images=counts['train'], val_images=counts['val'])
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
@@ -489,17 +660,30 @@ def main(argv=None) -> int:
     unknown = set(aps) - {m[0] for m in models}
     if unknown:
         raise SystemExit(f'--ap names unknown models: {sorted(unknown)}')
+    args.checkpoints = _checkpoint_map(args, models)
     for label, cfg in models:
         resolve_config(cfg)  # fail early with the name of a missing config
     os.makedirs(args.out_dir, exist_ok=True)
     meta = machine_meta(args)
     meta['ap_name'] = args.ap_name
+    if args.toy_minutes is not None:
+        if args.toy_minutes <= 0:
+            raise SystemExit(f'--toy-minutes must be > 0, got {args.toy_minutes}')
+        meta['accuracy'] = toy_meta(args)
+        meta['ap_name'] = f'toy mAP after {args.toy_minutes:g} min of training'
+    elif args.coco_root:
+        if not osp.isdir(args.coco_root):
+            raise SystemExit(f'--coco-root {args.coco_root}: no such directory')
+        args.coco_root = osp.abspath(args.coco_root)
+        meta['accuracy'] = dict(kind='COCO AP', root=args.coco_root)
+        meta['ap_name'] = 'COCO box AP (--coco-root)'
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (label, cfg) in enumerate(models):
             print(f'[{i + 1}/{len(models)}] {label} ({cfg}) ...', flush=True)
             r = run_one(label, cfg, args, tmp, i)
-            r['ap'] = aps.get(label)
+            if label in aps:
+                r['ap'] = aps[label]
             print(f'    {r.get("status")}, {r["wall_s"]:.0f} s', flush=True)
             results.append(r)
     meta['load_after'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())
@@ -509,7 +693,7 @@ def main(argv=None) -> int:
         f.write(table)
     with open(osp.join(args.out_dir, 'compare.json'), 'w') as f:
         json.dump(dict(meta=meta, models=results), f, indent=1)
-    write_csv(results, osp.join(args.out_dir, 'compare.csv'))
+    write_csv(results, osp.join(args.out_dir, 'compare.csv'), meta)
     plot(results, osp.join(args.out_dir, 'compare.png'), meta)
     print(f'written: {args.out_dir}/compare.{{md,json,csv,png}}')
     return 0
