@@ -40,13 +40,14 @@ def images():
     ]
 
 
-def save_random_checkpoint(path: str) -> str:
-    """Write the random D-FINE-N described above as an mmdet checkpoint."""
+def save_random_checkpoint(path: str, model_cfg: str = MODEL_CFG) -> str:
+    """Write the random model of ``model_cfg`` (D-FINE-N by default) with the
+    noise described above as an mmdet checkpoint."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine import Config
     register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(MODEL_CFG)
+    cfg = Config.fromfile(model_cfg)
     cfg.model.backbone.init_cfg = None  # random, not ImageNet-pretrained
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -27,8 +27,8 @@ import pytest
 pytest.importorskip('mmdeploy')
 pytest.importorskip('onnxruntime.quantization')
 
-from deploy_fixtures import DEPLOY_DIR, FEATURE_NOISE, FEATURE_PARAMS, \
-    ROOT, WEIGHT_NOISE  # noqa: E402
+from deploy_fixtures import DEPLOY_DIR, ROOT, \
+    save_random_checkpoint  # noqa: E402
 
 TOY_CFG = osp.join(ROOT, 'configs/dfine/toy/dfine_hgnetv2_n_toy.py')
 ORT_STATIC = osp.join(DEPLOY_DIR, 'detection_onnxruntime_static-640x640.py')
@@ -50,24 +50,6 @@ def _deploy_cfg():
     return cfg
 
 
-def _toy_checkpoint(path):
-    import torch
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine import Config
-    register_all_modules(init_default_scope=True)
-    torch.manual_seed(0)
-    model = MODELS.build(Config.fromfile(TOY_CFG).model)
-    model.init_weights()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = FEATURE_NOISE if name.startswith(
-                FEATURE_PARAMS) else WEIGHT_NOISE
-            p.add_(torch.randn_like(p) * noise)
-    torch.save({'state_dict': model.state_dict()}, path)
-    return path
-
-
 @pytest.fixture(scope='module')
 def int8_setup(toy_coco, tmp_path_factory):
     """FP32 export, the same graph with the probe outputs, its INT8 copy and
@@ -79,7 +61,7 @@ def int8_setup(toy_coco, tmp_path_factory):
     from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.quantize import calibration_inputs, quantize_onnx
     wd = tmp_path_factory.mktemp('int8')
-    ckpt = _toy_checkpoint(str(wd / 'toy_random.pth'))
+    ckpt = save_random_checkpoint(str(wd / 'toy_random.pth'), TOY_CFG)
     train = sorted(glob.glob(osp.join(toy_coco, 'train', '*')))[:2]
     val = sorted(glob.glob(osp.join(toy_coco, 'val', '*')))
     deploy_cfg, model_cfg = _deploy_cfg(), Config.fromfile(TOY_CFG)
