@@ -450,22 +450,7 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         dn_corners, corners = self.split_outputs(corners, dn_meta, 2)
         dn_refs, refs = self.split_outputs(refs, dn_meta, 2)
 
-        def _layers(lg, bx, cn, rf):
-            """Per-layer dicts; one tensor object per layer output, the
-            teacher (last layer) shared by all."""
-            lg, bx, cn, rf = lg.unbind(0), bx.unbind(0), cn.unbind(0), \
-                rf.unbind(0)
-            return [
-                dict(
-                    pred_logits=lg[i],
-                    pred_boxes=bx[i],
-                    pred_corners=cn[i],
-                    ref_points=rf[i],
-                    teacher_corners=cn[-1],
-                    teacher_logits=lg[-1]) for i in range(len(lg))
-            ]
-
-        layers = _layers(logits, boxes, corners, refs)
+        layers = self.layer_outputs(logits, boxes, corners, refs)
         last = layers[-1]
         outputs = dict(
             pred_logits=last['pred_logits'],
@@ -480,8 +465,8 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
             pre_outputs=dict(pred_logits=pre_logits, pred_boxes=pre_boxes),
             enc_meta=dict(class_agnostic=False))
         if dn_meta is not None:
-            outputs['dn_outputs'] = _layers(dn_logits, dn_boxes, dn_corners,
-                                            dn_refs)
+            outputs['dn_outputs'] = self.layer_outputs(
+                dn_logits, dn_boxes, dn_corners, dn_refs)
             outputs['dn_pre_outputs'] = dict(
                 pred_logits=dn_pre_logits, pred_boxes=dn_pre_boxes)
             outputs['dn_meta'] = dn_meta

@@ -374,7 +374,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
         dn_corners, corners = split(all_layers_corners)
         dn_refs, refs = split(refs)
 
-        layers = self._layer_outputs(logits, boxes, corners, refs)
+        layers = self.layer_outputs(logits, boxes, corners, refs)
         outputs = dict(layers[-1], up=None, reg_scale=None,
                        aux_outputs=layers[:-1])
         for key in ('teacher_corners', 'teacher_logits'):
@@ -390,7 +390,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
             ]
             outputs['enc_meta'] = dict(class_agnostic=False)
         if dn_meta is not None and num_dn > 0:
-            outputs['dn_outputs'] = self._layer_outputs(
+            outputs['dn_outputs'] = self.layer_outputs(
                 dn_logits, dn_boxes, dn_corners, dn_refs)
             outputs['dn_meta'] = dn_meta
             if pre_bbox_preds is not None:
@@ -398,22 +398,6 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                                                  pred_boxes=dn_pre_boxes)
         targets = self.get_targets(batch_gt_instances, batch_img_metas)
         return self.loss_by_outputs(outputs, targets)
-
-    @staticmethod
-    def _layer_outputs(logits: Tensor, boxes: Tensor, corners: Tensor,
-                       refs: Tensor) -> List[Dict[str, Tensor]]:
-        """Per-layer output dicts; the last layer is every layer's DDF
-        teacher."""
-        lg, bx, cn, rf = (t.unbind(0) for t in (logits, boxes, corners, refs))
-        return [
-            dict(
-                pred_logits=lg[i],
-                pred_boxes=bx[i],
-                pred_corners=cn[i],
-                ref_points=rf[i],
-                teacher_corners=cn[-1],
-                teacher_logits=lg[-1]) for i in range(len(lg))
-        ]
 
     @staticmethod
     def get_targets(batch_gt_instances: InstanceList,

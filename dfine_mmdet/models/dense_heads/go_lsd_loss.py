@@ -154,6 +154,25 @@ class GOLSDLossMixin:
     normalised ``cxcywh``.
     """
 
+    @staticmethod
+    def layer_outputs(logits: Tensor, boxes: Tensor, corners: Tensor,
+                      refs: Tensor) -> List[Dict[str, Tensor]]:
+        """Per-layer output dicts of :meth:`loss_by_outputs`
+        (``aux_outputs`` / ``dn_outputs``) from stacked ``[L, B, Q, *]``
+        logits, boxes, corner logits and reference boxes: one tensor object
+        per layer output, the last layer (every layer's DDF teacher) shared
+        by all."""
+        lg, bx, cn, rf = (t.unbind(0) for t in (logits, boxes, corners, refs))
+        return [
+            dict(
+                pred_logits=lg[i],
+                pred_boxes=bx[i],
+                pred_corners=cn[i],
+                ref_points=rf[i],
+                teacher_corners=cn[-1],
+                teacher_logits=lg[-1]) for i in range(len(lg))
+        ]
+
     def _init_go_lsd_losses(self,
                             bbox_coder: Optional[dict] = None,
                             assigner: Optional[dict] = None,
