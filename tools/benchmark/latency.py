@@ -25,7 +25,6 @@ import argparse
 import os.path as osp
 import statistics
 import sys
-import time
 from typing import Callable, Dict, List
 
 import torch
@@ -34,8 +33,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:  # allow running from a source checkout
     sys.path.insert(0, REPO_ROOT)
 _HERE = osp.dirname(osp.abspath(__file__))
-if _HERE not in sys.path:  # cpu_latency.py beside this file
+if _HERE not in sys.path:  # cpu_latency.py / compare.py beside this file
     sys.path.insert(0, _HERE)
+from compare import time_runs  # noqa: E402  (light: no torch at import)
 
 #: official parameter counts (spec section 1.1, official modules, COCO)
 OFFICIAL_PARAMS = {
@@ -74,18 +74,6 @@ def count_params(model: torch.nn.Module) -> int:
     n = sum(p.numel() for p in model.parameters())
     n += model.decoder.up.numel() + model.decoder.reg_scale.numel()
     return n
-
-
-def time_runs(fn: Callable[[], object], warmup: int,
-              runs: int) -> List[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def bench_torch_eager(model, inputs, args) -> List[float]:
