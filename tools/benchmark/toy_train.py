@@ -94,6 +94,12 @@ def build_cfg(args, data_dir, work_dir):
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=10**9)
     cfg.log_processor = dict(by_epoch=False)
     cfg.work_dir = work_dir
+    # MMDetection's runtime names its visualizer 'visualizer', and MMEngine
+    # reuses an existing instance of that name: a second Runner in the same
+    # process (dino_fdr_toy.py trains several; tests run these in-process)
+    # would write into the first one's work dir, which may be gone.  One
+    # name per work dir gives each run its own visualizer.
+    cfg.visualizer.name = f'visualizer:{osp.abspath(work_dir)}'
     cfg.randomness = dict(seed=args.seed)
     cfg.log_level = 'WARNING'
     return cfg
