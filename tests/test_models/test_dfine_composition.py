@@ -139,6 +139,10 @@ def test_shared_settings_are_filled_from_one_place():
      ('model.bbox_head.embed_dims', 'model.decoder.layer_cfg.embed_dims')),
     ('dn_cfg.num_classes', 80,
      ('model.dn_cfg.num_classes', 'model.bbox_head.num_classes')),
+    ('bbox_head.mlp_act', 'silu',
+     ('model.bbox_head.mlp_act', 'model.decoder.mlp_act')),
+    ('bbox_head.activation', 'silu',
+     ('model.bbox_head.activation', 'model.decoder.activation')),
     ('neck.feat_strides', [8, 16],
      ('model.neck.feat_strides', 'model.feat_strides')),
 ])
@@ -154,32 +158,44 @@ def test_inconsistent_settings_raise_naming_both_fields(where, value, fields):
 
 
 def test_go_lsd_losses_reusable_by_another_head():
-    """The matching + GO-LSD loss computation is usable by a head that is not
-    DFINEHead (the mixin only needs what ``_init_go_lsd_losses`` builds)."""
+    """The supervision plan and loss loop serve a head that is not
+    DFINEHead: it builds its coder, matcher and class / box losses, calls
+    ``_init_go_lsd_losses`` and hands its per-layer outputs to
+    ``go_lsd_loss``."""
+    from mmdet.registry import TASK_UTILS
+
+    from dfine_mmdet.models.dense_heads.supervision_plan import \
+        FDRPredictions
 
     class OtherHead(GOLSDLossMixin, torch.nn.Module):
 
         def __init__(self):
             super().__init__()
             self.num_classes = 3
+            self.bbox_coder = TASK_UTILS.build(
+                dict(type='FDRBBoxCoder', reg_max=4))
+            self.assigner = TASK_UTILS.build(
+                dict(type='DFINEHungarianAssigner'))
+            self.loss_cls = MODELS.build(
+                dict(type='FocalLoss', use_sigmoid=True))
+            self.loss_bbox = MODELS.build(dict(type='L1Loss'))
+            self.loss_iou = MODELS.build(dict(type='GIoULoss'))
             self._init_go_lsd_losses(
-                bbox_coder=dict(type='FDRBBoxCoder', reg_max=4))
+                dict(type='GOLSDAssigner'),
+                dict(type='FineGrainedLocalizationLoss'),
+                dict(type='DecoupledDistillationFocalLoss'))
 
     torch.manual_seed(1)
     head = OtherHead()
     b, q = 1, 6
     boxes = torch.rand(b, q, 4) * 0.3 + 0.3
-    last = dict(pred_logits=torch.randn(b, q, 3), pred_boxes=boxes,
-                pred_corners=torch.randn(b, q, 20), ref_points=boxes)
-    aux = dict(last, pred_corners=torch.randn(b, q, 20),
-               teacher_corners=last['pred_corners'],
-               teacher_logits=last['pred_logits'])
-    outputs = dict(last, up=torch.tensor([0.5]), reg_scale=torch.tensor([4]),
-                   aux_outputs=[aux])
+    layers = FDRPredictions(
+        torch.randn(2, b, q, 3), boxes[None].expand(2, -1, -1, -1),
+        torch.randn(2, b, q, 20), boxes)
     targets = [dict(labels=torch.tensor([1, 2]), boxes=boxes[0, :2].clone())]
-    losses = head.loss_by_outputs(outputs, targets)
+    losses = head.go_lsd_loss(layers, targets)
     assert set(losses) == {
-        'loss_vfl', 'loss_bbox', 'loss_giou', 'loss_fgl', 'loss_vfl_aux_0',
+        'loss_cls', 'loss_bbox', 'loss_giou', 'loss_fgl', 'loss_cls_aux_0',
         'loss_bbox_aux_0', 'loss_giou_aux_0', 'loss_fgl_aux_0',
         'loss_ddf_aux_0'
     }
@@ -187,6 +203,85 @@ def test_go_lsd_losses_reusable_by_another_head():
     assert losses['loss_bbox'].item() == pytest.approx(0.0, abs=1e-6)
     assert losses['loss_giou'].item() == pytest.approx(0.0, abs=1e-6)
     # a corner tensor that does not fit the coder is a clear error
-    bad = dict(outputs, pred_corners=torch.randn(b, q, 132))
+    bad = layers._replace(corners=torch.randn(2, b, q, 132))
     with pytest.raises(ValueError, match='reg_max=4'):
-        head.loss_by_outputs(bad, targets)
+        head.go_lsd_loss(bad, targets)
+
+
+def test_class_loss_key_comes_from_the_loss():
+    """The class term is keyed by the loss module: ``loss_name`` when it
+    states one, else by type (VFL -> loss_vfl, DEIM's MAL -> loss_mal), else
+    loss_cls; an ``iou_aware`` loss gets the matched IoUs."""
+    from dfine_mmdet.models.losses import classification_loss, loss_key
+
+    class ScoreLoss(torch.nn.Module):
+        loss_name = 'loss_score'
+        iou_aware = True
+
+        def forward(self, logits, target, avg_factor):
+            labels, ious = target
+            return (ious.sum() + 0 * logits.sum()) / avg_factor
+
+    class MatchabilityAwareLoss(torch.nn.Module):  # type name only
+        pass
+
+    vfl = MODELS.build(dict(type='DFINEVarifocalLoss'))
+    focal = MODELS.build(dict(type='FocalLoss', use_sigmoid=True))
+    assert loss_key(vfl) == 'loss_vfl' and loss_key(focal) == 'loss_cls'
+    assert loss_key(MatchabilityAwareLoss()) == 'loss_mal'
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]]])
+    gt = torch.tensor([[0.5, 0.5, 0.2, 0.4]])  # IoU 0.5 with query 0
+    key, value = classification_loss(
+        ScoreLoss(), torch.zeros(1, 2, 3), boxes,
+        [dict(labels=torch.tensor([1]), boxes=gt)],
+        [(torch.tensor([0]), torch.tensor([0]))], avg_factor=2.0)
+    assert key == 'loss_score'
+    assert value.item() == pytest.approx(0.25, rel=1e-6)
+
+
+def test_activation_fields_reach_every_mlp():
+    """decoder.activation / decoder.mlp_act (DEIM's fields) select the
+    layer FFN + LQE and the query-pos / box / corner MLP activations."""
+    m = _toy_model_cfg()
+    m.decoder.activation = 'silu'
+    m.decoder.mlp_act = 'gelu'
+    model = MODELS.build(m)
+    head, dec = model.bbox_head, model.decoder
+    assert all(isinstance(layer.activation, torch.nn.SiLU)
+               for layer in dec.layers)
+    assert all(isinstance(lqe.reg_conf.act, torch.nn.SiLU)
+               for lqe in head.lqe_layers)
+    mlps = [dec.query_pos_head, head.pre_reg_branch, head.enc_reg_branch
+            ] + list(head.reg_branches)
+    assert all(isinstance(mlp.act, torch.nn.GELU) for mlp in mlps)
+    losses, total, _ = _train_step(model)
+    assert torch.isfinite(total) and len(losses) == 38
+    m.decoder.mlp_act = 'tanhh'
+    with pytest.raises(ValueError, match='tanhh'):
+        MODELS.build(m)
+
+
+def test_default_activations_are_relu():
+    model = MODELS.build(_toy_model_cfg())
+    head, dec = model.bbox_head, model.decoder
+    mlps = [dec.query_pos_head, head.pre_reg_branch, head.enc_reg_branch
+            ] + list(head.reg_branches) + [
+                lqe.reg_conf for lqe in head.lqe_layers]
+    assert all(isinstance(mlp.act, torch.nn.ReLU) for mlp in mlps)
+    assert all(isinstance(layer.activation, torch.nn.ReLU)
+               for layer in dec.layers)
+
+
+def test_level_count_and_channels_are_derived():
+    """decoder.layer_cfg.num_levels follows len(feat_strides) and
+    in_channels the neck's out_channels when a config leaves them out."""
+    m = _toy_model_cfg()
+    m.decoder.layer_cfg.pop('num_levels', None)
+    m.pop('in_channels', None)
+    model = MODELS.build(m)
+    assert model.in_channels == model.neck.out_channels == [128, 128]
+    assert len(model.decoder.layers[0].cross_attn.num_points_list) == 2
+    m.in_channels = [128, 64]
+    with pytest.raises(ValueError, match=r'model\.in_channels.*'
+                       r'model\.neck\.out_channels'):
+        MODELS.build(m)

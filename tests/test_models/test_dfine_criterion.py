@@ -5,15 +5,20 @@ Every fixture (``../shared/parity/dfine_*_loss_case*.pt``) holds the exact
 decoder-training output structure fed to the official ``DFINECriterion`` and
 everything it computed: each weighted term, Hungarian indices of every output,
 the GO-LSD union, DN matches, normalisers, FGL targets, DDF balance factors
-and (case 2) the gradient of the total loss w.r.t. every output tensor.
+and (case 2) the gradient of the total loss w.r.t. every output tensor.  The
+official dict is turned into the loss's typed records by the test helper
+``official_loss_outputs.from_official``.
 """
 import copy
 import os.path as osp
 
 import pytest
 import torch
+from official_loss_outputs import coder_cfg, from_official
 
 from dfine_mmdet.models.dense_heads.go_lsd_loss import reduce_count
+from dfine_mmdet.models.dense_heads.supervision_plan import (BoxPredictions,
+                                                             FDRPredictions)
 from mmdet.registry import MODELS
 
 CASES = ['dfine_s_loss_case1.pt', 'dfine_s_loss_case2.pt',
@@ -44,18 +49,55 @@ def _head(num_classes, **kwargs):
              num_pred_layer=1, **kwargs))
 
 
+def _loss(crit, outputs, targets):
+    return crit.go_lsd_loss(targets=targets, **from_official(outputs))
+
+
 def _matching(crit, outputs, targets):
-    """Matching state of one step: union part + denoising part."""
-    res = crit.get_go_lsd_targets(outputs, targets)
-    res['dn_indices'] = res['fgl_targets_dn'] = None
-    if outputs.get('dn_outputs'):
-        res.update(crit.get_dn_targets(outputs, targets, res['num_boxes']))
+    """Matching state of one step, read from the supervision plan."""
+    plan = {
+        e.suffix: e
+        for e in crit.supervision_plan(targets=targets,
+                                       **from_official(outputs))
+    }
+    last = plan['']
+    res = dict(
+        indices=last.output.indices,
+        aux_indices=[
+            plan[f'_aux_{i}'].output.indices
+            for i in range(sum(k.startswith('_aux_') for k in plan))
+        ],
+        pre_indices=plan['_pre'].output.indices if '_pre' in plan else None,
+        enc_indices=[
+            plan[f'_enc_{i}'].output.indices
+            for i in range(sum(k.startswith('_enc_') for k in plan))
+        ],
+        go_indices=last.box_indices,
+        num_boxes=last.cls_normaliser,
+        num_boxes_go=last.box_normaliser,
+        fgl_targets=last.fgl_targets,
+        dn_indices=None,
+        fgl_targets_dn=None)
+    # every entry of the matching part shares the union, normalisers and
+    # FGL targets; the DDF balance factors are those of the union
+    for suffix, e in plan.items():
+        if not suffix.startswith('_dn'):
+            assert e.box_indices is last.box_indices, suffix
+            assert (e.cls_normaliser, e.box_normaliser) == (
+                res['num_boxes'], res['num_boxes_go']), suffix
+    if '_aux_0' in plan:
+        res['ddf_num_pos'], res['ddf_num_neg'] = plan['_aux_0'].teacher.balance
+    if '_dn_0' in plan:
+        res['dn_indices'] = plan['_dn_0'].output.indices
+        res['fgl_targets_dn'] = plan['_dn_0'].fgl_targets
+        res['dn_num_boxes'] = plan['_dn_0'].cls_normaliser
     return res
 
 
 def _criterion(fx):
     meta = fx['meta']
-    crit = _head(fx['outputs']['pred_logits'].shape[-1])
+    crit = _head(fx['outputs']['pred_logits'].shape[-1],
+                 bbox_coder=coder_cfg(fx['outputs']))
     # the defaults are the official configuration the fixtures were made with
     cfg = meta['criterion_config']
     assert cfg['losses'] == ['vfl', 'boxes', 'local']
@@ -113,7 +155,7 @@ def test_loss_terms_match_official(fixtures, case):
     crit = _criterion(fx)
     outputs, targets = fx['outputs'], fx['targets']
     before = (_snapshot(outputs), _snapshot(targets))
-    losses = crit.loss_by_outputs(outputs, targets)
+    losses = _loss(crit, outputs, targets)
 
     ref = fx['losses']
     assert set(losses) == set(ref)
@@ -203,7 +245,7 @@ def test_gradients_match_official(fixtures):
     fx = fixtures('dfine_s_loss_case2.pt')
     crit = _criterion(fx)
     outputs, leaves = _leaf_copy(fx['outputs'], fx['aliases'])
-    losses = crit.loss_by_outputs(outputs, fx['targets'])
+    losses = _loss(crit, outputs, fx['targets'])
     sum(losses.values()).backward()
 
     ref = fx['grads']
@@ -248,11 +290,10 @@ def test_zero_gt_batch_without_denoising_is_finite():
         pre_outputs=dict(pred_logits=torch.randn(b, q, 3),
                          pred_boxes=torch.rand(b, q, 4)),
         enc_aux_outputs=[dict(pred_logits=torch.randn(b, q, 3),
-                              pred_boxes=torch.rand(b, q, 4))],
-        enc_meta=dict(class_agnostic=False))
+                              pred_boxes=torch.rand(b, q, 4))])
     targets = [dict(labels=torch.zeros(0, dtype=torch.long),
                     boxes=torch.zeros(0, 4)) for _ in range(b)]
-    losses = crit.loss_by_outputs(outputs, targets)
+    losses = _loss(crit, outputs, targets)
     assert len(losses) == 4 + 5 + 3 + 3
     for k, v in losses.items():
         assert torch.isfinite(v), k
@@ -265,23 +306,34 @@ def test_zero_gt_batch_without_denoising_is_finite():
                                                       rel=1e-5)
     sum(losses.values()).backward()
     assert last['pred_logits'].grad.abs().sum() > 0
-    res = crit.get_go_lsd_targets(outputs, targets)
+    res = _matching(crit, outputs, targets)
     assert res['num_boxes'] == 1.0 and res['num_boxes_go'] == 1.0
 
 
 def test_rejects_inconsistent_inputs():
-    crit = _head(3)
-    outputs = dict(pred_logits=torch.zeros(1, 2, 4),
-                   pred_boxes=torch.rand(1, 2, 4))
+    crit = _head(3, bbox_coder=dict(type='FDRBBoxCoder', reg_max=4))
+    empty = [dict(labels=torch.zeros(0, dtype=torch.long),
+                  boxes=torch.zeros(0, 4))]
+
+    def layers(num_classes=3, num_corners=20):
+        return FDRPredictions(torch.zeros(1, 1, 2, num_classes),
+                              torch.rand(1, 1, 2, 4),
+                              torch.zeros(1, 1, 2, num_corners),
+                              torch.rand(1, 2, 4))
+
     with pytest.raises(ValueError, match='num_classes=3'):
-        crit.loss_by_outputs(
-            outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
-                           boxes=torch.zeros(0, 4))])
-    outputs['pred_logits'] = torch.zeros(1, 2, 3)
+        crit.go_lsd_loss(layers(num_classes=4), empty)
     with pytest.raises(ValueError, match='2 targets'):
-        crit.loss_by_outputs(
-            outputs, [dict(labels=torch.zeros(0, dtype=torch.long),
-                           boxes=torch.zeros(0, 4))] * 2)
+        crit.go_lsd_loss(layers(), empty * 2)
+    with pytest.raises(ValueError, match='reg_max=4'):
+        crit.go_lsd_loss(layers(num_corners=132), empty)
+    with pytest.raises(KeyError, match='dn_meta'):
+        crit.go_lsd_loss(layers(), empty, dn_layers=layers())
+    losses = crit.go_lsd_loss(layers(), empty,
+                              pre=BoxPredictions(torch.zeros(1, 2, 3),
+                                                 torch.rand(1, 2, 4)))
+    assert set(losses) == {'loss_vfl', 'loss_bbox', 'loss_giou', 'loss_fgl',
+                           'loss_vfl_pre', 'loss_bbox_pre', 'loss_giou_pre'}
 
 
 def test_half_precision_outputs_give_float32_losses(fixtures):
@@ -300,7 +352,7 @@ def test_half_precision_outputs_give_float32_losses(fixtures):
         return obj
 
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        losses = crit.loss_by_outputs(to_bf16(fx['outputs']), fx['targets'])
+        losses = _loss(crit, to_bf16(fx['outputs']), fx['targets'])
     assert set(losses) == set(fx['losses'])
     for k, v in losses.items():
         assert v.dtype == torch.float32, k
@@ -343,44 +395,10 @@ def test_configurable_weights_and_disabled_terms(fixtures):
         fx['outputs']['pred_logits'].shape[-1],
         loss_bbox=dict(type='L1Loss', loss_weight=10.0),
         loss_ddf=dict())
-    losses = crit.loss_by_outputs(fx['outputs'], fx['targets'])
+    losses = _loss(crit, fx['outputs'], fx['targets'])
     ref = fx['losses']
     assert not any('ddf' in k for k in losses)
     assert set(losses) == {k for k in ref if 'ddf' not in k}
     for k, v in losses.items():
         scale = 2.0 if k.startswith('loss_bbox') else 1.0
         assert v.item() == pytest.approx(scale * ref[k].item(), rel=1e-5), k
-
-
-def test_class_agnostic_encoder_output():
-    """enc_meta.class_agnostic: a 1-logit encoder head is supervised with
-    label 0 for every GT (the targets themselves stay untouched)."""
-    torch.manual_seed(2)
-    crit = _head(3, bbox_coder=dict(type='FDRBBoxCoder', reg_max=4))
-    q = 6
-    boxes = torch.rand(1, q, 4) * 0.4 + 0.3
-    outputs = dict(
-        pred_logits=torch.randn(1, q, 3), pred_boxes=boxes,
-        pred_corners=torch.randn(1, q, 20), ref_points=boxes,
-        up=torch.tensor([0.5]), reg_scale=torch.tensor([4]),
-        aux_outputs=[],
-        pre_outputs=dict(pred_logits=torch.randn(1, q, 3), pred_boxes=boxes),
-        enc_aux_outputs=[dict(pred_logits=torch.randn(1, q, 1),
-                              pred_boxes=boxes)],
-        enc_meta=dict(class_agnostic=True))
-    targets = [dict(labels=torch.tensor([2]), boxes=boxes[0, 3:4].clone())]
-    losses = crit.loss_by_outputs(outputs, targets)
-    assert targets[0]['labels'].tolist() == [2]
-    # query 3 predicts the GT box exactly -> it is matched, IoU 1
-    enc_match = crit.get_go_lsd_targets(outputs,
-                                        targets)['enc_indices'][0][0]
-    assert enc_match[0].tolist() == [3] and enc_match[1].tolist() == [0]
-    logits = outputs['enc_aux_outputs'][0]['pred_logits'][0]
-    p = logits.sigmoid()[:, 0]
-    neg = 0.75 * p**2 * torch.nn.functional.binary_cross_entropy_with_logits(
-        logits[:, 0], torch.zeros(q), reduction='none')
-    pos = torch.nn.functional.binary_cross_entropy_with_logits(
-        logits[3, 0], torch.tensor(1.0))
-    expected = neg.sum() - neg[3] + pos
-    assert losses['loss_vfl_enc_0'].item() == pytest.approx(expected.item(),
-                                                            rel=1e-5)

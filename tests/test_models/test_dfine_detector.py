@@ -103,42 +103,45 @@ def _train_samples(num_gts, input_hw=(320, 320), seed=0):
 
 
 def test_training_outputs_structure(model_n):
-    """The loss input (``loss_by_feat`` -> ``loss_by_outputs``) has the
-    official structure (DN parts split off); checked by recording what the
+    """The loss input (``loss_by_feat`` -> ``go_lsd_loss``): typed per-layer
+    records with the denoising part split off; checked by recording what the
     head passes to its loss computation, so this does not depend on it."""
     model = model_n.train()
     seen = {}
 
-    def recorder(outputs, targets):
-        seen['outputs'], seen['targets'] = outputs, targets
-        return dict(loss_dummy=outputs['pred_logits'].sum() * 0)
+    def recorder(layers, targets, **kwargs):
+        seen.update(kwargs, layers=layers, targets=targets)
+        return dict(loss_dummy=layers.logits.sum() * 0)
 
     head = model.bbox_head
-    head.loss_by_outputs = recorder  # instance attribute shadows the method
+    head.go_lsd_loss = recorder  # instance attribute shadows the method
     try:
         torch.manual_seed(0)
         losses = model(torch.rand(2, 3, 320, 320), _train_samples([3, 0]),
                        mode='loss')
     finally:
-        del head.loss_by_outputs
+        del head.go_lsd_loss
         model.eval()
     assert set(losses) == {'loss_dummy'}
-    out, targets = seen['outputs'], seen['targets']
-    assert out['pred_logits'].shape == (2, 300, 80)
-    assert out['pred_corners'].shape == (2, 300, 132)
-    assert len(out['aux_outputs']) == 2
-    assert out['aux_outputs'][0]['teacher_corners'] is out['pred_corners']
-    assert out['enc_aux_outputs'][0]['pred_logits'].shape == (2, 300, 80)
-    assert out['pre_outputs']['pred_boxes'].shape == (2, 300, 4)
-    meta = out['dn_meta']
+    layers = seen['layers']
+    assert layers.logits.shape == (3, 2, 300, 80)
+    assert layers.boxes.shape == (3, 2, 300, 4)
+    assert layers.corners.shape == (3, 2, 300, 132)
+    assert layers.refs.shape == (2, 300, 4)
+    assert len(seen['enc']) == 1
+    assert seen['enc'][0].logits.shape == (2, 300, 80)
+    assert seen['pre'].boxes.shape == (2, 300, 4)
+    meta = seen['dn_meta']
     num_dn = meta['dn_num_split'][0]
     assert meta['dn_num_split'] == [num_dn, 300] and num_dn == 2 * 3 * 33
-    assert len(out['dn_outputs']) == 3
-    assert out['dn_outputs'][0]['pred_boxes'].shape == (2, num_dn, 4)
-    assert out['dn_pre_outputs']['pred_logits'].shape == (2, num_dn, 80)
-    assert out['up'].item() == 0.5 and out['reg_scale'].item() == 4.0
-    assert not out['ref_points'].requires_grad
+    dn = seen['dn_layers']
+    assert dn.boxes.shape == (3, 2, num_dn, 4)
+    assert dn.refs.shape == (2, num_dn, 4)
+    assert seen['dn_pre'].logits.shape == (2, num_dn, 80)
+    assert [len(t['labels']) for t in seen['targets']] == [3, 0]
+    assert not layers.refs.requires_grad
     # targets: normalised cxcywh of the input size
+    targets = seen['targets']
     assert targets[1]['boxes'].shape == (0, 4)
     assert (targets[0]['boxes'] <= 1.5).all()
 

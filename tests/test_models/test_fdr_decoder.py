@@ -107,7 +107,7 @@ def test_lqe_adds_quality_of_topk_statistics():
     l0, l1 = lqe.reg_conf.layers
     quality = l1(torch.relu(l0(stat)))
     torch.testing.assert_close(lqe(scores, corners), scores + quality)
-    assert torch.all(LQE()(scores, corners) == scores)  # zero init
+    assert torch.all(LQE(32)(scores, corners) == scores)  # zero init
 
 
 def _tiny_decoder(num_layers=3, eval_idx=-1):
@@ -202,3 +202,24 @@ def test_denoising_mask_blocks_attention():
     out2 = layer(query2, ref, value, [(3, 3)], mask)
     torch.testing.assert_close(out1[:, 2:], out2[:, 2:])
     assert not torch.allclose(out1[:, :2], out2[:, :2])
+
+
+def test_loaded_buffers_are_written_into_the_coder():
+    """The decoder's ``up`` / ``reg_scale`` buffers are the checkpoint form
+    of the head's coder: a loaded checkpoint's values go into the coder, so
+    the decoder (buffers) and the loss (coder) use the same W(n)."""
+    dec, _, _ = _tiny_decoder()
+    coder = dec.bbox_coder
+    assert torch.equal(coder.project(), dec.project())
+    sd = dec.state_dict()
+    sd['up'] = torch.tensor([0.25])
+    sd['reg_scale'] = torch.tensor([8])
+    dec.load_state_dict(sd)
+    assert (coder.up, coder.reg_scale) == (0.25, 8)
+    assert torch.equal(coder.project(), dec.project())
+    ref = torch.tensor([[0.5, 0.5, 0.2, 0.3]])
+    gt = torch.tensor([[0.35, 0.3, 0.62, 0.7]])
+    for ours, buffers in zip(coder.encode(ref, gt),
+                             coder.encode(ref, gt, up=dec.up,
+                                          reg_scale=dec.reg_scale)):
+        assert torch.equal(ours, buffers)

@@ -19,9 +19,10 @@ The head owns ``bbox_coder`` (:class:`FDRBBoxCoder`; the decoder decodes its
 corners with it), ``assigner``, ``go_lsd_assigner`` and the loss modules,
 all config fields; the matching / GO-LSD / denoising loss computation is
 :class:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GOLSDLossMixin`.  Method
-layout as mmdet's DETR heads: ``loss`` -> ``loss_by_feat`` (+ ``loss_dn``),
-``predict`` -> ``predict_by_feat`` (batched top-k of :func:`topk_detections`,
-also used by the MMDeploy rewriter).
+layout as mmdet's DETR heads: ``loss`` -> ``loss_by_feat`` ->
+:meth:`~GOLSDLossMixin.go_lsd_loss` (one loop over the supervision plan,
+matching and denoising parts), ``predict`` -> ``predict_by_feat`` (batched
+top-k of :func:`topk_detections`, also used by the MMDeploy rewriter).
 
 Box formats: the decoder predicts normalised ``(cx, cy, w, h)`` relative to
 the network input tensor; :meth:`DFINEHead.predict_by_feat` returns
@@ -31,8 +32,7 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmdet.models.layers.transformer import MLP
-from mmdet.registry import MODELS
+from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
                                    get_box_tensor)
@@ -42,7 +42,9 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..layers.lqe import LQE
+from ..utils import MLP
 from .go_lsd_loss import GOLSDLossMixin
+from .supervision_plan import BoxPredictions, FDRPredictions
 
 
 def _prior_bias(prob: float) -> float:
@@ -106,10 +108,14 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         num_pred_layer (int): Number of decoder layers ``L``. Default 6.
             Filled in from ``decoder.num_layers`` by :class:`DFINE`.
         lqe_cfg (dict): ``k``, ``hidden_dim``, ``num_layers`` of the LQE.
+        activation (str): Activation of the LQE MLPs. Default 'relu'.
+            Filled in from ``decoder.activation`` by :class:`DFINE`.
+        mlp_act (str): Activation of the box / corner MLPs. Default 'relu'.
+            Filled in from ``decoder.mlp_act`` by :class:`DFINE`.
         bbox_coder (dict): FDR coder (``FDRBBoxCoder``: ``reg_max`` (bins
             per edge - 1, the corner branches output ``4 (reg_max + 1)``),
             ``reg_scale``, ``up``); the one place these are set, the decoder
-            gets them from here.
+            and the LQE get them from here.
         assigner (dict): One-to-one matcher (``DFINEHungarianAssigner``).
         go_lsd_assigner (dict): Union of the matches (``GOLSDAssigner``).
         loss_cls (dict): Classification loss (``DFINEVarifocalLoss``, term
@@ -126,8 +132,7 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
             per image after the top-k over ``Q x C`` scores.
         init_cfg (dict, optional): mmengine init config.
 
-    ``None`` for a matching/loss field means the official default
-    (:data:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GO_LSD_LOSS_DEFAULTS`).
+    The matching / loss defaults are the official D-FINE settings.
     """
 
     def __init__(self,
@@ -136,14 +141,31 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
                  num_pred_layer: int = 6,
                  lqe_cfg: ConfigType = dict(
                      k=4, hidden_dim=64, num_layers=2),
-                 bbox_coder: OptConfigType = None,
-                 assigner: OptConfigType = None,
-                 go_lsd_assigner: OptConfigType = None,
-                 loss_cls: OptConfigType = None,
-                 loss_bbox: OptConfigType = None,
-                 loss_iou: OptConfigType = None,
-                 loss_fgl: OptConfigType = None,
-                 loss_ddf: OptConfigType = None,
+                 activation: str = 'relu',
+                 mlp_act: str = 'relu',
+                 bbox_coder: ConfigType = dict(type='FDRBBoxCoder'),
+                 assigner: ConfigType = dict(
+                     type='DFINEHungarianAssigner',
+                     cost_class=2.0,
+                     cost_bbox=5.0,
+                     cost_giou=2.0,
+                     alpha=0.25,
+                     gamma=2.0),
+                 go_lsd_assigner: ConfigType = dict(type='GOLSDAssigner'),
+                 loss_cls: ConfigType = dict(
+                     type='DFINEVarifocalLoss',
+                     alpha=0.75,
+                     gamma=2.0,
+                     loss_weight=1.0),
+                 loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
+                 loss_iou: ConfigType = dict(
+                     type='GIoULoss', loss_weight=2.0),
+                 loss_fgl: ConfigType = dict(
+                     type='FineGrainedLocalizationLoss', loss_weight=0.15),
+                 loss_ddf: ConfigType = dict(
+                     type='DecoupledDistillationFocalLoss',
+                     temperature=5.0,
+                     loss_weight=1.5),
                  ddf_ref_batch_size: int = 8,
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = dict(max_per_img=300),
@@ -155,31 +177,28 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg if test_cfg is not None else dict(
             max_per_img=300)
-        self._init_go_lsd_losses(
-            bbox_coder=bbox_coder,
-            assigner=assigner,
-            go_lsd_assigner=go_lsd_assigner,
-            loss_cls=loss_cls,
-            loss_bbox=loss_bbox,
-            loss_iou=loss_iou,
-            loss_fgl=loss_fgl,
-            loss_ddf=loss_ddf,
-            ddf_ref_batch_size=ddf_ref_batch_size)
-        reg_max = self.reg_max
-        num_corners = 4 * (reg_max + 1)
+        self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        self.assigner = TASK_UTILS.build(assigner)
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_iou = MODELS.build(loss_iou)
+        self._init_go_lsd_losses(go_lsd_assigner, loss_fgl, loss_ddf,
+                                 ddf_ref_batch_size)
+        num_corners = 4 * (self.reg_max + 1)
         self.cls_branches = nn.ModuleList([
             nn.Linear(embed_dims, num_classes) for _ in range(num_pred_layer)
         ])
         self.reg_branches = nn.ModuleList([
-            MLP(embed_dims, embed_dims, num_corners, 3)
+            MLP(embed_dims, embed_dims, num_corners, 3, act=mlp_act)
             for _ in range(num_pred_layer)
         ])
         self.lqe_layers = nn.ModuleList([
-            LQE(reg_max=reg_max, **lqe_cfg) for _ in range(num_pred_layer)
+            LQE(self.reg_max, act=activation, **lqe_cfg)
+            for _ in range(num_pred_layer)
         ])
-        self.pre_reg_branch = MLP(embed_dims, embed_dims, 4, 3)
+        self.pre_reg_branch = MLP(embed_dims, embed_dims, 4, 3, act=mlp_act)
         self.enc_cls_branch = nn.Linear(embed_dims, num_classes)
-        self.enc_reg_branch = MLP(embed_dims, embed_dims, 4, 3)
+        self.enc_reg_branch = MLP(embed_dims, embed_dims, 4, 3, act=mlp_act)
         self._init_branches()
 
     def _init_branches(self) -> None:
@@ -334,8 +353,6 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
              pred_corners: Tensor,
              ref_points: Tensor,
              pre_boxes: Tensor,
-             up: Tensor,
-             reg_scale: Tensor,
              enc_topk_logits: Tensor,
              enc_topk_bboxes: Tensor,
              batch_data_samples: SampleList,
@@ -350,7 +367,6 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
                 :meth:`DFINETransformerDecoder.forward`).
             ref_points (Tensor): ``[B, T+Q, 4]`` fixed FDR reference boxes.
             pre_boxes (Tensor): ``[B, T+Q, 4]`` layer-0 pre-head boxes.
-            up, reg_scale (Tensor): ``[1]`` the decoder's ``W(n)`` buffers.
             enc_topk_logits (Tensor): ``[B, Q, C]`` encoder top-k logits.
             enc_topk_bboxes (Tensor): ``[B, Q, 4]`` their boxes (cxcywh).
             batch_data_samples (list[:obj:`DetDataSample`]): With
@@ -370,8 +386,8 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         pre_logits = self.cls_branches[0](hidden_states[0])
         return self.loss_by_feat(logits, boxes, corners, ref_points,
                                  pre_logits, pre_boxes, enc_topk_logits,
-                                 enc_topk_bboxes, up, reg_scale,
-                                 batch_gt_instances, batch_img_metas, dn_meta)
+                                 enc_topk_bboxes, batch_gt_instances,
+                                 batch_img_metas, dn_meta)
 
     def loss_by_feat(self,
                      all_layers_cls_scores: Tensor,
@@ -382,18 +398,14 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
                      pre_bbox_preds: Tensor,
                      enc_cls_scores: Tensor,
                      enc_bbox_preds: Tensor,
-                     up: Tensor,
-                     reg_scale: Tensor,
                      batch_gt_instances: InstanceList,
                      batch_img_metas: List[dict],
                      dn_meta: Optional[dict] = None) -> Dict[str, Tensor]:
-        """Losses of the matching part and, with ``dn_meta``, the denoising
-        part (``loss_dn``), as ``DINOHead.loss_by_feat``.
+        """Losses of the matching and, with ``dn_meta``, the denoising part
+        (:meth:`GOLSDLossMixin.go_lsd_loss`).
 
-        Denoising queries (first ``dn_num_split[0]`` of the ``T+Q`` queries)
-        are split off (:meth:`split_outputs`); the per-layer predictions are
-        arranged in the official training-output structure and passed to
-        :meth:`GOLSDLossMixin.loss_by_outputs`.
+        The denoising queries (first ``dn_num_split[0]`` of the ``T+Q``
+        queries) are split off (:meth:`split_outputs`).
 
         Args:
             all_layers_cls_scores (Tensor): ``[L, B, T+Q, C]`` logits.
@@ -405,7 +417,6 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
             pre_bbox_preds (Tensor): ``[B, T+Q, 4]``.
             enc_cls_scores, enc_bbox_preds (Tensor): ``[B, Q, C]``,
                 ``[B, Q, 4]``.
-            up, reg_scale (Tensor): ``[1]``.
             batch_gt_instances (list[:obj:`InstanceData`]): ``bboxes`` (xyxy
                 pixels of the input tensor) and ``labels``.
             batch_img_metas (list[dict]): Meta info of each image.
@@ -414,12 +425,26 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         Returns:
             dict[str, Tensor]
         """
-        outputs = self._official_outputs(
-            all_layers_cls_scores, all_layers_bbox_preds, all_layers_corners,
-            ref_points, pre_cls_scores, pre_bbox_preds, enc_cls_scores,
-            enc_bbox_preds, up, reg_scale, dn_meta)
-        targets = self.get_targets(batch_gt_instances, batch_img_metas)
-        return self.loss_by_outputs(outputs, targets)
+        split = self.split_outputs
+        dn_logits, logits = split(all_layers_cls_scores, dn_meta, 2)
+        dn_boxes, boxes = split(all_layers_bbox_preds, dn_meta, 2)
+        dn_corners, corners = split(all_layers_corners, dn_meta, 2)
+        dn_refs, refs = split(ref_points, dn_meta, 1)
+        dn_pre_logits, pre_logits = split(pre_cls_scores, dn_meta, 1)
+        dn_pre_boxes, pre_boxes = split(pre_bbox_preds, dn_meta, 1)
+        dn_layers = dn_pre = None
+        if dn_meta is not None:
+            dn_layers = FDRPredictions(dn_logits, dn_boxes, dn_corners,
+                                       dn_refs)
+            dn_pre = BoxPredictions(dn_pre_logits, dn_pre_boxes)
+        return self.go_lsd_loss(
+            FDRPredictions(logits, boxes, corners, refs),
+            self.get_targets(batch_gt_instances, batch_img_metas),
+            pre=BoxPredictions(pre_logits, pre_boxes),
+            enc=[BoxPredictions(enc_cls_scores, enc_bbox_preds)],
+            dn_layers=dn_layers,
+            dn_pre=dn_pre,
+            dn_meta=dn_meta)
 
     @staticmethod
     def split_outputs(tensor: Tensor, dn_meta: Optional[dict],
@@ -431,43 +456,3 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         dn_part, match_part = torch.split(
             tensor, list(dn_meta['dn_num_split']), dim=dim)
         return dn_part, match_part
-
-    def _official_outputs(self, logits: Tensor, boxes: Tensor,
-                          corners: Tensor, ref_points: Tensor,
-                          pre_logits: Tensor, pre_boxes: Tensor,
-                          enc_logits: Tensor, enc_boxes: Tensor, up: Tensor,
-                          reg_scale: Tensor,
-                          dn_meta: Optional[dict]) -> dict:
-        """The loss input in the exact structure of the official
-        training-mode decoder output (see :class:`GOLSDLossMixin`); teacher
-        entries (for DDF) are the last layer's corners / logits."""
-        num_layers = logits.shape[0]
-        refs = ref_points[None].expand(num_layers, -1, -1, -1)
-        dn_pre_logits, pre_logits = self.split_outputs(pre_logits, dn_meta, 1)
-        dn_pre_boxes, pre_boxes = self.split_outputs(pre_boxes, dn_meta, 1)
-        dn_logits, logits = self.split_outputs(logits, dn_meta, 2)
-        dn_boxes, boxes = self.split_outputs(boxes, dn_meta, 2)
-        dn_corners, corners = self.split_outputs(corners, dn_meta, 2)
-        dn_refs, refs = self.split_outputs(refs, dn_meta, 2)
-
-        layers = self.layer_outputs(logits, boxes, corners, refs)
-        last = layers[-1]
-        outputs = dict(
-            pred_logits=last['pred_logits'],
-            pred_boxes=last['pred_boxes'],
-            pred_corners=last['pred_corners'],
-            ref_points=last['ref_points'],
-            up=up,
-            reg_scale=reg_scale,
-            aux_outputs=layers[:-1],
-            enc_aux_outputs=[dict(pred_logits=enc_logits,
-                                  pred_boxes=enc_boxes)],
-            pre_outputs=dict(pred_logits=pre_logits, pred_boxes=pre_boxes),
-            enc_meta=dict(class_agnostic=False))
-        if dn_meta is not None:
-            outputs['dn_outputs'] = self.layer_outputs(
-                dn_logits, dn_boxes, dn_corners, dn_refs)
-            outputs['dn_pre_outputs'] = dict(
-                pred_logits=dn_pre_logits, pred_boxes=dn_pre_boxes)
-            outputs['dn_meta'] = dn_meta
-        return outputs

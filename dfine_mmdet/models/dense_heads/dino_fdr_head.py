@@ -30,9 +30,11 @@ config change for mmdet's ``DINO``:
   on the union, FGL on every layer, DDF from the last layer to the others,
   denoising terms ``_dn_i``); classification ``loss_cls`` (mmdet's
   ``FocalLoss``, DINO's) or ``loss_vfl`` (``DFINEVarifocalLoss``).
-* The assigner is ``train_cfg.assigner`` (mmdet convention); it must be a
-  batched ``match`` assigner such as ``DFINEHungarianAssigner`` (its focal /
-  L1 / GIoU costs 2 / 5 / 2 are DINO's ``HungarianAssigner`` costs).
+* The assigner is ``train_cfg.assigner`` (mmdet convention, built by
+  ``DETRHead.__init__`` like ``loss_cls`` / ``loss_bbox`` / ``loss_iou``); it
+  must be a batched ``match`` assigner such as ``DFINEHungarianAssigner`` (its
+  focal / L1 / GIoU costs 2 / 5 / 2 are DINO's ``HungarianAssigner`` costs;
+  the default when ``train_cfg`` has none).
 * Inference is DINOHead's path: ``predict`` -> ``forward`` (class logits of
   every layer, the decoder's FDR boxes) -> ``predict_by_feat`` (top-k over
   ``Q x C`` sigmoid scores, boxes clamped to the image, rescaled).
@@ -45,7 +47,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.models.dense_heads import DINOHead
-from mmdet.registry import MODELS
+from mmdet.registry import MODELS, TASK_UTILS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh, get_box_tensor
 from mmdet.utils import ConfigType, InstanceList, OptConfigType
@@ -53,8 +55,8 @@ from mmengine.model import BaseModule, bias_init_with_prob
 from torch import Tensor, nn
 
 from ..utils import MatchIndices
-from ..losses.dfine_vfl_loss import DFINEVarifocalLoss
 from .go_lsd_loss import GOLSDLossMixin
+from .supervision_plan import BoxPredictions, FDRPredictions
 
 
 def _reg_branch(embed_dims: int, num_reg_fcs: int, out_dims: int
@@ -103,8 +105,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
         test_cfg (dict): ``max_per_img``.
         init_cfg (dict, optional): mmengine init config.
 
-    ``None`` for a loss / coder field means D-FINE's default
-    (:data:`~dfine_mmdet.models.dense_heads.go_lsd_loss.GO_LSD_LOSS_DEFAULTS`).
+    The coder, GO-LSD and FDR loss defaults are D-FINE's.
     """
 
     def __init__(self,
@@ -115,53 +116,52 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                  as_two_stage: bool = True,
                  share_pred_layer: bool = False,
                  pre_refine: bool = False,
-                 bbox_coder: OptConfigType = None,
-                 go_lsd_assigner: OptConfigType = None,
+                 bbox_coder: ConfigType = dict(type='FDRBBoxCoder'),
+                 go_lsd_assigner: ConfigType = dict(type='GOLSDAssigner'),
                  loss_cls: ConfigType = dict(
                      type='FocalLoss',
                      use_sigmoid=True,
                      gamma=2.0,
                      alpha=0.25,
                      loss_weight=1.0),
-                 loss_bbox: OptConfigType = None,
-                 loss_iou: OptConfigType = None,
-                 loss_fgl: OptConfigType = None,
-                 loss_ddf: OptConfigType = None,
+                 loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
+                 loss_iou: ConfigType = dict(
+                     type='GIoULoss', loss_weight=2.0),
+                 loss_fgl: ConfigType = dict(
+                     type='FineGrainedLocalizationLoss', loss_weight=0.15),
+                 loss_ddf: ConfigType = dict(
+                     type='DecoupledDistillationFocalLoss',
+                     temperature=5.0,
+                     loss_weight=1.5),
                  ddf_ref_batch_size: int = 8,
                  sync_cls_avg_factor: bool = True,
                  train_cfg: OptConfigType = None,
                  test_cfg: ConfigType = dict(max_per_img=300),
                  init_cfg: OptConfigType = None) -> None:
-        # DETRHead.__init__ is not called: it builds DETR's losses and
-        # assigner, which here are the mixin's (one place).  The attributes
-        # that the inherited DINOHead / DETRHead methods read are set below.
-        BaseModule.__init__(self, init_cfg=init_cfg)
         if share_pred_layer:
             raise ValueError(f'{type(self).__name__}: share_pred_layer=True '
                              'is not supported (every layer predicts its '
                              'own FDR residual)')
-        self.share_pred_layer = share_pred_layer
-        self.num_pred_layer = num_pred_layer
-        self.as_two_stage = as_two_stage
-        self.num_classes = num_classes
-        self.embed_dims = embed_dims
-        self.num_reg_fcs = num_reg_fcs
+        # read by _init_layers (called by DETRHead.__init__); plain
+        # attributes, as DeformableDETRHead sets its own before __init__
         self.pre_refine = pre_refine
-        self.sync_cls_avg_factor = sync_cls_avg_factor
-        self.bg_cls_weight = 0
-        self.train_cfg = train_cfg
-        self.test_cfg = test_cfg
-        assigner = (train_cfg or {}).get('assigner')
-        self._init_go_lsd_losses(
-            bbox_coder=bbox_coder,
-            assigner=assigner,
-            go_lsd_assigner=go_lsd_assigner,
+        self.bbox_coder = TASK_UTILS.build(bbox_coder)
+        train_cfg = dict(train_cfg or {})
+        train_cfg.setdefault('assigner', dict(type='DFINEHungarianAssigner'))
+        super().__init__(
+            num_classes=num_classes,
+            embed_dims=embed_dims,
+            num_reg_fcs=num_reg_fcs,
+            num_pred_layer=num_pred_layer,
+            as_two_stage=as_two_stage,
+            share_pred_layer=share_pred_layer,
+            sync_cls_avg_factor=sync_cls_avg_factor,
             loss_cls=loss_cls,
             loss_bbox=loss_bbox,
             loss_iou=loss_iou,
-            loss_fgl=loss_fgl,
-            loss_ddf=loss_ddf,
-            ddf_ref_batch_size=ddf_ref_batch_size)
+            train_cfg=train_cfg,
+            test_cfg=test_cfg,
+            init_cfg=init_cfg)
         if not callable(getattr(self.assigner, 'match', None)):
             raise TypeError(
                 f'{type(self).__name__}: train_cfg.assigner must be a batched '
@@ -169,18 +169,13 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                 "dict(type='DFINEHungarianAssigner'); got "
                 f'{type(self.assigner).__name__} (mmdet\'s HungarianAssigner '
                 'of the plain DINO config must be replaced)')
-        if isinstance(self.loss_cls, DFINEVarifocalLoss):
-            # DFINEVarifocalLoss is sigmoid-based but has no `use_sigmoid`
-            # flag; mmdet's DETR heads read it (init_weights,
-            # _predict_by_feat_single) to choose sigmoid scores.
-            self.loss_cls.use_sigmoid = True
         if not getattr(self.loss_cls, 'use_sigmoid', False):
             raise ValueError(
                 f'{type(self).__name__}: loss_cls must be sigmoid-based '
                 '(FocalLoss with use_sigmoid=True or DFINEVarifocalLoss), got '
                 f'{type(self.loss_cls).__name__}')
-        self.cls_out_channels = num_classes
-        self._init_layers()
+        self._init_go_lsd_losses(go_lsd_assigner, loss_fgl, loss_ddf,
+                                 ddf_ref_batch_size)
 
     @property
     def num_fdr_layers(self) -> int:
@@ -341,7 +336,8 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                      dn_meta: Optional[Dict[str, int]] = None,
                      pre_bbox_preds: Optional[Tensor] = None
                      ) -> Dict[str, Tensor]:
-        """Arrange the outputs for :meth:`GOLSDLossMixin.loss_by_outputs`.
+        """Split off the denoising queries and compute the losses with
+        :meth:`GOLSDLossMixin.go_lsd_loss`.
 
         Args:
             all_layers_cls_scores (Tensor): ``[L, B, T+Q, C]``.
@@ -357,47 +353,42 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
             dn_meta (dict | None): Denoising layout.
             pre_bbox_preds (Tensor, optional): ``[B, T+Q, 4]`` pre-head
                 boxes; supervised with layer 0's class logits as D-FINE's
-                ``pre`` output (``pre_outputs`` / ``dn_pre_outputs``).
+                ``pre`` output (terms ``_pre`` / ``_dn_pre``).
 
         Returns:
             dict[str, Tensor]
         """
-        num_layers = all_layers_cls_scores.shape[0]
-        refs = init_references[None].expand(num_layers, -1, -1, -1)
         num_dn = 0 if dn_meta is None else dn_meta['num_denoising_queries']
 
-        def split(t: Tensor) -> Tuple[Tensor, Tensor]:
-            return t[:, :, :num_dn], t[:, :, num_dn:]
+        def split(t: Optional[Tensor], dim: int) -> Tuple[Tensor, Tensor]:
+            if t is None:
+                return None, None
+            return t.narrow(dim, 0, num_dn), t.narrow(dim, num_dn,
+                                                      t.shape[dim] - num_dn)
 
-        dn_logits, logits = split(all_layers_cls_scores)
-        dn_boxes, boxes = split(all_layers_bbox_preds)
-        dn_corners, corners = split(all_layers_corners)
-        dn_refs, refs = split(refs)
-
-        layers = self.layer_outputs(logits, boxes, corners, refs)
-        outputs = dict(layers[-1], up=None, reg_scale=None,
-                       aux_outputs=layers[:-1])
-        for key in ('teacher_corners', 'teacher_logits'):
-            outputs.pop(key)
+        dn_logits, logits = split(all_layers_cls_scores, 2)
+        dn_boxes, boxes = split(all_layers_bbox_preds, 2)
+        dn_corners, corners = split(all_layers_corners, 2)
+        dn_refs, refs = split(init_references, 1)
+        dn_pre_boxes, pre_boxes = split(pre_bbox_preds, 1)
+        pre = dn_pre = dn_layers = None
         if pre_bbox_preds is not None:
-            dn_pre_boxes, pre_boxes = pre_bbox_preds[:, :num_dn], \
-                pre_bbox_preds[:, num_dn:]
-            outputs['pre_outputs'] = dict(pred_logits=logits[0],
-                                          pred_boxes=pre_boxes)
-        if enc_cls_scores is not None:
-            outputs['enc_aux_outputs'] = [
-                dict(pred_logits=enc_cls_scores, pred_boxes=enc_bbox_preds)
-            ]
-            outputs['enc_meta'] = dict(class_agnostic=False)
-        if dn_meta is not None and num_dn > 0:
-            outputs['dn_outputs'] = self.layer_outputs(
-                dn_logits, dn_boxes, dn_corners, dn_refs)
-            outputs['dn_meta'] = dn_meta
-            if pre_bbox_preds is not None:
-                outputs['dn_pre_outputs'] = dict(pred_logits=dn_logits[0],
-                                                 pred_boxes=dn_pre_boxes)
-        targets = self.get_targets(batch_gt_instances, batch_img_metas)
-        return self.loss_by_outputs(outputs, targets)
+            pre = BoxPredictions(logits[0], pre_boxes)
+            dn_pre = BoxPredictions(dn_logits[0], dn_pre_boxes)
+        enc = [] if enc_cls_scores is None else [
+            BoxPredictions(enc_cls_scores, enc_bbox_preds)
+        ]
+        if num_dn > 0:
+            dn_layers = FDRPredictions(dn_logits, dn_boxes, dn_corners,
+                                       dn_refs)
+        return self.go_lsd_loss(
+            FDRPredictions(logits, boxes, corners, refs),
+            self.get_targets(batch_gt_instances, batch_img_metas),
+            pre=pre,
+            enc=enc,
+            dn_layers=dn_layers,
+            dn_pre=dn_pre if num_dn > 0 else None,
+            dn_meta=dn_meta)
 
     @staticmethod
     def get_targets(batch_gt_instances: InstanceList,

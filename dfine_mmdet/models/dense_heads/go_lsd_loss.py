@@ -1,103 +1,84 @@
-"""Matching and loss computation of D-FINE heads (GO-LSD over FDR outputs).
+"""GO-LSD training of a DETR head with FDR corners: the supervision plan and
+the one loop that consumes it.
 
-D-FINE (arXiv 2410.13842) supervises, per training step:
+D-FINE (arXiv 2410.13842) supervises, per training step, every output with
+the same terms (:mod:`dfine_mmdet.models.losses.set_prediction_losses`);
+what differs is written once, as code, in :meth:`GOLSDLossMixin.supervision_plan`
+(one :class:`~.supervision_plan.Supervision` entry per output):
 
 ================  ==========================  ==============================
-output            classification (``vfl``)    boxes (``bbox``, ``giou``) and
-                                              FDR terms (``fgl``, ``ddf``)
+output (suffix)   class term: matches /       box, FGL, DDF terms: matches /
+                  normaliser                  normaliser; FDR terms
 ================  ==========================  ==============================
-last layer        own Hungarian / num_boxes   GO-LSD union / num_boxes_go;
-                                              FGL only (it is the teacher)
-aux layer i       own Hungarian / num_boxes   union; FGL + DDF (suffix
-                                              ``_aux_i``)
-``pre`` head      own Hungarian               union; no corners (``_pre``)
-encoder top-k     own Hungarian               union; no corners (``_enc_0``)
-DN layer i        fixed DN matches / N_dn     DN matches / N_dn; FGL + DDF
-                                              (``_dn_i``; last one's DDF = 0)
-DN ``pre``        DN matches                  DN matches (``_dn_pre``)
+last layer ``''``  own Hungarian / num_boxes  GO-LSD union / num_boxes_go;
+                                              FGL (it is the DDF teacher)
+layer i ``_aux_i`` own Hungarian / num_boxes  union / num_boxes_go; FGL + DDF
+``_pre`` head      own Hungarian / num_boxes  union / num_boxes_go; no FDR
+encoder ``_enc_0`` own Hungarian / num_boxes  union / num_boxes_go; no FDR
+DN layer ``_dn_i`` DN matches / N_dn          DN matches / N_dn; FGL + DDF
+                                              (last DN layer's DDF = 0)
+``_dn_pre``        DN matches / N_dn          DN matches / N_dn; no FDR
 ================  ==========================  ==============================
 
 ``num_boxes`` = #GT and ``num_boxes_go`` = #union pairs, both averaged over
 GPUs (all-reduce mean when ``torch.distributed`` is initialised) and clamped
-to >= 1; ``N_dn = num_boxes * dn_num_group`` (>= 1).  FGL targets are built
-once per step by the FDR coder (``bbox_coder.encode``) from the reference
-boxes of the last layer (union pairs) and once from the first denoising layer
-(DN pairs); the DDF balance factors come from the union set and are reused
-for the denoising layers.  Every term is multiplied by its ``loss_weight``
-and passed through ``nan_to_num`` (NaN -> 0).  The keys are the official term
-names (``loss_vfl``, ``loss_bbox_aux_0``, ``loss_fgl_dn_2``, ...): 20 terms
-for 3 decoder layers without denoising, 38 with, 68 for 6 layers with
-denoising.  With a classification loss other than
-:class:`DFINEVarifocalLoss` (e.g. mmdet's ``FocalLoss``, which takes labels
-only) the class term is named ``loss_cls``.
+to >= 1; ``N_dn = num_boxes * dn_num_group`` (>= 1).  The union is
+:class:`GOLSDAssigner` over ``[last] + aux + [pre] + enc`` matches.  FGL
+targets are encoded once by the head's FDR coder (``bbox_coder.encode``)
+relative to the fixed reference boxes, for the union pairs and for the DN
+pairs; the DDF teacher is the last layer of the same query group and its
+balance factors come from the union set (also for the DN layers, as
+upstream).  Every term is multiplied by its ``loss_weight`` and passed
+through ``nan_to_num`` (NaN -> 0).  Keys: the term name (the class loss's
+:func:`~dfine_mmdet.models.losses.set_prediction_losses.loss_key`:
+``loss_vfl``, ``loss_mal`` or ``loss_cls``; ``loss_bbox``, ``loss_giou``,
+``loss_fgl``, ``loss_ddf``) + the suffix: 20 terms for 3 decoder layers
+without denoising, 38 with, 68 for 6 layers with denoising, in the order of
+the official ``DFINECriterion`` dict.
 
-This is the one place of this computation: :class:`GOLSDLossMixin` is mixed
-into :class:`~dfine_mmdet.models.dense_heads.DFINEHead` and
-:class:`~dfine_mmdet.models.dense_heads.DINOFDRHead` (mmdet's DINO with FDR;
-optional ``pre`` head, mmdet's denoising layout via :meth:`dn_matches`) and
-can be mixed into any other DETR head whose decoder produces FDR corners (it
-only needs the attributes built by :meth:`GOLSDLossMixin._init_go_lsd_losses`).
-The losses themselves are the pure modules of ``dfine_mmdet.models.losses``
-and mmdet's ``L1Loss`` / ``GIoULoss`` / ``bbox_overlaps`` (exact here: the same
-arithmetic as the official ``box_ops``; mmdet's reduction adds ``float32
-eps`` to the average factor, a relative change below 1.2e-7, and
-``bbox_overlaps`` floors union/enclosing areas at 1e-6, which only matters
-when both boxes are below 1e-6 of the image area, where the official code
-yields NaN).  Boxes are converted to ``xyxy`` with widths/heights clamped at
-0, as upstream.  Nothing is written into ``outputs`` / ``targets`` and no
-state is kept between calls (the official criterion does both).
+A head uses it in three steps (``DFINEHead``, ``DINOFDRHead``; any other DETR
+head whose decoder produces FDR corners can do the same):
+
+1. ``__init__``: build ``self.bbox_coder`` (``FDRBBoxCoder``, the one source
+   of ``reg_max`` / ``reg_scale`` / ``up``), ``self.assigner`` (a batched
+   ``match(logits, boxes, targets)`` matcher), ``self.loss_cls`` /
+   ``self.loss_bbox`` / ``self.loss_iou``, then call
+   :meth:`GOLSDLossMixin._init_go_lsd_losses` (GO-LSD union, FGL, DDF);
+2. ``loss_by_feat``: arrange the outputs as
+   :class:`~.supervision_plan.FDRPredictions` /
+   :class:`~.supervision_plan.BoxPredictions`;
+3. return :meth:`GOLSDLossMixin.go_lsd_loss` of them.
+
+Nothing is written into the inputs and no state is kept between calls.
 """
-import copy
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmdet.registry import MODELS, TASK_UTILS
-from mmdet.structures.bbox import bbox_overlaps
 from mmengine.dist import all_reduce
 from torch import Tensor
 
 from ..layers.contrastive_denoising import dn_match_indices
 from ..losses.ddf_loss import ddf_balance_factors
-from ..losses.dfine_vfl_loss import DFINEVarifocalLoss
+from ..losses.set_prediction_losses import (box_losses, classification_loss,
+                                            ddf_loss, fgl_loss,
+                                            matched_targets, query_index)
 from ..utils import FGLTargets, MatchIndices, bbox_cxcywh_to_xyxy_clamped
-
-#: Official D-FINE matching and loss settings (the head's config defaults).
-GO_LSD_LOSS_DEFAULTS = dict(
-    bbox_coder=dict(type='FDRBBoxCoder', reg_max=32, reg_scale=4.0, up=0.5),
-    assigner=dict(
-        type='DFINEHungarianAssigner',
-        cost_class=2.0,
-        cost_bbox=5.0,
-        cost_giou=2.0,
-        alpha=0.25,
-        gamma=2.0),
-    go_lsd_assigner=dict(type='GOLSDAssigner'),
-    loss_cls=dict(
-        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0),
-    loss_bbox=dict(type='L1Loss', loss_weight=5.0),
-    loss_iou=dict(type='GIoULoss', loss_weight=2.0),
-    loss_fgl=dict(type='FineGrainedLocalizationLoss', loss_weight=0.15),
-    loss_ddf=dict(
-        type='DecoupledDistillationFocalLoss',
-        temperature=5.0,
-        loss_weight=1.5),
-)
-
-
-def _cfg(cfg: Optional[dict], name: str) -> dict:
-    return copy.deepcopy(GO_LSD_LOSS_DEFAULTS[name] if cfg is None else cfg)
+from .supervision_plan import (BoxPredictions, DDFTeacher, FDRPredictions,
+                               SupervisedOutput, Supervision)
 
 
 def _float32(obj):
-    """Nested dicts/lists with floating tensors cast to float32 (new
-    containers; a float32 tensor is returned as is, so graphs and the
-    teacher/student aliasing are kept)."""
+    """Records / lists with floating tensors cast to float32 (new
+    containers; a float32 tensor is returned as is, so graphs are kept)."""
     if isinstance(obj, Tensor):
         return obj.float() if obj.is_floating_point() else obj
-    if isinstance(obj, dict):
-        return {k: _float32(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, '_fields'):
+        return type(obj)(*(_float32(v) for v in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(_float32(v) for v in obj)
+    if isinstance(obj, dict):
+        return {k: _float32(v) for k, v in obj.items()}
     return obj
 
 
@@ -108,322 +89,162 @@ def reduce_count(count: int, device: torch.device) -> float:
     return torch.clamp(value, min=1).item()
 
 
-def _src_idx(indices: Sequence[MatchIndices]) -> Tuple[Tensor, Tensor]:
-    batch_idx = torch.cat(
-        [torch.full_like(src, i) for i, (src, _) in enumerate(indices)])
-    src_idx = torch.cat([src for src, _ in indices])
-    return batch_idx, src_idx
-
-
-def _matched(targets: Sequence[Dict[str, Tensor]],
-             indices: Sequence[MatchIndices], key: str) -> Tensor:
-    if len(targets) != len(indices):
-        raise ValueError(f'{len(indices)} match lists for {len(targets)} '
-                         'images')
-    return torch.cat([t[key][gt] for t, (_, gt) in zip(targets, indices)],
-                     dim=0)
-
-
-def _aligned_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """IoU of matched pairs of normalised ``cxcywh`` boxes, (n,)."""
-    return bbox_overlaps(
-        bbox_cxcywh_to_xyxy_clamped(boxes1),
-        bbox_cxcywh_to_xyxy_clamped(boxes2),
-        mode='iou',
-        is_aligned=True)
-
-
 class GOLSDLossMixin:
-    """Hungarian matching, GO-LSD union, denoising matches, normalisers and
-    all weighted loss terms of a D-FINE style head.
-
-    A head using it calls :meth:`_init_go_lsd_losses` in ``__init__`` (after
-    setting ``self.num_classes``) and :meth:`loss_by_outputs` from its
-    ``loss_by_feat``.
-
-    Inputs of :meth:`loss_by_outputs`: ``outputs`` in the structure of the
-    official training-mode decoder output (``pred_logits`` (B, Q, C),
-    ``pred_boxes`` (B, Q, 4) normalised ``cxcywh``, ``pred_corners`` (B, Q,
-    4 * (reg_max + 1)), ``ref_points`` (B, Q, 4), ``up`` (1,), ``reg_scale``
-    (1,) (``None`` for either = the coder's own ``up`` / ``reg_scale``),
-    ``aux_outputs`` (list of dicts with the same keys plus
-    ``teacher_corners`` / ``teacher_logits``), ``pre_outputs``,
-    ``enc_aux_outputs``, ``enc_meta`` (``class_agnostic``), and with
-    denoising ``dn_outputs``, ``dn_pre_outputs``, ``dn_meta``) and
-    ``targets``: per image ``labels`` (n,) int64 and ``boxes`` (n, 4)
-    normalised ``cxcywh``.
-    """
-
-    @staticmethod
-    def layer_outputs(logits: Tensor, boxes: Tensor, corners: Tensor,
-                      refs: Tensor) -> List[Dict[str, Tensor]]:
-        """Per-layer output dicts of :meth:`loss_by_outputs`
-        (``aux_outputs`` / ``dn_outputs``) from stacked ``[L, B, Q, *]``
-        logits, boxes, corner logits and reference boxes: one tensor object
-        per layer output, the last layer (every layer's DDF teacher) shared
-        by all."""
-        lg, bx, cn, rf = (t.unbind(0) for t in (logits, boxes, corners, refs))
-        return [
-            dict(
-                pred_logits=lg[i],
-                pred_boxes=bx[i],
-                pred_corners=cn[i],
-                ref_points=rf[i],
-                teacher_corners=cn[-1],
-                teacher_logits=lg[-1]) for i in range(len(lg))
-        ]
+    """Supervision plan (matching, GO-LSD union, denoising matches,
+    normalisers, FGL targets, DDF teachers) and the loss loop of a DETR head
+    with FDR corners (see the module docstring)."""
 
     def _init_go_lsd_losses(self,
-                            bbox_coder: Optional[dict] = None,
-                            assigner: Optional[dict] = None,
-                            go_lsd_assigner: Optional[dict] = None,
-                            loss_cls: Optional[dict] = None,
-                            loss_bbox: Optional[dict] = None,
-                            loss_iou: Optional[dict] = None,
-                            loss_fgl: Optional[dict] = None,
-                            loss_ddf: Optional[dict] = None,
+                            go_lsd_assigner: dict,
+                            loss_fgl: dict,
+                            loss_ddf: dict,
                             ddf_ref_batch_size: int = 8) -> None:
-        """Build the coder, assigners and losses (``None`` = official
-        default; ``loss_fgl`` / ``loss_ddf`` = ``dict()`` disables the term).
+        """Build the GO-LSD union assigner and the FDR losses
+        (``loss_fgl`` / ``loss_ddf`` = ``dict()`` disables the term).
 
         ``ddf_ref_batch_size`` is the constant of the DDF balance factors
         ``sqrt(count * ref / B)`` (official 8).
         """
-        self.bbox_coder = TASK_UTILS.build(_cfg(bbox_coder, 'bbox_coder'))
-        self.assigner = TASK_UTILS.build(_cfg(assigner, 'assigner'))
-        self.go_lsd_assigner = TASK_UTILS.build(
-            _cfg(go_lsd_assigner, 'go_lsd_assigner'))
-        self.loss_cls = MODELS.build(_cfg(loss_cls, 'loss_cls'))
-        self.loss_bbox = MODELS.build(_cfg(loss_bbox, 'loss_bbox'))
-        self.loss_iou = MODELS.build(_cfg(loss_iou, 'loss_iou'))
-        fgl_cfg = _cfg(loss_fgl, 'loss_fgl')
-        ddf_cfg = _cfg(loss_ddf, 'loss_ddf')
-        self.loss_fgl = MODELS.build(fgl_cfg) if fgl_cfg else None
-        self.loss_ddf = MODELS.build(ddf_cfg) if ddf_cfg else None
+        self.go_lsd_assigner = TASK_UTILS.build(go_lsd_assigner)
+        self.loss_fgl = MODELS.build(loss_fgl) if loss_fgl else None
+        self.loss_ddf = MODELS.build(loss_ddf) if loss_ddf else None
         self.ddf_ref_batch_size = ddf_ref_batch_size
 
     @property
     def reg_max(self) -> int:
-        """FDR bin intervals per edge (from the coder)."""
+        """FDR bin intervals per edge (the coder's)."""
         return self.bbox_coder.reg_max
 
-    # -------------------------------------------------------- loss terms
-    def _match(self, out: Dict, targets: Sequence[Dict],
-               device: torch.device) -> List[MatchIndices]:
-        indices = self.assigner.match(out['pred_logits'], out['pred_boxes'],
-                                      targets)
-        return [(i.to(device), j.to(device)) for i, j in indices]
+    # ------------------------------------------------------------ the plan
+    def _match(self, logits: Tensor, boxes: Tensor,
+               targets: Sequence[Dict]) -> List[MatchIndices]:
+        indices = self.assigner.match(logits, boxes, targets)
+        return [(i.to(logits.device), j.to(logits.device))
+                for i, j in indices]
 
-    def _loss_cls(self, out: Dict, targets: Sequence[Dict],
-                  indices: Sequence[MatchIndices],
-                  num_boxes: float) -> Dict[str, Tensor]:
-        """VFL with IoU-aware targets (``loss_vfl``) or, for a label-only
-        loss such as mmdet's ``FocalLoss``, ``loss_cls``."""
-        logits = out['pred_logits']
-        num_classes = logits.shape[-1]
-        idx = _src_idx(indices)
-        labels = torch.full(
-            logits.shape[:2],
-            num_classes,
-            dtype=torch.int64,
-            device=logits.device)
-        labels[idx] = _matched(targets, indices, 'labels')
-        if not isinstance(self.loss_cls, DFINEVarifocalLoss):
-            return dict(
-                loss_cls=self.loss_cls(
-                    logits.reshape(-1, num_classes),
-                    labels.reshape(-1),
-                    avg_factor=num_boxes))
-        ious = _aligned_iou(out['pred_boxes'][idx],
-                            _matched(targets, indices, 'boxes')).detach()
-        scores = torch.zeros(
-            logits.shape[:2], dtype=logits.dtype, device=logits.device)
-        scores[idx] = ious.to(logits.dtype)
-        return dict(
-            loss_vfl=self.loss_cls(
-                logits, (labels, scores), avg_factor=num_boxes))
-
-    def _loss_boxes(self, out: Dict, targets: Sequence[Dict],
-                    indices: Sequence[MatchIndices],
-                    num_boxes: float) -> Dict[str, Tensor]:
-        src = out['pred_boxes'][_src_idx(indices)]
-        tgt = _matched(targets, indices, 'boxes')
-        return dict(
-            loss_bbox=self.loss_bbox(src, tgt, avg_factor=num_boxes),
-            loss_giou=self.loss_iou(
-                bbox_cxcywh_to_xyxy_clamped(src),
-                bbox_cxcywh_to_xyxy_clamped(tgt),
-                avg_factor=num_boxes))
-
-    def fgl_targets(self, out: Dict, targets: Sequence[Dict],
-                    indices: Sequence[MatchIndices], up: Tensor,
-                    reg_scale: Tensor) -> FGLTargets:
+    def fgl_targets(self, refs: Tensor, targets: Sequence[Dict],
+                    indices: Sequence[MatchIndices]) -> FGLTargets:
         """FGL bin targets of the matched pairs: the ground truth encoded by
-        the FDR coder relative to the (detached) reference boxes."""
-        ref = out['ref_points'][_src_idx(indices)].detach()
-        gt = bbox_cxcywh_to_xyxy_clamped(_matched(targets, indices, 'boxes'))
+        the FDR coder relative to the (detached) fixed references
+        ``refs`` ``[B, Q, 4]``."""
+        ref = refs[query_index(indices)].detach()
+        gt = bbox_cxcywh_to_xyxy_clamped(
+            matched_targets(targets, indices, 'boxes'))
         with torch.no_grad():
-            return self.bbox_coder.encode(ref, gt, up=up, reg_scale=reg_scale)
+            return self.bbox_coder.encode(ref, gt)
 
-    def _loss_local(self, out: Dict, targets: Sequence[Dict],
-                    indices: Sequence[MatchIndices], num_boxes: float,
-                    fgl_targets: FGLTargets,
-                    ddf_factors: Tuple[Tensor, Tensor]) -> Dict[str, Tensor]:
-        """FGL on the matched pairs and, for a student layer, DDF."""
-        losses = {}
-        if 'pred_corners' not in out:
-            return losses
-        bins = self.reg_max + 1
-        if out['pred_corners'].shape[-1] != 4 * bins:
-            raise ValueError(
-                f'pred_corners has {out["pred_corners"].shape[-1]} values '
-                f'per query, bbox_coder.reg_max={self.reg_max} needs '
-                f'{4 * bins}')
-        idx = _src_idx(indices)
-        ious = _aligned_iou(out['pred_boxes'][idx],
-                            _matched(targets, indices, 'boxes')).detach()
-        if self.loss_fgl is not None:
-            losses['loss_fgl'] = self.loss_fgl(
-                out['pred_corners'][idx].reshape(-1, bins),
-                fgl_targets,
-                ious.repeat_interleave(4),
-                avg_factor=num_boxes)
-
-        if 'teacher_corners' in out and self.loss_ddf is not None:
-            confidence = out['teacher_logits'].detach().sigmoid().max(-1)[0]
-            weight = confidence.index_put(idx, ious.to(confidence.dtype))
-            pos_mask = torch.zeros_like(confidence, dtype=torch.bool)
-            pos_mask[idx] = True
-            losses['loss_ddf'] = self.loss_ddf(
-                out['pred_corners'].reshape(-1, bins),
-                out['teacher_corners'].reshape(-1, bins),
-                weight.repeat_interleave(4, dim=-1).reshape(-1),
-                pos_mask.repeat_interleave(4, dim=-1).reshape(-1),
-                *ddf_factors)
-        return losses
-
-    def _output_losses(self, out: Dict, targets: Sequence[Dict],
-                       cls_indices: Sequence[MatchIndices],
-                       box_indices: Sequence[MatchIndices],
-                       num_cls: float, num_box: float,
-                       fgl_targets: Optional[FGLTargets],
-                       ddf_factors: Tuple[Tensor, Tensor]) -> Dict:
-        losses = self._loss_cls(out, targets, cls_indices, num_cls)
-        losses.update(self._loss_boxes(out, targets, box_indices, num_box))
-        if fgl_targets is not None:
-            losses.update(
-                self._loss_local(out, targets, box_indices, num_box,
-                                 fgl_targets, ddf_factors))
-        return losses
-
-    # ------------------------------------------------------------ matching
-    def get_go_lsd_targets(self, outputs: Dict,
-                           targets: Sequence[Dict[str, Tensor]]) -> Dict:
-        """Matching state of one step (no losses).
-
-        Returns:
-            dict: ``indices`` (last layer), ``aux_indices``, ``pre_indices``,
-            ``enc_indices``, ``go_indices`` (each a list over images of
-            ``(query_idx, gt_idx)``), ``enc_targets``, ``num_boxes``,
-            ``num_boxes_go``, ``fgl_targets`` (``(position, weight_right,
-            weight_left)``, each (4 * pairs,); ``None`` without corners),
-            ``ddf_num_pos``, ``ddf_num_neg``.
-        """
-        logits = outputs['pred_logits']
-        device = logits.device
-        bs = logits.shape[0]
-        if logits.shape[-1] != self.num_classes:
-            raise ValueError(
-                f'{type(self).__name__}: outputs["pred_logits"] has '
-                f'{logits.shape[-1]} classes, num_classes={self.num_classes}')
+    def _check(self, layers: FDRPredictions, targets: Sequence[Dict]) -> None:
+        num_layers, bs, _, num_classes = layers.logits.shape
+        name = type(self).__name__
+        if num_classes != self.num_classes:
+            raise ValueError(f'{name}: the layer logits have {num_classes} '
+                             f'classes, num_classes={self.num_classes}')
         if len(targets) != bs:
-            raise ValueError(f'{type(self).__name__}: {len(targets)} targets '
-                             f'for a batch of {bs} images')
-        aux_list = list(outputs.get('aux_outputs', []))
-        pre_out = outputs.get('pre_outputs')
-        enc_list = list(outputs.get('enc_aux_outputs', []))
+            raise ValueError(f'{name}: {len(targets)} targets for a batch '
+                             f'of {bs} images')
+        if layers.corners.shape[-1] != 4 * (self.reg_max + 1):
+            raise ValueError(
+                f'{name}: the corner logits have {layers.corners.shape[-1]} '
+                f'values per query, bbox_coder.reg_max={self.reg_max} needs '
+                f'{4 * (self.reg_max + 1)}')
 
-        # class-agnostic encoder head (no official config uses it): match and
-        # supervise it against label 0 (upstream matches with the original
-        # labels, which would index past its single logit)
-        enc_targets = targets
-        if enc_list and outputs.get('enc_meta', {}).get('class_agnostic'):
-            enc_targets = [
-                dict(t, labels=torch.zeros_like(t['labels']))
-                for t in targets
-            ]
+    def supervision_plan(self,
+                         layers: FDRPredictions,
+                         targets: Sequence[Dict[str, Tensor]],
+                         pre: Optional[BoxPredictions] = None,
+                         enc: Sequence[BoxPredictions] = (),
+                         dn_layers: Optional[FDRPredictions] = None,
+                         dn_pre: Optional[BoxPredictions] = None,
+                         dn_meta: Optional[dict] = None) -> List[Supervision]:
+        """Match every output and state how each one is supervised (the
+        table of the module docstring, in the official term order).
 
-        # one-to-one matches of every output, then their GO-LSD union
-        indices = self._match(outputs, targets, device)
-        aux_indices = [self._match(o, targets, device) for o in aux_list]
-        pre_indices = (
-            self._match(pre_out, targets, device)
-            if pre_out is not None else None)
-        enc_indices = [
-            self._match(o, enc_targets, device) for o in enc_list
-        ]
-        go_indices = self.go_lsd_assigner.assign(
-            [indices] + aux_indices +
-            ([pre_indices] if pre_indices is not None else []) +
-            enc_indices)
-        num_boxes_go = reduce_count(
-            sum(len(q) for q, _ in go_indices), device)
-        num_boxes = reduce_count(
-            sum(len(t['labels']) for t in targets), device)
-
-        # DDF balance factors from the GO-LSD matched set (per edge)
-        go_mask = torch.zeros(
-            logits.shape[:2], dtype=torch.bool, device=device)
-        go_mask[_src_idx(go_indices)] = True
-        ddf_num_pos, ddf_num_neg = ddf_balance_factors(
-            go_mask.repeat_interleave(4, dim=-1).reshape(-1), bs,
-            self.ddf_ref_batch_size)
-        fgl_targets = None
-        if 'pred_corners' in outputs:
-            fgl_targets = self.fgl_targets(outputs, targets, go_indices,
-                                           outputs['up'],
-                                           outputs['reg_scale'])
-        return dict(
-            indices=indices,
-            aux_indices=aux_indices,
-            pre_indices=pre_indices,
-            enc_indices=enc_indices,
-            enc_targets=enc_targets,
-            go_indices=go_indices,
-            num_boxes=num_boxes,
-            num_boxes_go=num_boxes_go,
-            fgl_targets=fgl_targets,
-            ddf_num_pos=ddf_num_pos,
-            ddf_num_neg=ddf_num_neg)
-
-    def get_dn_targets(self, outputs: Dict,
-                       targets: Sequence[Dict[str, Tensor]],
-                       num_boxes: float) -> Dict:
-        """Fixed denoising matches (query ``g * max_gt + j`` <-> gt ``j``),
-        the DN normaliser ``num_boxes * dn_num_group`` (>= 1) and the FGL
-        targets of the first denoising layer.
+        Args:
+            layers (FDRPredictions): Matching-query decoder layers.
+            targets (list[dict]): Per image ``labels`` ``[n]`` int64 and
+                ``boxes`` ``[n, 4]`` normalised ``cxcywh``.
+            pre (BoxPredictions, optional): Layer-0 ``pre`` head.
+            enc (list[BoxPredictions]): Encoder top-k outputs.
+            dn_layers (FDRPredictions, optional): Denoising-query layers.
+            dn_pre (BoxPredictions, optional): Denoising ``pre`` head.
+            dn_meta (dict, optional): Denoising layout, read by
+                :meth:`dn_matches` (required with ``dn_layers``).
 
         Returns:
-            dict: ``dn_indices``, ``dn_num_boxes``, ``fgl_targets_dn``.
+            list[Supervision]
         """
-        if 'dn_meta' not in outputs:
-            raise KeyError(f'{type(self).__name__}: outputs has '
-                           '"dn_outputs" but no "dn_meta"')
-        dn_list = outputs['dn_outputs']
-        device = outputs['pred_logits'].device
-        dn_indices, num_groups = self.dn_matches(outputs['dn_meta'], targets,
-                                                 device)
-        dn_num_boxes = num_boxes * num_groups
-        dn_num_boxes = dn_num_boxes if dn_num_boxes > 0 else 1
-        fgl_targets_dn = None
-        if 'pred_corners' in dn_list[0]:
-            fgl_targets_dn = self.fgl_targets(dn_list[0], targets, dn_indices,
-                                              outputs['up'],
-                                              outputs['reg_scale'])
-        return dict(
-            dn_indices=dn_indices,
-            dn_num_boxes=dn_num_boxes,
-            fgl_targets_dn=fgl_targets_dn)
+        self._check(layers, targets)
+        device = layers.logits.device
+        num_layers, bs = layers.logits.shape[:2]
+        own = [
+            self._match(layers.logits[i], layers.boxes[i], targets)
+            for i in range(num_layers)
+        ]
+        pre_own = self._match(pre.logits, pre.boxes, targets) \
+            if pre is not None else None
+        enc_own = [self._match(e.logits, e.boxes, targets) for e in enc]
+        union = self.go_lsd_assigner.assign(
+            [own[-1]] + own[:-1] + ([pre_own] if pre is not None else []) +
+            enc_own)
+        num_union = reduce_count(sum(len(q) for q, _ in union), device)
+        num_boxes = reduce_count(sum(len(t['labels']) for t in targets),
+                                 device)
+        union_mask = torch.zeros(
+            layers.logits.shape[1:3], dtype=torch.bool, device=device)
+        union_mask[query_index(union)] = True
+        balance = ddf_balance_factors(
+            union_mask.repeat_interleave(4, dim=-1).reshape(-1), bs,
+            self.ddf_ref_batch_size)
+        fgl = self.fgl_targets(layers.refs, targets, union)
+
+        def layer(preds: FDRPredictions, i: int,
+                  indices: List[MatchIndices]) -> SupervisedOutput:
+            return SupervisedOutput(preds.logits[i], preds.boxes[i],
+                                    preds.corners[i], preds.refs, indices)
+
+        teacher = DDFTeacher(layers.corners[-1], layers.logits[-1], balance)
+        plan = [
+            Supervision('', layer(layers, -1, own[-1]), union, num_boxes,
+                        num_union, fgl, None)
+        ]
+        plan += [
+            Supervision(f'_aux_{i}', layer(layers, i, own[i]), union,
+                        num_boxes, num_union, fgl, teacher)
+            for i in range(num_layers - 1)
+        ]
+        if pre is not None:
+            plan.append(
+                Supervision('_pre', SupervisedOutput(*pre, None, None,
+                                                     pre_own), union,
+                            num_boxes, num_union, None, None))
+        plan += [
+            Supervision(f'_enc_{i}', SupervisedOutput(*e, None, None, idx),
+                        union, num_boxes, num_union, None, None)
+            for i, (e, idx) in enumerate(zip(enc, enc_own))
+        ]
+        if dn_layers is None or len(dn_layers.logits) == 0:
+            return plan
+
+        if dn_meta is None:
+            raise KeyError(f'{type(self).__name__}: denoising outputs '
+                           'without dn_meta')
+        dn, num_groups = self.dn_matches(dn_meta, targets, device)
+        num_dn = num_boxes * num_groups
+        num_dn = num_dn if num_dn > 0 else 1
+        fgl_dn = self.fgl_targets(dn_layers.refs, targets, dn)
+        dn_teacher = DDFTeacher(dn_layers.corners[-1], dn_layers.logits[-1],
+                                balance)
+        plan += [
+            Supervision(f'_dn_{i}', layer(dn_layers, i, dn), dn, num_dn,
+                        num_dn, fgl_dn, dn_teacher)
+            for i in range(len(dn_layers.logits))
+        ]
+        if dn_pre is not None:
+            plan.append(
+                Supervision('_dn_pre', SupervisedOutput(*dn_pre, None, None,
+                                                        dn), dn, num_dn,
+                            num_dn, None, None))
+        return plan
 
     def dn_matches(self, dn_meta: Dict, targets: Sequence[Dict[str, Tensor]],
                    device: torch.device) -> Tuple[List[MatchIndices], int]:
@@ -444,88 +265,54 @@ class GOLSDLossMixin:
                                    device)
         return indices, dn_meta['dn_num_group']
 
-    # ------------------------------------------------------------- losses
-    def loss_by_outputs(self, outputs: Dict,
-                        targets: Sequence[Dict[str, Tensor]]
-                        ) -> Dict[str, Tensor]:
-        """All weighted loss terms (see the module docstring).
+    # ------------------------------------------------------------ the loop
+    def go_lsd_loss(self,
+                    layers: FDRPredictions,
+                    targets: Sequence[Dict[str, Tensor]],
+                    pre: Optional[BoxPredictions] = None,
+                    enc: Sequence[BoxPredictions] = (),
+                    dn_layers: Optional[FDRPredictions] = None,
+                    dn_pre: Optional[BoxPredictions] = None,
+                    dn_meta: Optional[dict] = None) -> Dict[str, Tensor]:
+        """All weighted loss terms: :meth:`supervision_plan`, then one loop
+        over its entries (arguments as there).
 
         As upstream (which calls the criterion outside ``autocast``), the
         losses are computed in float32 with autocast disabled, so mixed
         precision training only changes the precision of the predictions.
 
         Returns:
-            dict[str, Tensor]: Official term name -> scalar, already
+            dict[str, Tensor]: term name + suffix -> scalar, already
             multiplied by its weight and NaN-cleaned.
         """
-        device_type = outputs['pred_logits'].device.type
+        losses: Dict[str, Tensor] = {}
+        device_type = layers.logits.device.type
         with torch.autocast(device_type=device_type, enabled=False):
-            outputs, targets = _float32(outputs), _float32(targets)
-            losses = self._matching_losses(outputs, targets)
+            layers, pre, enc, dn_layers, dn_pre, targets = _float32(
+                (layers, pre, list(enc), dn_layers, dn_pre, list(targets)))
+            plan = self.supervision_plan(layers, targets, pre, enc,
+                                         dn_layers, dn_pre, dn_meta)
+            for entry in plan:
+                out = entry.output
+                key, value = classification_loss(self.loss_cls, out.logits,
+                                                 out.boxes, targets,
+                                                 out.indices,
+                                                 entry.cls_normaliser)
+                terms = {key: value}
+                terms.update(
+                    box_losses(self.loss_bbox, self.loss_iou, out.boxes,
+                               targets, entry.box_indices,
+                               entry.box_normaliser))
+                if entry.fgl_targets is not None and \
+                        self.loss_fgl is not None:
+                    terms['loss_fgl'] = fgl_loss(
+                        self.loss_fgl, out.corners, out.boxes, targets,
+                        entry.box_indices, entry.fgl_targets,
+                        entry.box_normaliser)
+                if entry.teacher is not None and self.loss_ddf is not None:
+                    terms['loss_ddf'] = ddf_loss(
+                        self.loss_ddf, out.corners, entry.teacher.corners,
+                        entry.teacher.logits, out.boxes, targets,
+                        entry.box_indices, entry.teacher.balance)
+                losses.update((k + entry.suffix, v) for k, v in terms.items())
         return {k: torch.nan_to_num(v, nan=0.0) for k, v in losses.items()}
-
-    def _matching_losses(self, outputs: Dict,
-                         targets: Sequence[Dict[str, Tensor]]
-                         ) -> Dict[str, Tensor]:
-        m = self.get_go_lsd_targets(outputs, targets)
-        go_indices = m['go_indices']
-        num_boxes, num_boxes_go = m['num_boxes'], m['num_boxes_go']
-        ddf_factors = (m['ddf_num_pos'], m['ddf_num_neg'])
-        aux_list = list(outputs.get('aux_outputs', []))
-        enc_list = list(outputs.get('enc_aux_outputs', []))
-        pre_out = outputs.get('pre_outputs')
-
-        losses: Dict[str, Tensor] = {}
-
-        def add(terms: Dict[str, Tensor], suffix: str) -> None:
-            for k, v in terms.items():
-                losses[k + suffix] = v
-
-        add(
-            self._output_losses(outputs, targets, m['indices'], go_indices,
-                                num_boxes, num_boxes_go, m['fgl_targets'],
-                                ddf_factors), '')
-        for i, out in enumerate(aux_list):
-            add(
-                self._output_losses(out, targets, m['aux_indices'][i],
-                                    go_indices, num_boxes, num_boxes_go,
-                                    m['fgl_targets'], ddf_factors),
-                f'_aux_{i}')
-        if pre_out is not None:
-            add(
-                self._output_losses(pre_out, targets, m['pre_indices'],
-                                    go_indices, num_boxes, num_boxes_go,
-                                    None, ddf_factors), '_pre')
-        for i, out in enumerate(enc_list):
-            add(
-                self._output_losses(out, m['enc_targets'],
-                                    m['enc_indices'][i], go_indices,
-                                    num_boxes, num_boxes_go, None,
-                                    ddf_factors), f'_enc_{i}')
-        if outputs.get('dn_outputs'):
-            losses.update(
-                self.loss_dn(outputs, targets, num_boxes, ddf_factors))
-        return losses
-
-    def loss_dn(self, outputs: Dict, targets: Sequence[Dict[str, Tensor]],
-                num_boxes: float,
-                ddf_factors: Tuple[Tensor, Tensor]) -> Dict[str, Tensor]:
-        """Denoising part (``DINOHead.loss_dn`` counterpart): every DN layer
-        (``_dn_i``) and the DN ``pre`` head (``_dn_pre``) against the fixed
-        DN matches; DDF uses the balance factors of the matching part."""
-        dn = self.get_dn_targets(outputs, targets, num_boxes)
-        dn_indices, dn_num_boxes = dn['dn_indices'], dn['dn_num_boxes']
-        losses: Dict[str, Tensor] = {}
-        for i, out in enumerate(outputs['dn_outputs']):
-            for k, v in self._output_losses(
-                    out, targets, dn_indices, dn_indices, dn_num_boxes,
-                    dn_num_boxes, dn['fgl_targets_dn'],
-                    ddf_factors).items():
-                losses[f'{k}_dn_{i}'] = v
-        if outputs.get('dn_pre_outputs') is not None:
-            for k, v in self._output_losses(
-                    outputs['dn_pre_outputs'], targets, dn_indices,
-                    dn_indices, dn_num_boxes, dn_num_boxes, None,
-                    ddf_factors).items():
-                losses[f'{k}_dn_pre'] = v
-        return losses

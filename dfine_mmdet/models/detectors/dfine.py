@@ -37,7 +37,6 @@ from mmdet.structures import OptSampleList
 from mmdet.utils import OptConfigType
 from torch import Tensor, nn
 
-from ..dense_heads.go_lsd_loss import GO_LSD_LOSS_DEFAULTS
 from ..layers.contrastive_denoising import DFINEContrastiveDenoising
 from ..layers.fdr_decoder import DFINETransformerDecoder
 from ..utils import SpatialShapes
@@ -76,70 +75,55 @@ def generate_anchors(spatial_shapes: Sequence[Tuple[int, int]],
     return anchors, valid_mask
 
 
-def _fill(cfg: dict, key: str, value, field: str, source: str) -> None:
-    """Set ``cfg[key] = value`` unless the config already holds another
-    value for it, which is an error naming both fields."""
-    old = cfg.get(key)
-    if isinstance(old, (list, tuple)) and isinstance(value, (list, tuple)):
-        old, value = list(old), list(value)
-    if old is not None and old != value:
-        raise ValueError(
-            f'inconsistent D-FINE config: {field}={cfg[key]!r} but '
-            f'{source}={value!r}; set it only in {source} (it is filled in '
-            f'from there)')
-    cfg[key] = value
-
-
-def fill_coder_settings(decoder: dict, bbox_head: dict) -> None:
-    """The FDR coder (``reg_max``, ``reg_scale``, ``up``) lives in
-    ``bbox_head.bbox_coder`` (D-FINE's defaults when absent); a decoder-level
-    value or a ``bbox_head.reg_max`` shortcut may only repeat it, and is
-    removed (in place).  A conflicting value raises a ``ValueError`` naming
-    both fields.  Shared by :class:`DFINE` and
-    :class:`~dfine_mmdet.models.detectors.DINOFDR`."""
-    coder = bbox_head.get('bbox_coder')
-    if coder is None:
-        coder = bbox_head['bbox_coder'] = copy.deepcopy(
-            GO_LSD_LOSS_DEFAULTS['bbox_coder'])
-    defaults = GO_LSD_LOSS_DEFAULTS['bbox_coder']
-    for key in ('reg_max', 'reg_scale', 'up'):
-        # the decoder shares the head's coder object: a decoder-level value
-        # may only repeat the coder's
-        if key in decoder:
-            _fill(dict(v=decoder.pop(key)), 'v',
-                  coder.get(key, defaults[key]), f'model.decoder.{key}',
-                  f'model.bbox_head.bbox_coder.{key}')
-    if 'reg_max' in bbox_head:
-        _fill(dict(v=bbox_head.pop('reg_max')), 'v',
-              coder.get('reg_max', defaults['reg_max']),
-              'model.bbox_head.reg_max', 'model.bbox_head.bbox_coder.reg_max')
+def assert_fill(fills: Sequence[tuple]) -> None:
+    """Assert-and-fill (mmdet's ``DeformableDETR`` / ``DINO`` way), in place:
+    each ``(cfg, field, value, source)`` sets ``cfg[key] = value`` (``key``
+    = last part of ``field``); a config that states another value raises a
+    ``ValueError`` naming both fields (an equal value is accepted)."""
+    for cfg, field, value, source in fills:
+        key = field.rsplit('.', 1)[-1]
+        old = cfg.get(key, value)
+        if (list(old) if isinstance(old, (list, tuple)) else old) != value:
+            raise ValueError(
+                f'inconsistent config: {field}={old!r} but {source}={value!r}'
+                f'; set it only in {source} (it is filled in from there)')
+        cfg[key] = value
 
 
 def fill_shared_settings(neck: Optional[dict], decoder: Optional[dict],
                          bbox_head: Optional[dict], dn_cfg: Optional[dict],
                          feat_strides: Sequence[int]) -> None:
-    """Fill the settings shared by several D-FINE parts from their one
-    source (in place; see :class:`DFINE`).  Raises ``ValueError`` naming both
-    fields when a config sets one of them inconsistently."""
+    """Fill the settings several D-FINE parts share from their one source
+    (in place, :func:`assert_fill`; see :class:`DFINE`)."""
     if decoder is None or bbox_head is None:
         return
+    for key in ('reg_max', 'reg_scale', 'up'):  # the head's coder's
+        if key in decoder:
+            raise ValueError(f'model.decoder.{key} is not a decoder field: '
+                             f'set model.bbox_head.bbox_coder.{key}')
     layer_cfg = decoder.setdefault('layer_cfg', {})
     embed_dims = layer_cfg.get('embed_dims', 256)
-    _fill(bbox_head, 'embed_dims', embed_dims, 'model.bbox_head.embed_dims',
-          'model.decoder.layer_cfg.embed_dims')
-    _fill(bbox_head, 'num_pred_layer', decoder['num_layers'],
-          'model.bbox_head.num_pred_layer', 'model.decoder.num_layers')
-    fill_coder_settings(decoder, bbox_head)
+    fills = [(bbox_head, 'model.bbox_head.embed_dims', embed_dims,
+              'model.decoder.layer_cfg.embed_dims'),
+             (bbox_head, 'model.bbox_head.num_pred_layer',
+              decoder['num_layers'], 'model.decoder.num_layers'),
+             (bbox_head, 'model.bbox_head.activation',
+              decoder.get('activation', 'relu'), 'model.decoder.activation'),
+             (bbox_head, 'model.bbox_head.mlp_act',
+              decoder.get('mlp_act', 'relu'), 'model.decoder.mlp_act'),
+             (layer_cfg, 'model.decoder.layer_cfg.num_levels',
+              len(feat_strides), 'len(model.feat_strides)')]
     if dn_cfg is not None:
-        _fill(dn_cfg, 'num_classes', bbox_head['num_classes'],
-              'model.dn_cfg.num_classes', 'model.bbox_head.num_classes')
-        _fill(dn_cfg, 'embed_dims', embed_dims, 'model.dn_cfg.embed_dims',
-              'model.decoder.layer_cfg.embed_dims')
         dn_cfg.pop('type', None)
+        fills += [(dn_cfg, 'model.dn_cfg.num_classes',
+                   bbox_head['num_classes'], 'model.bbox_head.num_classes'),
+                  (dn_cfg, 'model.dn_cfg.embed_dims', embed_dims,
+                   'model.decoder.layer_cfg.embed_dims')]
     if neck is not None and ('feat_strides' in neck
                              or neck.get('type') == 'HybridEncoder'):
-        _fill(neck, 'feat_strides', list(feat_strides),
-              'model.neck.feat_strides', 'model.feat_strides')
+        fills.append((neck, 'model.neck.feat_strides', list(feat_strides),
+                      'model.feat_strides'))
+    assert_fill(fills)
 
 
 @MODELS.register_module()
@@ -150,12 +134,13 @@ class DFINE(DetectionTransformer):
         backbone (dict): e.g. ``HGNetV2``.
         neck (dict): ``HybridEncoder`` (its outputs are the decoder levels).
         decoder (dict): Arguments of :class:`DFINETransformerDecoder`
-            (``num_layers``, ``layer_cfg``, ``reg_max``, ``reg_scale``,
-            ``up``, ``eval_idx``).
+            (``num_layers``, ``layer_cfg``, ``eval_idx``, ``activation``,
+            ``mlp_act``; the coder is the head's).
         bbox_head (dict): ``DFINEHead``.
-        in_channels (Sequence[int]): Channels of the neck outputs. Levels whose
-            width differs from the decoder width get a 1x1 conv + BN
-            projection (D-FINE-X: 384 -> 256), others an identity.
+        in_channels (Sequence[int], optional): Channels of the neck outputs
+            (default: the neck's ``out_channels``). Levels whose width
+            differs from the decoder width get a 1x1 conv + BN projection
+            (D-FINE-X: 384 -> 256), others an identity.
         num_queries (int): Number of selected queries. Default 300.
         eval_spatial_size (tuple[int], optional): ``(H, W)`` for which the
             ``anchors`` / ``valid_mask`` buffers are made (official checkpoints
@@ -180,15 +165,18 @@ class DFINE(DetectionTransformer):
     :func:`fill_shared_settings`: ``num_classes`` (``bbox_head``) -> ``dn_cfg``;
     ``embed_dims`` (``decoder.layer_cfg``) -> ``bbox_head``, ``dn_cfg``;
     ``num_layers`` (``decoder``) -> ``bbox_head.num_pred_layer``;
-    ``feat_strides`` (model) -> ``neck``; the FDR coder
-    (``bbox_head.bbox_coder``: ``reg_max``, ``reg_scale``, ``up``) is the
-    decoder's.  A config that also sets a filled field to a different value
-    gets a ``ValueError`` naming both fields.
+    ``activation`` / ``mlp_act`` (``decoder``) -> ``bbox_head``;
+    ``feat_strides`` (model) -> ``neck``, and their count ->
+    ``decoder.layer_cfg.num_levels``; the neck's ``out_channels`` ->
+    ``in_channels``; the FDR coder (``bbox_head.bbox_coder``: ``reg_max``,
+    ``reg_scale``, ``up``) is the decoder's and the LQE's.  A config that
+    also sets a filled field to a different value gets a ``ValueError``
+    naming both fields.
     """
 
     def __init__(self,
                  *args,
-                 in_channels: Sequence[int] = (256, 256, 256),
+                 in_channels: Optional[Sequence[int]] = None,
                  eval_spatial_size: Optional[Tuple[int, int]] = (640, 640),
                  feat_strides: Sequence[int] = (8, 16, 32),
                  anchor_grid_size: float = 0.05,
@@ -196,7 +184,7 @@ class DFINE(DetectionTransformer):
                  dn_cfg: OptConfigType = None,
                  allow_partial_checkpoint: bool = False,
                  **kwargs) -> None:
-        self.in_channels = list(in_channels)
+        self.in_channels = in_channels
         self.eval_spatial_size = (tuple(eval_spatial_size)
                                   if eval_spatial_size is not None else None)
         self.feat_strides = list(feat_strides)
@@ -218,6 +206,19 @@ class DFINE(DetectionTransformer):
         self.decoder = DFINETransformerDecoder(
             bbox_coder=self.bbox_head.bbox_coder, **self.decoder)
         self.embed_dims = self.decoder.embed_dims
+        # in_channels follow the neck (assert-and-fill)
+        neck_channels = getattr(getattr(self, 'neck', None), 'out_channels',
+                                None)
+        if neck_channels is not None:
+            cfg = {} if self.in_channels is None else dict(
+                in_channels=self.in_channels)
+            assert_fill([(cfg, 'model.in_channels', list(neck_channels),
+                          'model.neck.out_channels')])
+            self.in_channels = cfg['in_channels']
+        if self.in_channels is None:
+            raise ValueError('model.in_channels is needed: the neck has no '
+                             'out_channels to derive it from')
+        self.in_channels = list(self.in_channels)
         self.num_levels = len(self.in_channels)
         if len(self.feat_strides) != self.num_levels:
             raise ValueError(f'feat_strides {self.feat_strides} and '
@@ -439,8 +440,8 @@ class DFINE(DetectionTransformer):
 
         Returns:
             dict: ``hidden_states``, ``pred_boxes``, ``pred_corners`` (each
-            ``[L', B, T+Q, ...]``), ``ref_points``, ``pre_boxes``, ``up``,
-            ``reg_scale`` (see :meth:`DFINETransformerDecoder.forward`).
+            ``[L', B, T+Q, ...]``), ``ref_points``, ``pre_boxes`` (see
+            :meth:`DFINETransformerDecoder.forward`).
         """
         return self.decoder(
             query=query,

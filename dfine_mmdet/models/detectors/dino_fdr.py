@@ -33,25 +33,25 @@ from mmdet.utils import OptConfigType
 from torch import Tensor
 
 from ..layers.fdr_dino_decoder import FDRDinoTransformerDecoder
-from .dfine import _fill, fill_coder_settings
+from .dfine import assert_fill
 
 
 def fill_fdr_settings(decoder: Optional[dict],
                       bbox_head: Optional[dict]) -> None:
-    """Fill the settings that the FDR decoder and head share from their one
-    source (in place): ``bbox_head.embed_dims`` from
-    ``decoder.layer_cfg.self_attn_cfg.embed_dims``; the FDR coder
-    (``reg_max``, ``reg_scale``, ``up``) lives in ``bbox_head.bbox_coder``
-    (D-FINE's defaults when absent); a ``bbox_head.reg_max`` shortcut or a
-    decoder-level value may only repeat it.  A conflicting value raises a
-    ``ValueError`` naming both fields."""
+    """Fill ``bbox_head.embed_dims`` from
+    ``decoder.layer_cfg.self_attn_cfg.embed_dims`` (in place,
+    :func:`assert_fill`); the FDR coder (``reg_max``, ``reg_scale``, ``up``)
+    is ``bbox_head.bbox_coder`` only."""
     if decoder is None or bbox_head is None:
         return
+    for key in ('reg_max', 'reg_scale', 'up'):
+        if key in decoder:
+            raise ValueError(f'model.decoder.{key} is not a decoder field: '
+                             f'set model.bbox_head.bbox_coder.{key}')
     attn = decoder.get('layer_cfg', {}).get('self_attn_cfg', {})
-    _fill(bbox_head, 'embed_dims', attn.get('embed_dims', 256),
-          'model.bbox_head.embed_dims',
-          'model.decoder.layer_cfg.self_attn_cfg.embed_dims')
-    fill_coder_settings(decoder, bbox_head)
+    assert_fill([(bbox_head, 'model.bbox_head.embed_dims',
+                  attn.get('embed_dims', 256),
+                  'model.decoder.layer_cfg.self_attn_cfg.embed_dims')])
 
 
 @MODELS.register_module()

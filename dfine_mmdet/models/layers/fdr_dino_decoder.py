@@ -41,16 +41,20 @@ sine embedding of the reference box and ``ref_point_head``, the final
 ``norm``, the ``valid_ratios`` scaling; so a plain DINO checkpoint loads
 into every decoder parameter.  The coder (``reg_max``, ``reg_scale``, ``up``)
 is the detection head's (:class:`DINOFDRHead.bbox_coder`), passed in by
-:class:`~dfine_mmdet.models.detectors.DINOFDR`; this module holds none.
+:class:`~dfine_mmdet.models.detectors.DINOFDR`; this module holds none.  The
+pre-head step and the FDR step are D-FINE's decoder's own functions
+(:func:`~dfine_mmdet.models.layers.fdr_decoder.pre_refine`,
+:func:`~dfine_mmdet.models.layers.fdr_decoder.fdr_refine`).
 """
 from typing import Optional, Tuple
 
 import torch
-from mmdet.models.layers import DinoTransformerDecoder, inverse_sigmoid
+from mmdet.models.layers import DinoTransformerDecoder
 from mmdet.models.layers.transformer.utils import coordinate_to_encoding
 from torch import Tensor, nn
 
 from ..task_modules.coders.fdr_coder import FDRBBoxCoder
+from .fdr_decoder import fdr_refine, pre_refine
 
 
 class FDRDinoTransformerDecoder(DinoTransformerDecoder):
@@ -118,10 +122,9 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
         project = bbox_coder.project(device=ref.device).to(ref.dtype)
         ratios = torch.cat([valid_ratios, valid_ratios], -1)[:, None]
 
-        hidden_states, corners, boxes = [], [], []
+        hidden_states, all_corners, boxes = [], [], []
         ref_init = None if pre_reg_branch is not None else ref
-        pre_boxes = None
-        corners_prev = None
+        pre_boxes = corners = None
         for lid, layer in enumerate(self.layers):
             ref_input = ref[:, :, None] * ratios
             query_sine_embed = coordinate_to_encoding(
@@ -140,17 +143,12 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
                 **kwargs)
             hidden = self.norm(query)
             if ref_init is None:  # layer 0 with a pre head
-                pre_boxes = torch.sigmoid(
-                    pre_reg_branch(hidden) + inverse_sigmoid(ref))
-                ref_init = pre_boxes.detach()
-            layer_corners = reg_branches[lid](hidden)
-            if corners_prev is not None:
-                layer_corners = layer_corners + corners_prev
-            box = bbox_coder.decode(ref_init, layer_corners, project=project)
+                pre_boxes, ref_init = pre_refine(pre_reg_branch, hidden, ref)
+            corners, box = fdr_refine(reg_branches[lid], hidden, corners,
+                                      ref_init, bbox_coder, project)
             hidden_states.append(hidden)
             boxes.append(box)
-            corners.append(layer_corners)
-            corners_prev = layer_corners
+            all_corners.append(corners)
             ref = box.detach()
         return (torch.stack(hidden_states), torch.stack([ref_init] + boxes),
-                torch.stack(corners), pre_boxes)
+                torch.stack(all_corners), pre_boxes)

@@ -12,37 +12,42 @@ summarised by their top-``k`` probabilities and the mean of those, giving
     s = [topk(P, k), mean(topk(P, k))]                         # [B, Q, 4, k+1]
     logits = logits + MLP(s.flatten(-2))                       # [B, Q, C]
 
-The MLP is mmdet's :class:`~mmdet.models.layers.transformer.MLP` (same ReLU
-MLP as the official one); its last layer is zero-initialised so the LQE starts
-as a no-op.  Parameter names (``reg_conf.layers.{0,1}``) match the official
+The MLP is :class:`~dfine_mmdet.models.utils.MLP` (mmdet's ReLU MLP by
+default, as the official one; DEIM runs it with the decoder ``activation``);
+its last layer is zero-initialised so the LQE starts as a no-op.  ``reg_max``
+is the FDR coder's (the head passes ``bbox_coder.reg_max``; no default
+here).  Parameter names (``reg_conf.layers.{0,1}``) match the official
 checkpoints.
 """
 import torch
 import torch.nn.functional as F
-from mmdet.models.layers.transformer import MLP
 from torch import Tensor, nn
+
+from ..utils import MLP
 
 
 class LQE(nn.Module):
     """Location Quality Estimator.
 
     Args:
+        reg_max (int): Number of bin intervals; ``reg_max + 1`` bins (the
+            FDR coder's).
         k (int): Number of top bin probabilities per edge. Default 4.
         hidden_dim (int): Hidden width of the MLP. Default 64.
         num_layers (int): Number of MLP layers. Default 2.
-        reg_max (int): Number of bin intervals; ``reg_max + 1`` bins.
-            Default 32.
+        act (str): Activation of the MLP. Default 'relu'.
     """
 
     def __init__(self,
+                 reg_max: int,
                  k: int = 4,
                  hidden_dim: int = 64,
                  num_layers: int = 2,
-                 reg_max: int = 32) -> None:
+                 act: str = 'relu') -> None:
         super().__init__()
         self.k = k
         self.reg_max = reg_max
-        self.reg_conf = MLP(4 * (k + 1), hidden_dim, 1, num_layers)
+        self.reg_conf = MLP(4 * (k + 1), hidden_dim, 1, num_layers, act=act)
         self.init_weights()
 
     def init_weights(self) -> None:

@@ -67,7 +67,18 @@ class DFINEVarifocalLoss(nn.Module):
         gamma (float): Focusing exponent. Default 2.
         reduction (str): ``'none' | 'mean' | 'sum'``. Default ``'mean'``.
         loss_weight (float): Multiplier of the loss. Default 1.
+
+    Class attributes read by the D-FINE heads (an IoU-aware class loss such
+    as DEIM's ``MatchabilityAwareLoss`` states the same three):
+    ``loss_name`` (the term key), ``iou_aware`` (called with ``(labels,
+    ious)`` targets, see
+    :func:`~dfine_mmdet.models.losses.set_prediction_losses.classification_loss`)
+    and ``use_sigmoid`` (sigmoid scores, read by mmdet's DETR heads).
     """
+
+    loss_name = 'loss_vfl'
+    iou_aware = True
+    use_sigmoid = True
 
     def __init__(self,
                  alpha: float = 0.75,
