@@ -49,6 +49,7 @@ cannot be reused.  Parameter names inside the layers follow the official
 checkpoints (``self_attn``, ``norm1``, ``cross_attn``, ``gateway``,
 ``linear1``, ``linear2``, ``norm3``).
 """
+import logging
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
@@ -299,7 +300,7 @@ class DFINETransformerDecoder(nn.Module):
                     f'model.bbox_head.bbox_coder.{name}={configured:g}; '
                     'using the checkpoint value',
                     logger='current',
-                    level=30)
+                    level=logging.WARNING)
             setattr(coder, name, loaded)
 
     @property

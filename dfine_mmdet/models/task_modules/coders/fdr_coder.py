@@ -211,6 +211,13 @@ class FDRBBoxCoder(BaseBBoxCoder):
     ``decode`` turns corner logits into boxes (Eq. 2-3); ``encode`` turns
     ground-truth boxes into FGL bin targets (Eq. 6).
 
+    This object is the one source of ``reg_max`` / ``reg_scale`` / ``up``
+    (and these class defaults the only defaults): a head builds it from its
+    ``bbox_coder`` config and hands it to its decoder and LQE; the loss reads
+    it (``encode``).  The D-FINE decoder keeps ``up`` / ``reg_scale`` as
+    buffers for the checkpoint (official state dicts hold them) and writes a
+    loaded checkpoint's values back into this object.
+
     Args:
         reg_max (int): Number of bin intervals per edge. Default 32.
         reg_scale (float): ``c`` of ``W(n)``. Default 4 (8 for D-FINE-X).
