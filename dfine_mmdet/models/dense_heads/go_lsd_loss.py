@@ -3,8 +3,9 @@ the one loop that consumes it.
 
 D-FINE (arXiv 2410.13842) supervises, per training step, every output with
 the same terms (:mod:`dfine_mmdet.models.losses.set_prediction_losses`);
-what differs is written once, as code, in :meth:`GOLSDLossMixin.supervision_plan`
-(one :class:`~.supervision_plan.Supervision` entry per output):
+what differs is written once, as code, in
+:meth:`GOLSDLossMixin.supervision_plan` (one
+:class:`~.supervision_plan.Supervision` entry per output):
 
 ================  ==========================  ==============================
 output (suffix)   class term: matches /       box, FGL, DDF terms: matches /

@@ -71,9 +71,9 @@ class DFINEVarifocalLoss(nn.Module):
     Class attributes read by the D-FINE heads (an IoU-aware class loss such
     as DEIM's ``MatchabilityAwareLoss`` states the same three):
     ``loss_name`` (the term key), ``iou_aware`` (called with ``(labels,
-    ious)`` targets, see
-    :func:`~dfine_mmdet.models.losses.set_prediction_losses.classification_loss`)
-    and ``use_sigmoid`` (sigmoid scores, read by mmdet's DETR heads).
+    ious)`` targets, see ``classification_loss`` in
+    :mod:`dfine_mmdet.models.losses.set_prediction_losses`) and
+    ``use_sigmoid`` (sigmoid scores, read by mmdet's DETR heads).
     """
 
     loss_name = 'loss_vfl'

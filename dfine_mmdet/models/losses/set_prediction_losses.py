@@ -11,7 +11,7 @@ computed here, once, for every head that mixes in
 ==========================  ===============================================
 :func:`classification_loss` IoU-aware (VFL, MAL: labels + IoU of the matched
                             pairs) or label-only (mmdet ``FocalLoss``) class
-                            loss; the key comes from the loss (:func:`loss_key`)
+                            loss; key from the loss (:func:`loss_key`)
 :func:`box_losses`          L1 (``loss_bbox``) and GIoU (``loss_giou``)
 :func:`fgl_loss`            Fine-Grained Localization (``loss_fgl``)
 :func:`ddf_loss`            Decoupled Distillation Focal (``loss_ddf``)
