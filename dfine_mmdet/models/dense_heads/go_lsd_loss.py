@@ -62,7 +62,7 @@ from torch import Tensor
 from ..layers.contrastive_denoising import dn_match_indices
 from ..losses.ddf_loss import ddf_balance_factors
 from ..losses.set_prediction_losses import (box_losses, classification_loss,
-                                            ddf_loss, fgl_loss,
+                                            ddf_loss, fgl_loss, matched_ious,
                                             matched_targets, query_index)
 from ..utils import FGLTargets, MatchIndices, bbox_cxcywh_to_xyxy_clamped
 from .supervision_plan import (BoxPredictions, DDFTeacher, FDRPredictions,
@@ -304,16 +304,17 @@ class GOLSDLossMixin:
                     box_losses(self.loss_bbox, self.loss_iou, out.boxes,
                                targets, entry.box_indices,
                                entry.box_normaliser))
-                if entry.fgl_targets is not None and \
-                        self.loss_fgl is not None:
-                    terms['loss_fgl'] = fgl_loss(
-                        self.loss_fgl, out.corners, out.boxes, targets,
-                        entry.box_indices, entry.fgl_targets,
-                        entry.box_normaliser)
-                if entry.teacher is not None and self.loss_ddf is not None:
-                    terms['loss_ddf'] = ddf_loss(
-                        self.loss_ddf, out.corners, entry.teacher.corners,
-                        entry.teacher.logits, out.boxes, targets,
-                        entry.box_indices, entry.teacher.balance)
+                if entry.fgl_targets is not None:
+                    ious = matched_ious(out.boxes, targets, entry.box_indices)
+                    if self.loss_fgl is not None:
+                        terms['loss_fgl'] = fgl_loss(
+                            self.loss_fgl, out.corners, entry.box_indices,
+                            entry.fgl_targets, ious, entry.box_normaliser)
+                    if entry.teacher is not None and \
+                            self.loss_ddf is not None:
+                        terms['loss_ddf'] = ddf_loss(
+                            self.loss_ddf, out.corners, entry.teacher.corners,
+                            entry.teacher.logits, entry.box_indices, ious,
+                            entry.teacher.balance)
                 losses.update((k + entry.suffix, v) for k, v in terms.items())
         return {k: torch.nan_to_num(v, nan=0.0) for k, v in losses.items()}

@@ -144,21 +144,21 @@ def box_losses(loss_bbox: nn.Module, loss_iou: nn.Module, boxes: Tensor,
             avg_factor=avg_factor))
 
 
-def fgl_loss(loss_fgl: nn.Module, corners: Tensor, boxes: Tensor,
-             targets: Sequence[Dict[str, Tensor]],
+def fgl_loss(loss_fgl: nn.Module, corners: Tensor,
              indices: Sequence[MatchIndices], fgl_targets: FGLTargets,
-             avg_factor: float) -> Tensor:
+             ious: Tensor, avg_factor: float) -> Tensor:
     """FGL of the matched pairs' edge distributions against the coder's bin
     targets, each edge weighted by its pair's IoU.
 
     Args:
         corners (Tensor): ``[B, Q, 4 (reg_max + 1)]``.
+        indices (list[tuple[Tensor, Tensor]]): The matched pairs.
         fgl_targets (tuple[Tensor]): ``(position, weight_right,
             weight_left)``, each ``[4 n]`` (``FDRBBoxCoder.encode`` of the
             same pairs, in the same order).
+        ious (Tensor): ``[n]`` :func:`matched_ious` of the pairs.
     """
     bins = corners.shape[-1] // 4
-    ious = matched_ious(boxes, targets, indices)
     return loss_fgl(
         corners[query_index(indices)].reshape(-1, bins),
         fgl_targets,
@@ -167,10 +167,8 @@ def fgl_loss(loss_fgl: nn.Module, corners: Tensor, boxes: Tensor,
 
 
 def ddf_loss(loss_ddf: nn.Module, corners: Tensor, teacher_corners: Tensor,
-             teacher_logits: Tensor, boxes: Tensor,
-             targets: Sequence[Dict[str, Tensor]],
-             indices: Sequence[MatchIndices],
-             balance: Tuple[Tensor, Tensor]) -> Tensor:
+             teacher_logits: Tensor, indices: Sequence[MatchIndices],
+             ious: Tensor, balance: Tuple[Tensor, Tensor]) -> Tensor:
     """DDF from the teacher's edge distributions to this output's, over all
     queries: matched edges weighted by their IoU, the others by the teacher's
     confidence ``max_c sigmoid(teacher_logits)``; matched / unmatched means
@@ -179,11 +177,12 @@ def ddf_loss(loss_ddf: nn.Module, corners: Tensor, teacher_corners: Tensor,
     Args:
         corners, teacher_corners (Tensor): ``[B, Q, 4 (reg_max + 1)]``.
         teacher_logits (Tensor): ``[B, Q, C]``.
+        indices (list[tuple[Tensor, Tensor]]): The matched pairs.
+        ious (Tensor): ``[n]`` :func:`matched_ious` of the pairs.
         balance (tuple[Tensor]): ``(num_pos, num_neg)``.
     """
     bins = corners.shape[-1] // 4
     idx = query_index(indices)
-    ious = matched_ious(boxes, targets, indices)
     confidence = teacher_logits.detach().sigmoid().max(-1)[0]
     weight = confidence.index_put(idx, ious.to(confidence.dtype))
     pos_mask = torch.zeros_like(confidence, dtype=torch.bool)
