@@ -176,13 +176,24 @@ def test_public_modes_match_stages(parity_dir):
 
 
 def test_anchors_match_official_buffers(parity_dir):
-    """Generated anchors at 640 equal the official buffers bit for bit."""
+    """Generated anchors at 640 equal the official buffers.
+
+    The validity mask and the positions of the ``inf`` (invalid) anchors must
+    be identical; the finite logits may differ by at most 2 ulp, because
+    ``torch.log`` dispatches to different vectorised kernels per CPU (AVX2,
+    AVX-512): on some x86-64 machines 320 of 8000 values differ by 1 ulp
+    from the machine that made the fixture.
+    """
     from dfine_mmdet.models.detectors.dfine import generate_anchors
     for variant, shapes in (('n', [(40, 40), (20, 20)]),
                             ('s', [(80, 80), (40, 40), (20, 20)])):
         fx = np.load(f'{parity_dir}/dfine_{variant}_coco.npz')
         anchors, valid = generate_anchors(shapes)
-        np.testing.assert_array_equal(anchors.numpy(),
-                                      fx['buffer/decoder.anchors'])
+        ours, ref = anchors.numpy(), fx['buffer/decoder.anchors']
+        assert ours.shape == ref.shape and ours.dtype == ref.dtype
+        finite = np.isfinite(ref)
+        np.testing.assert_array_equal(np.isfinite(ours), finite)
+        np.testing.assert_array_equal(ours[~finite], ref[~finite])
+        np.testing.assert_array_max_ulp(ours[finite], ref[finite], maxulp=2)
         np.testing.assert_array_equal(valid.numpy(),
                                       fx['buffer/decoder.valid_mask'])
