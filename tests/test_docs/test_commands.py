@@ -26,15 +26,26 @@ import sys
 
 import pytest
 
-from markdown_utils import (ROOT, code_spans, doc_pages, normalize, page_commands,
-                            read, table_rows)
+from markdown_utils import (ROOT, code_spans, doc_pages, normalize, options,
+                            page_commands, read, table_rows)
 
 MARKERS = ('<!-- command-tests:start -->', '<!-- command-tests:end -->')
 TABLE_PAGE = 'docs/testing.md'
 
 
+def _scripts_of(prefixes):
+    """``tools/`` scripts a row says run its commands (e.g. the pip lines of
+    ``tools/setup_env.sh``)."""
+    for row in ROWS:
+        if row[0] == prefixes:
+            return row[5]
+    return []
+
+
 def _rows():
-    """``[(prefixes, tests, ci, not_run_reason, executed_page)]`` of the table."""
+    """``[(prefixes, tests, ci, not_run_reason, executed_page, scripts)]`` of
+    the table (``scripts``: ``tools/`` files named in the row, which run the
+    commands)."""
     out = []
     for cells in table_rows(read(TABLE_PAGE), *MARKERS):
         assert len(cells) == 2, f'{TABLE_PAGE}: a row needs 2 cells: {cells}'
@@ -42,10 +53,13 @@ def _rows():
         prefixes = code_spans(first)
         assert prefixes, f'{TABLE_PAGE}: no `command` in {first!r}'
         tests = [s for s in code_spans(second) if s.startswith('tests/')]
+        scripts = [s for s in code_spans(second) if re.fullmatch(r'tools/\S+\.(?:sh|py)', s)]
+        for script in scripts:
+            assert osp.isfile(osp.join(ROOT, script)), f'{TABLE_PAGE}: {script} does not exist'
         ci = second.startswith('CI')
         not_run = second.split(':', 1)[1].strip() if second.startswith('not run') else None
         executed = prefixes[0] if prefixes[0].endswith('.md') else None
-        out.append((prefixes, tests, ci, not_run, executed))
+        out.append((prefixes, tests, ci, not_run, executed, scripts))
     return out
 
 
@@ -103,7 +117,7 @@ def _script(prefix):
 
 @pytest.mark.parametrize('row', ROWS, ids=[r[0][0] for r in ROWS])
 def test_row_names_existing_tests_that_run_the_command(row):
-    prefixes, tests, ci, not_run, executed = row
+    prefixes, tests, ci, not_run, executed, _ = row
     if not_run is not None:
         assert len(not_run) > 10, f'{prefixes}: say why it is not run'
         assert not tests and not ci
@@ -135,6 +149,35 @@ def test_row_names_existing_tests_that_run_the_command(row):
         with open(osp.join(ROOT, '.ci', 'run'), encoding='utf-8') as f:
             ci_lines = [normalize(ln.strip()) for ln in f]
         assert all(normalize(p) in ci_lines for p in prefixes), (prefixes, ci_lines)
+
+
+#: options a page shows that no test can pass, with the reason
+OPTION_EXEMPT = {
+    ('mim train mmdetection', '--gpus'): 'launching 8 GPU processes needs 8 GPUs',
+    ('python tools/deploy.py', '--device'): 'building a TensorRT engine needs a CUDA GPU',
+}
+
+
+def test_every_option_shown_is_passed_by_a_test():
+    """Each ``--option`` of a command appears in the test files of its row (a
+    page run from top to bottom passes its options itself)."""
+    missing = []
+    for c in COMMANDS:
+        m = _match(c)
+        if m is None or m[0][3] is not None or m[0][4]:
+            continue
+        (prefixes, tests, _, _, _, _), prefix = m
+        sources = ''
+        for ref in tests + _scripts_of(prefixes):
+            with open(osp.join(ROOT, ref.split('::')[0]), encoding='utf-8') as f:
+                sources += f.read()
+        for opt in options(c.text):
+            if opt in sources or (prefix, opt) in OPTION_EXEMPT:
+                continue
+            if not tests:  # CI-only rows: the option must be in .ci/run
+                continue
+            missing.append(f'{c.page}:{c.line}: {opt} of {c.text!r} (tests: {tests})')
+    assert not missing, 'options no test passes:\n' + '\n'.join(missing)
 
 
 def test_every_row_is_used():
@@ -230,3 +273,22 @@ def test_dist_test_sh(tmp_path):
     assert re.search(r'Epoch\(test\) \[\d+/\d+\].*coco/bbox_mAP: [0-9.-]+', out), out[-3000:]
     # 6 images over 2 processes, batch 2: [2/2] iterations per rank
     assert 'Epoch(test) [2/2]' in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_toy_train_minutes_budget(tmp_path):
+    """``python tools/benchmark/toy_train.py --minutes M`` (docs/benchmarks.md;
+    the tool's own test uses ``--iters``): a 3-second budget trains, stops and
+    evaluates."""
+    data = tmp_path / 'toy'
+    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out',
+                    str(data), '--num-train', '8', '--num-val', '4'], check=True,
+                   capture_output=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'toy_train.py'), '--minutes',
+         '0.05', '--threads', '1', '--data', str(data), '--work-dir', str(tmp_path / 'wd')],
+        cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT))
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert re.search(r'bbox mAP: \d\.\d{3}  mAP@0\.5: \d\.\d{3}', out), out[-3000:]
