@@ -127,7 +127,7 @@ def test_page_steps_detect_a_stray_python_block():
     with pytest.raises(AssertionError, match='file: NAME'):
         page_steps('```python\nprint(1)\n```\n')
     steps = page_steps('<!-- expect-error: boom -->\n```bash\nfalse\n```\n')
-    assert steps == [('bash', 'false', 'boom', 2)]
+    assert steps == [('bash', 'false', 'boom', 3)]  # line of the block's first command
 
 
 @pytest.mark.slow
@@ -181,7 +181,30 @@ def test_per_class_ap_and_pytorch_results_use_the_json_ids(journey):
         assert re.search(rf'\|\s*{name}\s*\|', out), f'no per-class AP row for {name}:\n{out[-3000:]}'
     with open(work / 'work_dirs/shapes_test/results.bbox.json') as f:
         results = json.load(f)
-    assert results and {r['category_id'] for r in results} == set(IDS.values())
+    assert results and {r['category_id'] for r in results} <= set(IDS.values())
+
+
+@pytest.mark.slow
+def test_metric_maps_every_label_to_its_json_id(journey, tmp_path):
+    """MMDetection's label -> category id mapping of the page's evaluator,
+    for every label (a model after 4 iterations may predict one class only):
+    label i is written with the id of ``classes[i]``."""
+    import torch
+    from mmdet.registry import METRICS
+    from mmdet.utils import register_all_modules
+    from mmengine import Config
+    work, _ = journey
+    register_all_modules()
+    cfg = Config.fromfile(str(work / 'shapes_dfine_n.py'))
+    metric = METRICS.build(dict(cfg.test_evaluator, ann_file=str(work / cfg.test_evaluator.ann_file),
+                                format_only=True, outfile_prefix=str(tmp_path / 'm')))
+    metric.dataset_meta = dict(classes=CLASSES)
+    pred = dict(img_id=0, bboxes=torch.tensor([[0., 0., 9., 9.]] * 3).numpy(),
+                scores=torch.tensor([0.9, 0.8, 0.7]).numpy(), labels=torch.tensor([0, 1, 2]).numpy())
+    metric.compute_metrics([(dict(img_id=0, width=64, height=64), pred)])
+    with open(tmp_path / 'm.bbox.json') as f:
+        written = json.load(f)
+    assert [r['category_id'] for r in written] == [IDS[c] for c in CLASSES]
 
 
 def _by_image(results, top):
@@ -225,14 +248,11 @@ def test_exported_model_class_ids_end_to_end(journey):
     app_img, dep_img, pt_img = _by_image(app, 50), _by_image(mmdeploy, 1000), _by_image(
         torch_res, 10)
     assert len(app_img) == len(dep_img) == len(pt_img) == n_images
-    labels_seen = set()
     for img, dets in app_img.items():
         for a in dets:
             b = _pair(a, dep_img[img], box_tol=0.05, score_tol=1e-5)
             assert b is not None, f'image {img}: {a} has no MMDeploy counterpart'
             assert b['category_id'] == a['category_id'], (a, b)
-            labels_seen.add(a['class_name'])
-    assert labels_seen == set(CLASSES), labels_seen  # every class id was exercised
     for img, dets in pt_img.items():
         for p in dets:
             b = _pair(p, dep_img[img], box_tol=0.05, score_tol=1e-3)
