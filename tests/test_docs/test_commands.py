@@ -110,6 +110,19 @@ def test_every_command_is_run_by_a_test_or_ci():
         'add a test that runs them and a row naming it:\n' + '\n'.join(missing))
 
 
+def test_scripts_and_configs_of_commands_exist():
+    """The ``tools/`` script a command runs and the repository configs it
+    names exist (a moved or renamed file fails here, not in a user's shell)."""
+    bad = []
+    for c in COMMANDS:
+        for token in normalize(c.text).split():
+            token = token.strip('"\'')
+            if re.fullmatch(r'(?:tools|configs)/[\w./-]+\.(?:py|sh)', token) and not osp.isfile(
+                    osp.join(ROOT, token)):
+                bad.append(f'{c.page}:{c.line}: {token} ({c.text})')
+    assert not bad, 'commands naming files that do not exist:\n' + '\n'.join(bad)
+
+
 def _script(prefix):
     m = re.search(r'(?:^|\s)((?:tools|\.)/\S+\.(?:py|sh))', prefix)
     return m.group(1) if m else None
