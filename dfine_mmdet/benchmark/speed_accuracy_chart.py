@@ -8,6 +8,7 @@ drawn with a leader line at the least-crowded offset. This keeps the names of
 close models (e.g. RTMDet-tiny / YOLOX-tiny / D-FINE-N at similar latency)
 readable without hand-placed coordinates.
 """
+import textwrap
 from typing import Dict, List, Optional, Sequence
 
 #: colour per family; D-FINE is drawn bold
@@ -88,9 +89,10 @@ def plot(points: Sequence[Dict], path: str, xlabel: str, ylabel: str, title: str
     notes = [footnote] if footnote else []
     if left_out:
         notes.append('not plotted (no latency or accuracy): ' + ', '.join(left_out))
-    if notes:
-        fig.text(0.01, 0.005, '\n'.join(notes), fontsize=7, va='bottom', color='#444')
-    fig.tight_layout(rect=(0, 0.03 * len(notes), 1, 1))
+    lines = [ln for note in notes for ln in textwrap.wrap(note, 150)]
+    if lines:
+        fig.text(0.01, 0.005, '\n'.join(lines), fontsize=7, va='bottom', color='#444')
+    fig.tight_layout(rect=(0, 0.022 * len(lines), 1, 1))
     boxes = _place_labels(fig, ax, points)
     fig.savefig(path)
     plt.close(fig)
