@@ -258,3 +258,27 @@ def test_exported_model_class_ids_end_to_end(journey):
             b = _pair(p, dep_img[img], box_tol=0.05, score_tol=1e-3)
             assert b is not None, f'image {img}: PyTorch detection {p} not in the export'
             assert b['category_id'] == p['category_id'], (p, b)
+
+
+def test_make_toy_dataset_category_ids(tmp_path):
+    """``--category-ids``: the ids and the json order as given, the images and
+    boxes identical to the default ids', and duplicate ids refused."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('mtd', osp.join(ROOT, 'tools',
+                                                                  'make_toy_dataset.py'))
+    mtd = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mtd)
+    mtd.main(['--out', str(tmp_path / 'a'), '--num-train', '6', '--num-val', '2'])
+    mtd.main(['--out', str(tmp_path / 'b'), '--num-train', '6', '--num-val', '2',
+              '--category-ids', '40', '7', '23'])
+    a = json.loads((tmp_path / 'a/annotations/instances_train.json').read_text())
+    b = json.loads((tmp_path / 'b/annotations/instances_train.json').read_text())
+    assert [(c['id'], c['name']) for c in b['categories']] == [(40, 'square'), (7, 'circle'),
+                                                               (23, 'triangle')]
+    remap = {1: 40, 2: 7, 3: 23}
+    assert [dict(x, category_id=remap[x['category_id']]) for x in a['annotations']] == \
+        b['annotations']
+    assert (tmp_path / 'a/train/000003.png').read_bytes() == \
+        (tmp_path / 'b/train/000003.png').read_bytes()
+    with pytest.raises(SystemExit):
+        mtd.main(['--out', str(tmp_path / 'c'), '--category-ids', '5', '5', '6'])
