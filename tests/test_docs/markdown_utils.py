@@ -149,6 +149,7 @@ class Command(NamedTuple):
     page: str
     line: int
     text: str
+    inline: bool = False  # an inline code span, not a line of a shell block
 
 
 def page_commands(page: str, skip_between: Optional[Tuple[str, str]] = None
@@ -174,7 +175,7 @@ def page_commands(page: str, skip_between: Optional[Tuple[str, str]] = None
         for m in _INLINE_CODE.finditer(line):
             code = m.group(2).strip()
             if _INLINE_COMMAND.match(code):
-                out.append(Command(page, i, code))
+                out.append(Command(page, i, code, inline=True))
     return out
 
 

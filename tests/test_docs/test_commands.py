@@ -76,11 +76,23 @@ def _all_commands():
 COMMANDS = _all_commands()
 
 
+def _runs_on_page(cmd):
+    """An inline mention on a page run in full is covered when the same
+    program and options run in one of that page's blocks."""
+    words = normalize(cmd.text).split()
+    program = ' '.join(words[:2])
+    for other in COMMANDS:
+        if other.page == cmd.page and not other.inline and normalize(other.text).startswith(
+                program) and set(options(cmd.text)) <= set(options(other.text)):
+            return True
+    return False
+
+
 def _match(cmd):
     """The row (and prefix) covering a command: a page run in full, else
     the longest matching prefix."""
     for row in ROWS:
-        if row[4] == cmd.page:
+        if row[4] == cmd.page and (not cmd.inline or _runs_on_page(cmd)):
             return row, row[4]
     best = None
     text = normalize(cmd.text)
@@ -204,9 +216,13 @@ def test_every_row_is_used():
 
 
 def test_an_uncovered_command_fails():
-    """The check can fail: a made-up tool matches no row."""
+    """The check can fail: a made-up tool matches no row; an inline mention
+    on a page run in full is covered only if a block of it runs the same."""
     from markdown_utils import Command
     assert _match(Command('README.md', 1, 'python tools/no_such_tool.py --x')) is None
+    page = 'docs/custom_dataset.md'
+    assert _match(Command(page, 1, 'python check_classes.py CFG', True))[1] == page
+    assert _match(Command(page, 1, 'python check_classes.py CFG --nope', True)) is None
     assert _match(Command('README.md', 1, '.venv/bin/python tools/train.py a.py'))[1] == \
         'python tools/train.py'
 
