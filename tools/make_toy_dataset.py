@@ -15,7 +15,11 @@ Images are 128-192 px on each side (not square, so resizing matters), hold
 shorter side), objects may overlap (pairwise IoU <= 0.3, so each object stays
 mostly visible), and about 10 % of the images have no object at all.  Boxes are
 the tight boxes of the drawn shapes (``[x, y, w, h]``, pixels, COCO
-convention); category ids are 1..3.
+convention); category ids are 1..3, or the ids given by ``--category-ids``
+(one per class, in the order square, circle, triangle; the json's
+``categories`` list keeps that order, so ids such as ``40 7 23`` give a list
+that is neither contiguous, nor starting at 0 or 1, nor sorted by id: the
+awkward case of docs/custom_dataset.md).
 
 The output depends only on ``--seed`` (NumPy ``RandomState``) and the sizes,
 so the same command always writes the same files.
@@ -23,6 +27,7 @@ so the same command always writes the same files.
 Example::
 
     python tools/make_toy_dataset.py --out data/toy --seed 0
+    python tools/make_toy_dataset.py --out data/shapes --category-ids 40 7 23
 """
 import argparse
 import json
@@ -68,7 +73,7 @@ def _draw_object(draw, rng, cls, x1, y1, w, h):
     return [x1, y1, x2, y2]
 
 
-def make_image(rng):
+def make_image(rng, cat_ids=(1, 2, 3)):
     width = int(rng.randint(128, 193))
     height = int(rng.randint(128, 193))
     base = rng.randint(90, 170)
@@ -96,17 +101,17 @@ def make_image(rng):
         cls = int(rng.randint(len(CLASSES)))
         box = _draw_object(draw, rng, cls, x1, y1, w, h)
         boxes.append(box)
-        anns.append(dict(category_id=cls + 1, box=box))
+        anns.append(dict(category_id=cat_ids[cls], box=box))
     return img, anns
 
 
-def write_split(out, split, num_images, rng, start_ann_id):
+def write_split(out, split, num_images, rng, start_ann_id, cat_ids=(1, 2, 3)):
     img_dir = osp.join(out, split)
     os.makedirs(img_dir, exist_ok=True)
     images, annotations = [], []
     ann_id = start_ann_id
     for i in range(num_images):
-        img, anns = make_image(rng)
+        img, anns = make_image(rng, cat_ids)
         name = f'{i:06d}.png'
         img.save(osp.join(img_dir, name))
         images.append(dict(id=i, file_name=name, width=img.width,
@@ -123,8 +128,8 @@ def write_split(out, split, num_images, rng, start_ann_id):
         info=dict(description=f'dfine-mmdet toy set ({split})'),
         images=images,
         annotations=annotations,
-        categories=[dict(id=i + 1, name=n, supercategory='shape')
-                    for i, n in enumerate(CLASSES)])
+        categories=[dict(id=c, name=n, supercategory='shape')
+                    for c, n in zip(cat_ids, CLASSES)])
     ann_path = osp.join(out, 'annotations', f'instances_{split}.json')
     os.makedirs(osp.dirname(ann_path), exist_ok=True)
     with open(ann_path, 'w') as f:
@@ -138,7 +143,16 @@ def parse_args(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='random seed')
     parser.add_argument('--num-train', type=int, default=256)
     parser.add_argument('--num-val', type=int, default=64)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--category-ids', type=int, nargs=len(CLASSES), default=[1, 2, 3],
+        metavar='ID', help='COCO category id of ' + ', '.join(CLASSES) +
+        ' (in this order, which is also the order of the json categories '
+        'list); default 1 2 3')
+    args = parser.parse_args(argv)
+    if len(set(args.category_ids)) != len(CLASSES) or min(args.category_ids) < 0:
+        parser.error(f'--category-ids: {len(CLASSES)} distinct ids >= 0 '
+                     f'expected, got {args.category_ids}')
+    return args
 
 
 def main(argv=None):
@@ -147,9 +161,11 @@ def main(argv=None):
     ann_id = 1
     for split, n in (('train', args.num_train), ('val', args.num_val)):
         path, n_img, n_ann, ann_id = write_split(args.out, split, n, rng,
-                                                 ann_id)
+                                                 ann_id, args.category_ids)
         print(f'{split}: {n_img} images, {n_ann} boxes -> {path}')
-    print(f'classes: {", ".join(CLASSES)}; images under {args.out}')
+    print('categories (json order): ' + ', '.join(
+        f'{n} (id {c})' for c, n in zip(args.category_ids, CLASSES)) +
+        f'; images under {args.out}')
 
 
 if __name__ == '__main__':

@@ -53,7 +53,10 @@ Accuracy (optional, one of; details in :mod:`accuracy`):
   the toy val split: columns ``toy mAP`` and ``iters`` (iterations the budget
   allowed). Models are adapted generically (:mod:`num_classes`); a model that
   cannot be adapted or trained gets a row note.
-* ``--ap LABEL=AP ...``: accuracy numbers you supply (e.g. published COCO AP).
+* ``--ap``: the *published* COCO val2017 box AP (%) of every model whose label
+  or config is in :mod:`dfine_mmdet.benchmark.published_ap` (sources cited
+  there); ``--ap LABEL=AP ...`` supplies or overrides values. A model without
+  a value gets a row note.
 
 COCO-style mAP is in [0, 1]; -1 is what pycocotools reports when there was
 nothing to score (no ground truth).
@@ -490,6 +493,8 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None
     import matplotlib.ticker
 
     use_ap = any(r.get('ap') is not None for r in results)
+    if use_ap:  # the speed/accuracy chart: one line per family, labels apart
+        return _plot_speed_accuracy(results, path, meta)
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
     left_out = []
     for backend, marker in (('ort', 'o'), ('eager', 's')):
@@ -538,6 +543,33 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None
     plt.close(fig)
 
 
+def _plot_speed_accuracy(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
+    """Accuracy vs latency (ORT where measured, else eager) with
+    :mod:`dfine_mmdet.benchmark.speed_accuracy_chart`."""
+    from dfine_mmdet.benchmark import speed_accuracy_chart
+    points, left_out, backends = [], [], set()
+    for r in results:
+        backend = 'ort' if _ms(r.get('ort')) is not None else 'eager'
+        if _ms(r.get(backend)) is None or r.get('ap') is None:
+            left_out.append(r['label'])
+            continue
+        backends.add({'ort': 'ONNX Runtime', 'eager': 'PyTorch eager'}[backend])
+        points.append(dict(label=r['label'], latency_ms=_ms(r[backend]), ap=r['ap']))
+    size = meta['size']
+    xlabel = (f'latency, ms (log scale; {" / ".join(sorted(backends)) or "-"}, '
+              f'{meta["device"]}, batch 1, {size}x{size}, {meta["threads"]} threads)')
+    footnote = (f'latency measured {meta["date"]} on {meta["machine"]}, median of '
+                f'{meta["runs"]} runs, load average before/after {meta["load_before"]} / '
+                f'{meta.get("load_after", "?")}')
+    if meta.get('ap_sources'):
+        footnote += '; AP: ' + '; '.join(sorted(set(meta['ap_sources'].values())))
+    speed_accuracy_chart.plot(points, path, xlabel=xlabel, ylabel=meta.get('ap_name', 'AP'),
+                              title='Speed vs accuracy' + (
+                                  ' (published AP, latency measured here)'
+                                  if meta.get('ap_sources') else ''),
+                              footnote=footnote, left_out=left_out)
+
+
 def machine_meta(args) -> Dict[str, Any]:
     import torch
     try:
@@ -564,15 +596,18 @@ def parse_args(argv=None):
                         choices=['flops', 'eager', 'ort', 'fp16'])
     parser.add_argument('--timeout', type=float, default=900, help='seconds per model')
     accuracy = parser.add_mutually_exclusive_group()
-    accuracy.add_argument('--ap', nargs='*', default=[], metavar='LABEL=AP',
-                          help='accuracy to plot against (e.g. published COCO AP)')
+    accuracy.add_argument('--ap', nargs='*', default=None, metavar='LABEL=AP',
+                          help='accuracy to plot against: alone, the published COCO AP of '
+                          'every model in dfine_mmdet/benchmark/published_ap.py; LABEL=AP '
+                          'supplies or overrides a value')
     accuracy.add_argument('--toy-minutes', type=float, default=None, metavar='M',
                           help='train every model for M minutes (wall clock) on the toy set '
                           'and report its toy mAP and iterations')
     accuracy.add_argument('--coco-root', default=None, metavar='DIR',
                           help='COCO box AP of the --checkpoints on the test set under DIR '
                           '(annotations/instances_val2017.json, val2017/ for COCO configs)')
-    parser.add_argument('--ap-name', default='COCO box AP (given)')
+    parser.add_argument('--ap-name', default=None,
+                        help='y-axis name for --ap (default: says published or given)')
     parser.add_argument('--checkpoints', nargs='*', default=[], metavar='LABEL=CKPT',
                         help='checkpoint per model for --coco-root')
     parser.add_argument('--toy-data', default=None,
@@ -651,8 +686,14 @@ def main(argv=None) -> int:
     if args.worker:
         return worker_main(args)
     models = model_list(args.configs)
-    aps = {}
-    for item in args.ap:
+    aps, ap_sources = {}, {}
+    if args.ap is not None and not args.ap:  # `--ap` alone: published values
+        from dfine_mmdet.benchmark.published_ap import lookup
+        for label, cfg in models:
+            entry = lookup(label, cfg)
+            if entry is not None:
+                aps[label], ap_sources[label] = entry.ap, entry.source
+    for item in args.ap or []:
         if '=' not in item:
             raise SystemExit(f'--ap expects LABEL=AP, got {item!r}')
         k, v = item.split('=', 1)
@@ -665,7 +706,10 @@ def main(argv=None) -> int:
         resolve_config(cfg)  # fail early with the name of a missing config
     os.makedirs(args.out_dir, exist_ok=True)
     meta = machine_meta(args)
-    meta['ap_name'] = args.ap_name
+    meta['ap_name'] = args.ap_name or ('COCO val2017 box AP (%), published' if ap_sources
+                                       else 'COCO box AP (given)')
+    if ap_sources:
+        meta['ap_sources'] = ap_sources
     if args.toy_minutes is not None:
         if args.toy_minutes <= 0:
             raise SystemExit(f'--toy-minutes must be > 0, got {args.toy_minutes}')
@@ -684,6 +728,8 @@ def main(argv=None) -> int:
             r = run_one(label, cfg, args, tmp, i)
             if label in aps:
                 r['ap'] = aps[label]
+            elif args.ap is not None:
+                r['errors'] = dict(r.get('errors') or {}, ap='no published AP (give LABEL=AP)')
             print(f'    {r.get("status")}, {r["wall_s"]:.0f} s', flush=True)
             results.append(r)
     meta['load_after'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())
