@@ -13,7 +13,6 @@ import argparse
 import sys
 
 
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='D-FINE single-image demo')
     parser.add_argument('img', help='image file')

@@ -120,4 +120,3 @@ def register_checked_local_loader() -> None:
     """Register :func:`load_from_local_checked` for local paths (prefix
     ``''``) with MMEngine's public ``CheckpointLoader.register_scheme``."""
     CheckpointLoader.register_scheme('', load_from_local_checked, force=True)
-

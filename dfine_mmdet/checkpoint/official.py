@@ -76,6 +76,7 @@ DUPLICATE_KEYS = {
     'decoder.decoder.reg_scale': 'decoder.reg_scale',
 }
 
+
 def map_key(key: str) -> str:
     """Our key for an official key (raises ``KeyError`` if unknown)."""
     for src, dst in KEY_MAP:

@@ -97,7 +97,6 @@ DEFAULT_SET = [
 ]
 
 
-
 # ------------------------------------------------------------------- measuring
 def build_model(cfg: str, size: Optional[int] = None):
     """Eval-mode detector of ``cfg`` with its own random initialisation, and
@@ -166,7 +165,7 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
         try:
             with torch.no_grad():
                 times = time_calls(lambda: model(inputs, samples, mode='predict'),
-                                  args.warmup, args.runs)
+                                   args.warmup, args.runs)
             result['eager'] = summarize(times)
         except Exception as e:  # noqa: BLE001
             errors['eager'] = f'{type(e).__name__}: {e}'

@@ -17,7 +17,6 @@ Example::
 import argparse
 import os.path as osp
 import statistics
-import sys
 import time
 
 PROJECT_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
