@@ -1,5 +1,7 @@
 #!/usr/bin/env python
-"""Write a small, deterministic COCO-format detection set for smoke tests and the toy benchmark.
+"""Write a small, deterministic COCO-format toy detection set.
+
+For smoke tests and the toy benchmarks.
 
 Layout written under ``--out``: ``train/*.png``, ``val/*.png``,
 ``annotations/instances_{train,val}.json``; three classes (``square``,

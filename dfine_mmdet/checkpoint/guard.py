@@ -99,13 +99,15 @@ def check_state_dict(model_shapes: Dict[str, Tuple[int, ...]],
             f'{source} has {theirs.get("num_classes")} classes but the config '
             f'builds {ours.get("num_classes")} (e.g. {mismatched[0][0]}: '
             f'checkpoint {tuple(mismatched[0][1])} vs model '
-            f'{tuple(mismatched[0][2])}). To fine-tune onto the new class set, '
+            f'{tuple(mismatched[0][2])}). To fine-tune onto the new class '
+            'set, '
             "add dict(type='ClassHeadAdaptHook') to custom_hooks (it "
             're-initialises or maps the class rows); for a deliberate partial '
             'load set model.allow_partial_checkpoint=True')
     lines = [
         f'{source} does not fit the model: the checkpoint looks like '
-        f'{format_description(theirs)}, the config builds {format_description(ours)}.'
+        f'{format_description(theirs)}, the config builds '
+        f'{format_description(ours)}.'
     ]
     for k, c, m in mismatched[:3]:
         lines.append(f'  {k}: checkpoint {tuple(c)} vs model {tuple(m)}')

@@ -44,7 +44,8 @@ def test_official_files_are_described_by_the_same_table(parity_dir):
 
     from dfine_mmdet.checkpoint import detect_variant
     for v in 'nsmlx':
-        spec = load_keys_spec(osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
+        spec = load_keys_spec(
+            osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
         sd = {
             k: torch.zeros(shape, dtype=getattr(torch, dtype.split('.')[-1]))
             for k, shape, dtype in spec

@@ -2,10 +2,10 @@
 
 Usage::
 
-    python tools/benchmark/latency.py                  # N and S, 640x640, batch 1
+    python tools/benchmark/latency.py               # N and S, 640x640
     python tools/benchmark/latency.py --variants n --threads 2 --runs 20
     python tools/benchmark/latency.py --variants s \\
-        --official-onnx s=work_dirs/official/dfine_s.onnx   # the official tool's file
+        --official-onnx s=work_dirs/official/dfine_s.onnx  # official file
     python tools/benchmark/latency.py --params-only
 
 Two tables are printed:

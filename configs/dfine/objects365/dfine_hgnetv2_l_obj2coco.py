@@ -20,4 +20,5 @@ custom_hooks = [dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco')]
 # Fine-tuned from the Objects365 model (366 rows): the class rows of the
 # class branches and of the denoising embedding are remapped to the 80 COCO
 # classes with the official obj365_ids table (ClassHeadAdaptHook).
-load_from = None  # e.g. 'work_dirs/dfine_hgnetv2_l_obj365/best_coco_bbox_mAP.pth'
+# e.g. load_from = 'work_dirs/dfine_hgnetv2_l_obj365/best_coco_bbox_mAP.pth'
+load_from = None

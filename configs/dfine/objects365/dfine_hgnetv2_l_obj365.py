@@ -20,4 +20,5 @@ model = dict(
 max_epochs = 24
 stop_epoch = 500
 train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))
+default_hooks = dict(
+    stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))

@@ -21,4 +21,5 @@ optim_wrapper = dict(paramwise_cfg=dict(backbone_lr=1.25e-4))
 max_epochs = 36
 stop_epoch = 500
 train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))
+default_hooks = dict(
+    stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))

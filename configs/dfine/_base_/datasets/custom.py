@@ -9,7 +9,8 @@
 #   2. convert the released checkpoint:
 #        python tools/convert_official_ckpt.py dfine_<size>_coco.pth \
 #            checkpoints/dfine_hgnetv2_<size>_coco_mmdet.pth
-#   3. python tools/train.py configs/dfine/custom/dfine_hgnetv2_<size>_custom.py
+#   3. python tools/train.py \
+#          configs/dfine/custom/dfine_hgnetv2_<size>_custom.py
 #
 # `load_from` loads every weight of the COCO model except the class-dependent
 # ones (class branches and denoising label embedding, 80 rows there): with a

@@ -68,4 +68,3 @@ val_evaluator = dict(
     metric='bbox',
     format_only=False)
 test_evaluator = val_evaluator
-
