@@ -44,7 +44,10 @@ setup(
     # Only what the plugin imports beyond the OpenMMLab stack (see the module docstring).
     install_requires=['numpy', 'scipy'],
     extras_require={
-        'tests': ['pytest', 'pycocotools', 'onedl-mim'],
+        'tests': [
+            'pytest', 'pycocotools', 'onedl-mim', 'flake8==7.5.0',
+            'isort==9.0.2', 'yapf==0.43.0'
+        ],
         # mmdeploy is not listed: its metadata requires the 'mmengine' distribution, which would
         # replace onedl-mmengine; install it with 'pip install --no-deps mmdeploy==1.3.1'.
         'deploy': ['onnx', 'onnxruntime', 'openvino'],

@@ -6,7 +6,8 @@ MMDetection's registries (default scope ``mmdet``), so a config only needs::
     custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)
 
 The MMDeploy rewriters in :mod:`dfine_mmdet.deploy` are imported as well when
-``mmdeploy`` is importable.
+``mmdeploy`` is importable. Everything the import changes in other packages
+is listed in :mod:`dfine_mmdet.registration`.
 """
 import importlib.util
 
@@ -14,8 +15,13 @@ from .version import __version__
 from . import models  # noqa: F401  (registers MODELS / TASK_UTILS)
 from . import engine  # noqa: F401  (registers HOOKS / optimizer constructors)
 from . import datasets  # noqa: F401  (registers TRANSFORMS)
+from . import checkpoint  # noqa: F401  (errors, guard, official conversion)
 
 if importlib.util.find_spec('mmdeploy') is not None:
     from . import deploy  # noqa: F401  (registers MMDeploy rewriters)
+
+from .registration import register_all
+
+register_all()
 
 __all__ = ['__version__']

@@ -10,12 +10,7 @@ The checkpoint is an MMDetection checkpoint (see
 by MMDetection's ``DetLocalVisualizer``.
 """
 import argparse
-import os.path as osp
 import sys
-
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # allow running from a source checkout
-    sys.path.insert(0, REPO_ROOT)
 
 
 def parse_args(argv=None):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-process training: bash tools/dist_train.sh CONFIG NUM_PROCS [extra train.py args]
-# Works with CUDA (NCCL) and on CPU-only machines (gloo; see tools/_launch.py).
+# Works with CUDA (NCCL) and on CPU-only machines (gloo; see dfine_mmdet/launch.py).
 set -euo pipefail
 CONFIG=$1
 NPROC=$2

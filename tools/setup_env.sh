@@ -35,6 +35,8 @@ EXTRA_PKGS=(
   'onnx:onnx==1.23.2' 'onnxruntime:onnxruntime==1.31.1' 'openvino:openvino==2026.4.1'
   'pycocotools:pycocotools==2.0.11' 'faster_coco_eval:faster-coco-eval==1.8.0'
   'scipy:scipy' 'mim:onedl-mim==0.5.1' 'pytest:pytest==9.2.0'
+  # lint / format (setup.cfg, .pre-commit-config.yaml; tests/test_tools/test_lint.py)
+  'flake8:flake8==7.5.0' 'isort:isort==9.0.2' 'yapf:yapf==0.43.0'
 )
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -295,7 +297,7 @@ if [[ -n "${S[missing_extras]:-}" ]]; then
   # shellcheck disable=SC2086  # word splitting of the requirement list is intended
   pip_install ${S[missing_extras]}
 else
-  log "onnx, onnxruntime, pycocotools, faster-coco-eval, scipy, mim, pytest: all importable"
+  log "onnx, onnxruntime, pycocotools, faster-coco-eval, scipy, mim, pytest, flake8, isort, yapf: all importable"
 fi
 
 # ---- 9. the plugin ----------------------------------------------------------------------

@@ -4,13 +4,9 @@
     torchrun --nproc_per_node 2 tools/train.py CFG --launcher pytorch   # DDP, also on CPU (gloo)
 
 Same arguments as MMDetection's ``tools/train.py`` (it is run as-is); see
-``tools/_launch.py`` for the CPU-DDP handling.
+``dfine_mmdet/launch.py`` for the CPU-DDP handling.
 """
-import os.path as osp
-import sys
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _launch import run_mmdet_tool  # noqa: E402
+from dfine_mmdet.launch import run_mmdet_tool
 
 if __name__ == '__main__':
     run_mmdet_tool('train')

@@ -10,16 +10,6 @@ model = dict(
         type='Pretrained',
         checkpoint='checkpoints/PPHGNetV2_B4_stage1.pth')))
 
-train_dataloader = dict(batch_size=8)
-
 # schedule (official dfine_hgnetv2_l_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2.5e-4 / backbone 1.25e-5, weight decay 1.25e-4, 80 epochs; strong
-# augmentation and multi-scale (640 x4) stop at epoch 72.
-optim_wrapper = dict(
-    optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
-    paramwise_cfg=dict(backbone_lr=1.25e-5, official_regex_style='lx'))
-max_epochs = 80
-stop_epoch = 72
-train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch))
-auto_scale_lr = dict(base_batch_size=32)
+# augmentation and multi-scale (640 x4) stop at epoch 72: the L/X group base.

@@ -3,7 +3,7 @@
 _base_ = [
     './_base_/models/dfine_hgnetv2_n.py',
     './_base_/datasets/coco.py',
-    './_base_/schedules/dfine_adamw.py',
+    './_base_/schedules/dfine_adamw_n.py',
 ]
 
 model = dict(
@@ -15,12 +15,4 @@ train_dataloader = dict(batch_size=32)
 
 # schedule (official dfine_hgnetv2_n_coco.yml): total batch 128 (4 GPUs x 32),
 # AdamW lr 8e-4 / backbone 4e-4, weight decay 1e-4, 160 epochs; strong
-# augmentation stops at epoch 148; no batch multi-scale.
-optim_wrapper = dict(
-    optimizer=dict(lr=8e-4, weight_decay=1e-4),
-    paramwise_cfg=dict(backbone_lr=4e-4, official_regex_style='nsm'))
-max_epochs = 160
-stop_epoch = 148
-train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch))
-auto_scale_lr = dict(base_batch_size=128)
+# augmentation stops at epoch 148; no batch multi-scale: the N group base.

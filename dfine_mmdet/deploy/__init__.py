@@ -17,12 +17,7 @@
 from . import dfine_detector  # noqa: F401
 from . import dfine_head  # noqa: F401
 from . import symbolics  # noqa: F401
-from .backends import (apply_mmdeploy_openvino_shim,
-                       apply_mmdeploy_ort_shape_check)
-from .backends.tensorrt import apply_mmdeploy_tensorrt_shim
-from .export_shims import register_onnx_export_shim
 
-register_onnx_export_shim()
-apply_mmdeploy_tensorrt_shim()
-apply_mmdeploy_openvino_shim()
-apply_mmdeploy_ort_shape_check()
+# The backend shims and the torch.onnx.export rewriter replace MMDeploy
+# entries: dfine_mmdet.registration.register_all() applies them (the one list
+# of what importing the plugin changes elsewhere).

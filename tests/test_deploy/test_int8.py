@@ -15,7 +15,7 @@ calibrated control fails the second part. Deeper probes are not used: a
 random network's deep features either barely depend on the input (they
 collapse, as here) or, with BatchNorm statistics re-estimated, amplify any
 perturbation (INT8 or not) chaotically; the accuracy of INT8 on a trained
-model is measured by ``tools/benchmark/int8_toy.py`` (toy-set mAP).
+model is measured by ``tools/experiments/int8_toy.py`` (toy-set mAP).
 """
 import glob
 import os.path as osp
@@ -223,10 +223,14 @@ def test_quantize_errors(int8_setup, tmp_path):
 
 @pytest.mark.slow
 def test_int8_toy_benchmark_command_line(int8_setup, toy_coco, capsys):
-    """``tools/benchmark/int8_toy.py`` end to end at small sizes: toy mAP of
+    """``tools/experiments/int8_toy.py`` end to end at small sizes: toy mAP of
     FP32 / INT8 in both runtimes, then the interleaved latency table."""
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
-    from int8_toy import main
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'int8_toy', osp.join(ROOT, 'tools', 'experiments', 'int8_toy.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    main = tool.main
     have_ov = __import__('importlib').util.find_spec('openvino') is not None
     rc = main([
         '--checkpoint', int8_setup['ckpt'], '--data', toy_coco,

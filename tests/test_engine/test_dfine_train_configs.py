@@ -94,7 +94,6 @@ def test_config_dry_builds(path):
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.weight_decay, tuple(opt.betas)) == ('AdamW', lr, wd, (0.9, 0.999))
     assert cfg.optim_wrapper.paramwise_cfg.backbone_lr == bb_lr
-    assert cfg.optim_wrapper.paramwise_cfg.official_regex_style == style
     assert cfg.train_cfg.max_epochs == epochs
     assert cfg.default_hooks.stop_aug.stop_epoch == stop
     ema = cfg.default_hooks.ema

@@ -561,14 +561,15 @@ def test_toy_configs_differ_only_by_fdr_deltas():
 
 
 def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
-    """README: ``python tools/benchmark/dino_fdr_toy.py --iters 300 --seeds
+    """README: ``python tools/experiments/dino_fdr_toy.py --iters 300 --seeds
     0 1`` (here 2 iterations, one seed, tiny size)."""
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
-    try:
-        from dino_fdr_toy import main
-    finally:
-        sys.path.pop(0)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'dino_fdr_toy', osp.join(ROOT, 'tools', 'experiments',
+                                 'dino_fdr_toy.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    main = tool.main
     opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
     means = main(['--iters', '2', '--seeds', '0', '--data', toy_coco,
                   '--work-dir',

@@ -50,7 +50,7 @@ def official_random_state_dict(parity_dir: str, variant: str):
 def converted_model(parity_dir: str, variant: str):
     """(fixture, eval model with the official random weights loaded strictly
     through the converter)."""
-    from dfine_mmdet.models.detectors.official_checkpoint import \
+    from dfine_mmdet.checkpoint.official import \
         convert_state_dict
     fx, sd = official_random_state_dict(parity_dir, variant)
     model = build_model(variant)

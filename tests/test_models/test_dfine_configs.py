@@ -4,8 +4,7 @@ import glob
 import os.path as osp
 
 import pytest
-import torch
-from dfine_model_utils import CONFIG_DIR, build_model, load_config
+from dfine_model_utils import CONFIG_DIR, load_config
 
 from dfine_mmdet.models.detectors.dfine import fill_shared_settings
 

@@ -31,7 +31,7 @@ import time
 import pytest
 import torch
 
-from dfine_mmdet.engine.checked_checkpoint_loader import \
+from dfine_mmdet.checkpoint import \
     checkpoint_file_problem
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))

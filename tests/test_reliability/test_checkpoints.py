@@ -45,7 +45,7 @@ def _init_detector(cfg_path, ckpt, **model_overrides):
 
 
 def test_checkpoint_of_another_variant_is_one_clear_error(n_ckpt):
-    from dfine_mmdet.models.detectors.checkpoint_guard import \
+    from dfine_mmdet.checkpoint import \
         CheckpointMismatchError
     with pytest.raises(CheckpointMismatchError) as info:
         _init_detector(S_CFG, n_ckpt)
@@ -74,7 +74,7 @@ def test_partial_load_opt_out(n_ckpt):
 
 
 def test_other_class_count_names_the_adaptation_hook(n_ckpt):
-    from dfine_mmdet.models.detectors.checkpoint_guard import \
+    from dfine_mmdet.checkpoint import \
         CheckpointMismatchError
     from mmengine.config import Config
     cfg = Config.fromfile(N_CFG)
@@ -108,7 +108,7 @@ def test_other_class_count_with_the_adaptation_hook_loads(n_ckpt):
 def test_unconverted_official_checkpoint(parity_dir, tmp_path):
     """An official D-FINE-N file (keys/shapes of the official model, from
     shared/docs/official_state_dict_keys.txt) given to init_detector."""
-    from dfine_mmdet.models.detectors.checkpoint_guard import \
+    from dfine_mmdet.checkpoint import \
         CheckpointMismatchError
     keys_file = osp.join(osp.dirname(parity_dir), 'docs',
                          'official_state_dict_keys.txt')

@@ -1,4 +1,4 @@
-"""tools/benchmark/data_checks_overhead.py runs end to end at a tiny size and
+"""tools/experiments/data_checks_overhead.py runs end to end at a tiny size and
 prints its summary lines (the numbers themselves are measured by running the
 script, not asserted here)."""
 import re
@@ -8,7 +8,7 @@ import pytest
 
 @pytest.mark.slow
 def test_data_checks_overhead_script_runs(rel):
-    rc, out = rel.run(['tools/benchmark/data_checks_overhead.py',
+    rc, out = rel.run(['tools/experiments/data_checks_overhead.py',
                        '--num-train', '8', '--rounds', '1', '--iters', '1',
                        '--warmup', '0', '--parse-images', '40'])
     assert rc == 0, out[-3000:]

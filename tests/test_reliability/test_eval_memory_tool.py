@@ -1,4 +1,4 @@
-"""``tools/benchmark/eval_memory.py`` (docs/reliability.md, evaluation of
+"""``tools/experiments/eval_memory.py`` (docs/reliability.md, evaluation of
 many images) runs end to end at tiny sizes and prints one sane line per
 size plus the ratio line."""
 import os.path as osp
@@ -11,7 +11,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def test_eval_memory_tool_runs():
     proc = subprocess.run(
-        [sys.executable, 'tools/benchmark/eval_memory.py', '--sizes', '4',
+        [sys.executable, 'tools/experiments/eval_memory.py', '--sizes', '4',
          '12', '--img', '32'],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env={'OMP_NUM_THREADS': '1', 'PATH': '/usr/bin:/bin'})

@@ -2,7 +2,7 @@
 ``mmdet.apis.init_detector``: one ``CorruptCheckpointError`` naming the file
 and what is wrong with it, instead of torch's ``PytorchStreamReader failed
 reading zip archive`` / bare ``EOFError`` / ``KeyError: 101``
-(``dfine_mmdet/engine/checked_checkpoint_loader.py``; docs/reliability.md).
+(``dfine_mmdet/checkpoint/checked_loader.py``; docs/reliability.md).
 ``tools/test.py``: ``test_tool_checkpoint_errors.py``."""
 import os.path as osp
 import zipfile
@@ -61,7 +61,7 @@ def test_init_detector_names_the_damaged_file(good_ckpt, tmp_path, how,
                                               expected):
     from mmdet.apis import init_detector
 
-    from dfine_mmdet.engine.checked_checkpoint_loader import \
+    from dfine_mmdet.checkpoint import \
         CorruptCheckpointError
     bad = _damage(good_ckpt, str(tmp_path / f'{how}.pth'), how)
     with pytest.raises(CorruptCheckpointError) as info:
@@ -78,7 +78,7 @@ def test_complete_checkpoint_and_other_errors_are_untouched(good_ckpt,
     from mmdet.apis import init_detector
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    from dfine_mmdet.engine.checked_checkpoint_loader import \
+    from dfine_mmdet.checkpoint import \
         CorruptCheckpointError
     model = init_detector(_cfg(), good_ckpt, device='cpu')
     saved = torch.load(good_ckpt, map_location='cpu')['state_dict']
@@ -101,7 +101,7 @@ def test_complete_checkpoint_and_other_errors_are_untouched(good_ckpt,
 def test_checkpoint_file_problem_finds_flipped_bytes(good_ckpt, tmp_path):
     """torch.load reads a zip member with a flipped byte without complaint;
     the CRC check (used before a resume) finds it."""
-    from dfine_mmdet.engine.checked_checkpoint_loader import \
+    from dfine_mmdet.checkpoint import \
         checkpoint_file_problem
     with open(good_ckpt, 'rb') as f:
         data = bytearray(f.read())

@@ -125,11 +125,7 @@ def test_failing_model_gets_a_row_not_a_crash(tmp_path, cli):
 def test_grid_sampler_flop_handle_counts_bilinear_taps():
     """4 multiply-adds per output element of a bilinear grid_sample: ``F.grid_sample``
     of a [2, 3, 8, 8] map at a [2, 5, 7, 2] grid -> 4 * 2*3*5*7."""
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
-    try:
-        from flop_handles import count_flops
-    finally:
-        sys.path.pop(0)
+    from dfine_mmdet.benchmark.flops import count_flops
 
     class Sample(torch.nn.Module):
 
@@ -215,11 +211,7 @@ def test_set_num_classes_on_mmdet_configs():
     and mask heads are adapted; panoptic configs and configs without a class count
     are refused with a message naming the config and the field."""
     from mmengine.config import Config
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
-    try:
-        from num_classes import set_num_classes
-    finally:
-        sys.path.pop(0)
+    from dfine_mmdet.benchmark.num_classes import set_num_classes
     compare = _load()
 
     def cfg(name):

@@ -18,8 +18,9 @@ from dfine_model_utils import (config_path,  # noqa: E402
                                data_samples_for,
                                official_random_state_dict, parity_inputs)
 
-from dfine_mmdet.models.detectors.official_checkpoint import (  # noqa: E402
-    KEY_MAP, CheckpointMismatchError, convert_state_dict, detect_variant,
+from dfine_mmdet.checkpoint import CheckpointMismatchError  # noqa: E402
+from dfine_mmdet.checkpoint.official import (  # noqa: E402
+    KEY_MAP, convert_state_dict, default_config, detect_variant,
     extract_state_dict, map_key)
 
 
@@ -152,7 +153,7 @@ def test_obj365_checkpoint_is_detected(official_n, tmp_path):
     src, dst = str(tmp_path / 'n365.pth'), str(tmp_path / 'n365_mmdet.pth')
     torch.save({'model': obj}, src)
     info = tool.convert(src, dst, verbose=False)
-    assert tool.default_config(info).endswith(
+    assert default_config(info).endswith(
         osp.join('objects365', 'dfine_hgnetv2_n_obj365.py'))
     meta = torch.load(dst, weights_only=False)['meta']
     assert meta['num_classes'] == 366

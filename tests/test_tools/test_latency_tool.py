@@ -1,4 +1,5 @@
-"""tools/benchmark/latency.py: parameter count helper and backend table."""
+"""tools/benchmark/latency.py (the latency tool) and its library
+:mod:`dfine_mmdet.benchmark.inference_paths`."""
 import importlib.util
 import os.path as osp
 
@@ -15,42 +16,22 @@ def _load():
     return mod
 
 
-def test_param_count_and_eager_backend():
+def test_param_count_and_eager_path(tmp_path):
+    from dfine_mmdet.benchmark import inference_paths as ip
+    from dfine_mmdet.benchmark.models import count_params
+    from dfine_mmdet.benchmark.timing import time_interleaved
     latency = _load()
-    model = latency.build_model('n')
+    model = ip.build_dfine('n')
     # official count (spec 1.1) incl. the two W(n) scalars
-    assert latency.count_params(model) == latency.OFFICIAL_PARAMS['n']
-    assert 'torch-eager' in latency.BACKENDS
-
-    class Args:
-        warmup, runs = 0, 2
-
-    times = latency.BACKENDS['torch-eager'](model, torch.rand(1, 3, 320, 320),
-                                            Args)
-    assert len(times) == 2 and all(t > 0 for t in times)
-
-
-def test_command_line_prints_counts_and_ratio(cli):
-    """README: ``python tools/benchmark/latency.py`` (shortened: N only, one
-    timed run at 320x320)."""
-    import re
-    import sys
-    out = cli([sys.executable, 'tools/benchmark/latency.py', '--variants', 'n',
-               '--runs', '1', '--warmup', '0', '--size', '320'], cwd=ROOT)
-    for v in 'NSMLX':
-        assert re.search(rf'^{v}\s+[\d,]+\s+[\d,]+\s+yes$', out, re.M), out
-    assert 'eager/ort' in out
-    assert re.search(r'^N\s+[\d.]+\s+[\d.]+\s+[\d.]+x$', out, re.M), out
-
-
-# ------------------------------------------------ tools/benchmark/cpu_latency.py
-def _load_cpu_latency():
-    spec = importlib.util.spec_from_file_location(
-        'dfine_cpu_latency',
-        osp.join(ROOT, 'tools', 'benchmark', 'cpu_latency.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    assert count_params(model) == latency.OFFICIAL_PARAMS['n']
+    paths = ip.build_paths('n', 320, 1, str(tmp_path),
+                           skip=['onnxruntime', 'openvino'])
+    assert list(paths) == ['torch-eager', 'torch-eager-fused']
+    times = time_interleaved(paths, rounds=2, warmup=0, runs=1)
+    assert all(len(t) == 2 and all(x > 0 for x in t) for t in times.values())
+    rows = ip.path_rows(times)
+    assert min(r['x_fastest'] for r in rows) == 1.0
+    assert rows[0]['speedup_vs_eager'] == 1.0
 
 
 def test_official_graph_computes_what_the_plugin_graph_computes(tmp_path):
@@ -60,15 +41,15 @@ def test_official_graph_computes_what_the_plugin_graph_computes(tmp_path):
     same weights and image."""
     import numpy as np
     import onnxruntime as ort
-    bench = _load_cpu_latency()
+    from dfine_mmdet.benchmark import inference_paths as bench
     size = 320  # D-FINE-N: 2 levels (stride 16, 32) -> 500 tokens >= 300
-    model = bench.build_model('n')
+    model = bench.build_dfine('n')
     with torch.no_grad():
         for p in model.parameters():  # the official init zeroes box layers
             p.add_(torch.randn_like(p) * 0.05)
     x = torch.rand(1, 3, size, size)
-    plugin = bench.export_plugin_graph(model, x, str(tmp_path / 'plugin'))
-    fused = bench.build_model('n')
+    plugin = bench.export_end2end(model, x, str(tmp_path / 'plugin'))
+    fused = bench.build_dfine('n')
     fused.load_state_dict(model.state_dict())
     assert bench.switch_to_deploy(fused) > 0
     official = bench.export_official_graph(fused, size,
@@ -93,15 +74,16 @@ def test_official_graph_computes_what_the_plugin_graph_computes(tmp_path):
     assert box_diff < 1e-2, box_diff
 
 
-def test_cpu_latency_command_line(cli, tmp_path):
-    """docs/deploy.md: ``python tools/benchmark/cpu_latency.py`` (shortened:
-    N at 320x320, one round of two timed runs)."""
+def test_latency_command_line(cli, tmp_path):
+    """README / docs/deploy.md: ``python tools/benchmark/latency.py``
+    (shortened: N at 320x320, one round of two timed runs): the parameter
+    table (N..X against the official counts), then every path."""
     import json
     import re
     import sys
     out_json = tmp_path / 'lat.json'
     out = cli([
-        sys.executable, 'tools/benchmark/cpu_latency.py', '--variants', 'n',
+        sys.executable, 'tools/benchmark/latency.py', '--variants', 'n',
         '--size', '320', '--runs', '2', '--rounds', '1', '--warmup', '0',
         '--threads', '1', '--out-json',
         str(out_json)
@@ -111,6 +93,8 @@ def test_cpu_latency_command_line(cli, tmp_path):
                 'official-ort']
     if importlib.util.find_spec('openvino') is not None:
         expected += ['plugin-openvino', 'official-openvino']
+    for v in 'NSMLX':
+        assert re.search(rf'^{v}\s+[\d,]+\s+[\d,]+\s+yes$', out, re.M), out
     for path in expected:
         assert re.search(rf'^\| {path} \| [\d.]+ \|', out, re.M), out
     assert 'best plugin path' in out

@@ -2,7 +2,6 @@
 and counted (weights untouched), or training stops naming the iteration and
 the loss term (docs/reliability.md)."""
 import copy
-import logging
 
 import pytest
 import torch

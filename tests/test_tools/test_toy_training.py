@@ -16,8 +16,8 @@ import pytest
 import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import make_toy_dataset  # noqa: E402
+
+from dfine_mmdet.benchmark.toy_data import make_toy_dataset  # noqa: E402
 
 TINY_DFINE = """\
 # D-FINE-N at 64x64 on the 8-image toy set (written by tests/test_tools/test_toy_training.py)
@@ -67,7 +67,7 @@ custom_hooks = [dict(type='ClassHeadAdaptHook')]
 
 
 # one OpenMP thread per process: on a shared 2-core machine oversubscribed
-# threads make a D-FINE step up to ~20x slower (tools/benchmark/train_step.py)
+# threads make a D-FINE step up to ~20x slower (tools/experiments/train_step.py)
 ONE_THREAD = dict(OMP_NUM_THREADS='1')
 
 
@@ -80,7 +80,7 @@ def _free_port():
 @pytest.fixture(scope='session')
 def toy_data(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('dfine_toy') / 'toy')
-    make_toy_dataset.main(['--out', out, '--seed', '1', '--num-train', '8', '--num-val', '4'])
+    make_toy_dataset(out, seed=1, num_train=8, num_val=4)
     return out
 
 
@@ -99,9 +99,9 @@ def tiny_dfine_cfg(toy_data, tmp_path_factory):
 # ------------------------------------------------------------------ toy data
 def test_make_toy_dataset_is_deterministic_and_varied(tmp_path):
     a, b, c = (str(tmp_path / n) for n in 'abc')
-    make_toy_dataset.main(['--out', a, '--seed', '3', '--num-train', '40', '--num-val', '8'])
-    make_toy_dataset.main(['--out', b, '--seed', '3', '--num-train', '40', '--num-val', '8'])
-    make_toy_dataset.main(['--out', c, '--seed', '4', '--num-train', '40', '--num-val', '8'])
+    make_toy_dataset(a, seed=3, num_train=40, num_val=8)
+    make_toy_dataset(b, seed=3, num_train=40, num_val=8)
+    make_toy_dataset(c, seed=4, num_train=40, num_val=8)
     ja = open(osp.join(a, 'annotations', 'instances_train.json')).read()
     assert ja == open(osp.join(b, 'annotations', 'instances_train.json')).read()
     assert ja != open(osp.join(c, 'annotations', 'instances_train.json')).read()
@@ -204,7 +204,7 @@ def test_mim_train_toy_config(tiny_dfine_cfg, tmp_path, cli, mim_bin):
 
 # ------------------------------------------------------------- benchmarks
 def test_toy_train_benchmark_tiny_budget(toy_data, tmp_path, cli):
-    out = cli([sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'toy_train.py'),
+    out = cli([sys.executable, osp.join(ROOT, 'tools', 'experiments', 'toy_train.py'),
                '--iters', '3', '--threads', '1', '--data', toy_data,
                '--work-dir', str(tmp_path / 'wd')], cwd=str(tmp_path), env=ONE_THREAD)
     lines = out.strip().splitlines()
@@ -214,7 +214,7 @@ def test_toy_train_benchmark_tiny_budget(toy_data, tmp_path, cli):
 
 
 def test_train_step_benchmark_runs(tmp_path, cli):
-    out = cli([sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'train_step.py'),
+    out = cli([sys.executable, osp.join(ROOT, 'tools', 'experiments', 'train_step.py'),
                '--iters', '1', '--warmup', '0', '--size', '256', '--batch-size', '1',
                '--threads', '1'], cwd=str(tmp_path), env=ONE_THREAD)
     assert re.search(r's/iter', out.strip().splitlines()[-1]), out[-2000:]

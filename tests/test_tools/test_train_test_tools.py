@@ -3,7 +3,7 @@
 D-FINE-N config of ``conftest.py``.
 
 The wrappers run MMDetection's own scripts; without CUDA they initialise a gloo process
-group themselves and drop DDP's ``device_ids`` (see ``tools/_launch.py``).
+group themselves and drop DDP's ``device_ids`` (see ``dfine_mmdet/launch.py``).
 """
 import os.path as osp
 import re

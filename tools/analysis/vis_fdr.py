@@ -36,9 +36,6 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:  # allow running from a source checkout
-    sys.path.insert(0, REPO_ROOT)
 
 EDGES = ('left', 'top', 'right', 'bottom')
 

@@ -24,7 +24,7 @@ and process settings:
 * ``GFLOPs``: MMEngine's ``FlopAnalyzer`` on ``model._forward`` (the
   ``mode='tensor'`` graph, as MMDetection's ``get_flops`` does), multiply-adds
   counted as one, plus a handle for ``aten::grid_sampler`` so deformable
-  attention is counted (see :mod:`flop_handles`); element-wise ops are not
+  attention is counted (see :mod:`dfine_mmdet.benchmark.flops`); element-wise ops are not
   counted (MMEngine's convention);
 * ``eager``: ``model(x, samples, mode='predict')`` under ``no_grad`` (backbone
   to post-processed boxes, the data preprocessor excluded), batch 1;
@@ -37,7 +37,7 @@ and process settings:
 Latency: ``--warmup`` untimed calls then ``--runs`` timed calls; the table
 shows the median and, in the JSON/CSV, every time and the p10-p90 spread.
 
-Accuracy (optional, one of; details in :mod:`accuracy`):
+Accuracy (optional, one of; details in :mod:`dfine_mmdet.benchmark.accuracy`):
 
 * ``--coco-root DIR --checkpoints LABEL=CKPT ...``: COCO box AP of each
   checkpoint through MMDetection's evaluator (``Runner.from_cfg(cfg).test()``,
@@ -48,10 +48,11 @@ Accuracy (optional, one of; details in :mod:`accuracy`):
   a row note.
 * ``--toy-minutes M``: every model is trained from scratch on the synthetic toy
   set (``tools/make_toy_dataset.py``, written to ``--toy-data`` when absent)
-  for the same M minutes of wall clock (:mod:`wall_clock_budget`), same seed,
+  for the same M minutes of wall clock (``WallClockBudgetHook``), same seed,
   same data, pipeline, ``--toy-size`` and ``--toy-batch``, then evaluated on
   the toy val split: columns ``toy mAP`` and ``iters`` (iterations the budget
-  allowed). Models are adapted generically (:mod:`num_classes`); a model that
+  allowed). Models are adapted generically
+  (:mod:`dfine_mmdet.benchmark.num_classes`); a model that
   cannot be adapted or trained gets a row note.
 * ``--ap``: the *published* COCO val2017 box AP (%) of every model whose label
   or config is in :mod:`dfine_mmdet.benchmark.published_ap` (sources cited
@@ -73,7 +74,6 @@ import json
 import os
 import os.path as osp
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,11 +81,10 @@ import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
-HERE = osp.dirname(osp.abspath(__file__))
-REPO_ROOT = osp.dirname(osp.dirname(HERE))
-for p in (REPO_ROOT, HERE):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from dfine_mmdet.benchmark.flops import count_flops
+from dfine_mmdet.benchmark.models import (build_detector, data_samples,
+                                          resolve_config)
+from dfine_mmdet.benchmark.timing import summarize, time_calls
 
 #: the default comparison set (label, config)
 DEFAULT_SET = [
@@ -100,80 +99,12 @@ DEFAULT_SET = [
     ('D-FINE-M', 'configs/dfine/dfine_hgnetv2_m_coco.py'),
 ]
 
-DEPLOY_CFG = osp.join(REPO_ROOT, 'configs', 'deploy', 'detection_onnxruntime_static-640x640.py')
-
-
-# ----------------------------------------------------------------- config/model
-def resolve_config(cfg: str) -> str:
-    """File path of ``cfg``: a path, or ``mmdet::x.py`` in the installed mmdet."""
-    if cfg.startswith('mmdet::'):
-        import mmdet
-        path = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', cfg[len('mmdet::'):])
-    else:
-        path = cfg if osp.isabs(cfg) else osp.join(os.getcwd(), cfg)
-        if not osp.exists(path):
-            path = osp.join(REPO_ROOT, cfg)
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'config {cfg!r} not found (looked at {path})')
-    return path
-
-
-def build_model(cfg_path: str, size: Optional[int] = None):
-    """Eval-mode detector of ``cfg_path`` with random weights, and its config.
-
-    D-FINE precomputes its anchors for ``model.eval_spatial_size``; with
-    ``size`` given, that is set to ``(size, size)`` so the model runs at the
-    benchmark's input size.
-    """
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    from mmengine.config import Config
-
-    import dfine_mmdet  # noqa: F401
-    from accuracy import drop_pretrained
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(cfg_path)
-    if size is not None and cfg.model.get('eval_spatial_size') is not None:
-        cfg.model.eval_spatial_size = (size, size)
-    drop_pretrained(cfg.model)
-    model = MODELS.build(cfg.model)
-    # every model's own initialisation (e.g. the classification bias prior
-    # p=0.01 of RTMDet/YOLOX/DETR heads): without it, random scores near 0.5
-    # let thousands of boxes through the score threshold and NMS detectors
-    # would be timed on a post-processing load they never see once trained
-    model.init_weights()
-    return model.eval(), cfg
-
-
-def data_samples(h: int, w: int, batch: int = 1):
-    from mmdet.structures import DetDataSample
-    meta = dict(img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
-                pad_shape=(h, w), scale_factor=(1.0, 1.0))
-    return [DetDataSample(metainfo=dict(meta)) for _ in range(batch)]
-
 
 # ------------------------------------------------------------------- measuring
-def time_runs(fn: Callable[[], object], warmup: int, runs: int) -> List[float]:
-    """Seconds of ``runs`` calls of ``fn`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def summarize(times: List[float]) -> Dict[str, Any]:
-    """Median and p10/p90 in ms, plus every raw time (ms)."""
-    ms = sorted(1000.0 * t for t in times)
-
-    def pct(q):
-        return ms[min(len(ms) - 1, int(round(q * (len(ms) - 1))))]
-
-    return dict(median_ms=statistics.median(ms), p10_ms=pct(0.1), p90_ms=pct(0.9),
-                times_ms=[1000.0 * t for t in times])
+def build_model(cfg: str, size: Optional[int] = None):
+    """Eval-mode detector of ``cfg`` with its own random initialisation, and
+    its config (:func:`dfine_mmdet.benchmark.models.build_detector`)."""
+    return build_detector(cfg, size)
 
 
 class TensorForward:
@@ -194,39 +125,23 @@ class TensorForward:
         return _Wrap()
 
 
-def export_ort_session(model, inputs, samples, tmp: str):
-    """ONNX Runtime session on the MMDeploy end-to-end graph of ``model``."""
-    import onnxruntime as ort
+def export_ort_session(model, inputs, tmp: str):
+    """Callable running ONNX Runtime on the MMDeploy end-to-end graph of
+    ``model`` (:mod:`dfine_mmdet.benchmark.inference_paths`)."""
     import torch
-    from mmdeploy.apis.onnx import export
-    from mmdeploy.codebase import import_codebase
-    from mmdeploy.utils import Codebase, load_config
 
-    import_codebase(Codebase.MMDET)  # MMDeploy's rewriters for mmdet models
-    import dfine_mmdet.deploy  # noqa: F401  (the plugin's rewriters)
-    deploy_cfg = load_config(DEPLOY_CFG)[0]
-    _, _, h, w = inputs.shape
-    deploy_cfg.onnx_config.input_shape = (w, h)
-    prefix = osp.join(tmp, 'end2end')
-    export(model, inputs, prefix, backend='onnxruntime',
-           input_metas=dict(data_samples=samples, mode='predict'),
-           context_info=dict(deploy_cfg=deploy_cfg), input_names=['input'],
-           output_names=['dets', 'labels'],
-           opset_version=deploy_cfg.onnx_config.opset_version,
-           keep_initializers_as_inputs=False)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(prefix + '.onnx', options, providers=['CPUExecutionProvider'])
+    from dfine_mmdet.benchmark.inference_paths import (export_end2end,
+                                                       ort_runner)
+    onnx_file = export_end2end(model, inputs, osp.join(tmp, 'end2end'))
+    return ort_runner(onnx_file, {'input': inputs.numpy()},
+                      torch.get_num_threads())
 
 
 def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) -> None:
     """Fill ``result`` stage by stage (``save()`` after each, so a timeout keeps
     what was measured). Stage errors are recorded in ``result['errors']``."""
     import torch
-    torch.manual_seed(0)
-    model, _ = build_model(resolve_config(cfg), args.size)
+    model, _ = build_model(cfg, args.size)
     device = torch.device(args.device)
     model.to(device)
     result['params'] = int(sum(p.numel() for p in model.parameters()))
@@ -240,7 +155,7 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
     if 'flops' in args.measure:
         try:
             with torch.no_grad():
-                res = __import__('flop_handles').count_flops(
+                res = count_flops(
                     TensorForward(model, samples), (inputs, ))
             result.update(gflops=res['flops'] / 1e9,
                           grid_sampler_gflops=res['grid_sampler_flops'] / 1e9,
@@ -252,8 +167,8 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
     if 'eager' in args.measure:
         try:
             with torch.no_grad():
-                times = time_runs(lambda: model(inputs, samples, mode='predict'),
-                                  args.warmup, args.runs)
+                times = time_calls(lambda: model(inputs, samples, mode='predict'),
+                                   args.warmup, args.runs)
             result['eager'] = summarize(times)
         except Exception as e:  # noqa: BLE001
             errors['eager'] = f'{type(e).__name__}: {e}'
@@ -265,7 +180,7 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
                 def call():
                     model(inputs, samples, mode='predict')
                     torch.cuda.synchronize()
-                result['fp16'] = summarize(time_runs(call, args.warmup, args.runs))
+                result['fp16'] = summarize(time_calls(call, args.warmup, args.runs))
         except Exception as e:  # noqa: BLE001
             errors['fp16'] = f'{type(e).__name__}: {e}'
         save()
@@ -276,11 +191,9 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
             cpu_in = inputs.cpu()
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                session = export_ort_session(cpu_model, cpu_in, data_samples(h, w), tmp)
+                run_ort = export_ort_session(cpu_model, cpu_in, tmp)
                 result['ort_export_s'] = time.perf_counter() - t0
-            feed = {'input': cpu_in.numpy()}
-            result['ort'] = summarize(time_runs(lambda: session.run(None, feed),
-                                                args.warmup, args.runs))
+            result['ort'] = summarize(time_calls(run_ort, args.warmup, args.runs))
         except Exception as e:  # noqa: BLE001
             errors['ort'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
             if args.verbose:
@@ -301,7 +214,7 @@ def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
     """Toy mAP after ``--toy-minutes`` of training, or COCO AP of ``--checkpoint``."""
     import torch
 
-    import accuracy
+    from dfine_mmdet.benchmark import accuracy
     with tempfile.TemporaryDirectory() as work_dir:
         if args.toy_minutes:
             toy_cfg, adapted = accuracy.toy_config(
@@ -669,11 +582,10 @@ def toy_meta(args) -> Dict[str, Any]:
     for split in ('train', 'val'):
         ann = osp.join(args.toy_data, 'annotations', f'instances_{split}.json')
         if not osp.isfile(ann):
-            sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-            from make_toy_dataset import main as make_toy
+            from dfine_mmdet.benchmark.toy_data import make_toy_dataset
             print(f'writing the toy set to {args.toy_data} (seed {args.seed})', flush=True)
-            make_toy(['--out', args.toy_data, '--seed', str(args.seed), '--num-train',
-                      str(args.toy_images[0]), '--num-val', str(args.toy_images[1])])
+            make_toy_dataset(args.toy_data, args.seed, args.toy_images[0],
+                             args.toy_images[1])
         with open(ann) as f:
             counts[split] = len(json.load(f)['images'])
     return dict(kind='toy mAP', minutes=args.toy_minutes, size=args.toy_size,

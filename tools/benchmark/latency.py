@@ -1,9 +1,11 @@
-"""D-FINE parameter counts and CPU latency.
+"""D-FINE parameter counts and CPU latency on every inference path, in one run.
 
 Usage::
 
-    python tools/benchmark/latency.py        # N and S, 640x640, batch 1
-    python tools/benchmark/latency.py --variants n s m --runs 20 --threads 2
+    python tools/benchmark/latency.py               # N and S, 640x640
+    python tools/benchmark/latency.py --variants n --threads 2 --runs 20
+    python tools/benchmark/latency.py --variants s \\
+        --official-onnx s=work_dirs/official/dfine_s.onnx  # official file
     python tools/benchmark/latency.py --params-only
 
 Two tables are printed:
@@ -11,31 +13,33 @@ Two tables are printed:
 * parameter counts of N/S/M/L/X built from this repo's configs next to the
   official counts (spec section 1.1, measured on the official modules), with a
   match flag;
-* latency (median over ``--runs`` after ``--warmup`` runs) on a random
-  ``1x3x640x640`` input for each backend: PyTorch eager ``mode='tensor'``
-  forwards and ONNX Runtime (CPU) on the MMDeploy end-to-end graph, with
-  their ratio ``eager/ort`` (> 1: ONNX Runtime is faster).
+* per variant, the latency of every inference path of
+  :mod:`dfine_mmdet.benchmark.inference_paths` (PyTorch eager, eager after
+  ``switch_to_deploy``, this plugin's MMDeploy end-to-end graph and the
+  official exporter's graph, each in ONNX Runtime and, when installed,
+  OpenVINO) on the same random weights and input.
 
-Backends are plain functions ``bench_<name>(model, inputs, args) -> list of
-seconds``, registered in :data:`BACKENDS`; adding a column (e.g. ONNX Runtime)
-means adding one function and one entry.  Weights are random (no checkpoint is
-needed for timing); the numbers depend on the machine and on other load.
+Timing (:mod:`dfine_mmdet.benchmark.timing`): ``--rounds`` rounds; in each
+round every path runs ``--runs`` timed calls after ``--warmup`` calls, so load
+changes affect all paths alike. Printed per path: median and p10-p90 of all
+timed calls, the ratio to the fastest path and the speed-up over
+``torch-eager``. Export time is not counted. Weights are random (no checkpoint
+is needed for timing); the numbers depend on the machine and on other load
+(the load average is printed).
 """
 import argparse
-import os.path as osp
-import statistics
+import json
+import os
 import sys
-from typing import Callable, Dict, List
+import tempfile
 
 import torch
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:  # allow running from a source checkout
-    sys.path.insert(0, REPO_ROOT)
-_HERE = osp.dirname(osp.abspath(__file__))
-if _HERE not in sys.path:  # cpu_latency.py / compare.py beside this file
-    sys.path.insert(0, _HERE)
-from compare import time_runs  # noqa: E402  (light: no torch at import)
+from dfine_mmdet.benchmark.inference_paths import (build_dfine, build_paths,
+                                                   format_path_table,
+                                                   path_rows)
+from dfine_mmdet.benchmark.models import count_params
+from dfine_mmdet.benchmark.timing import time_interleaved
 
 #: official parameter counts (spec section 1.1, official modules, COCO)
 OFFICIAL_PARAMS = {
@@ -46,68 +50,8 @@ OFFICIAL_PARAMS = {
     'x': 62_621_560,
 }
 
-
-def config_path(variant: str) -> str:
-    return osp.join(REPO_ROOT, 'configs', 'dfine',
-                    f'dfine_hgnetv2_{variant}_coco.py')
-
-
-def build_model(variant: str) -> torch.nn.Module:
-    """Eval-mode model of ``dfine_hgnetv2_{variant}_coco.py`` (random)."""
-    from mmdet.registry import MODELS
-    from mmengine.config import Config
-    from mmengine.registry import init_default_scope
-
-    import dfine_mmdet  # noqa: F401
-    init_default_scope('mmdet')
-    cfg = Config.fromfile(config_path(variant))
-    return MODELS.build(cfg.model).eval()
-
-
-def count_params(model: torch.nn.Module) -> int:
-    """Number of parameter elements (as ``sum(p.numel())`` officially).
-
-    The official model registers ``up`` and ``reg_scale`` as (non-trainable)
-    Parameters, 2 elements that are buffers here; they are added back so
-    the two counts are comparable.
-    """
-    n = sum(p.numel() for p in model.parameters())
-    n += model.decoder.up.numel() + model.decoder.reg_scale.numel()
-    return n
-
-
-def bench_torch_eager(model, inputs, args) -> List[float]:
-    """PyTorch eager, ``model(inputs, mode='tensor')`` under no_grad."""
-    with torch.no_grad():
-        return time_runs(lambda: model(inputs, mode='tensor'), args.warmup,
-                         args.runs)
-
-
-def bench_onnxruntime(model, inputs, args) -> List[float]:
-    """ONNX Runtime (CPU execution provider), same thread count as torch.
-
-    The graph is the MMDeploy end-to-end export
-    (``configs/deploy/detection_onnxruntime_static-640x640.py`` at the
-    benchmark's input shape, D-FINE rewriters from ``dfine_mmdet.deploy``), so
-    it includes the top-k post-processing to ``dets`` / ``labels`` that
-    ``mode='tensor'`` leaves out. Export time is not counted.
-    """
-    import tempfile
-
-    # the export and session settings are cpu_latency.py's (one copy)
-    from cpu_latency import export_plugin_graph, ort_runner
-    with tempfile.TemporaryDirectory() as tmp:
-        run = ort_runner(
-            export_plugin_graph(model, inputs, osp.join(tmp, 'end2end')),
-            {'input': inputs.numpy()}, torch.get_num_threads())
-    return time_runs(run, args.warmup, args.runs)
-
-
-#: backend name -> benchmark function
-BACKENDS: Dict[str, Callable] = {
-    'torch-eager': bench_torch_eager,
-    'onnxruntime': bench_onnxruntime,
-}
+#: runtime names of ``--backends`` -> what :func:`build_paths` skips
+BACKENDS = ('torch', 'onnxruntime', 'openvino')
 
 
 def parse_args(argv=None):
@@ -115,58 +59,79 @@ def parse_args(argv=None):
     parser.add_argument('--variants', nargs='+', default=['n', 's'],
                         help='variants to time (default: n s)')
     parser.add_argument('--backends', nargs='+', default=list(BACKENDS),
-                        choices=list(BACKENDS))
+                        choices=list(BACKENDS) + ['torch-eager'],
+                        help='runtimes to time (default: all installed)')
     parser.add_argument('--size', type=int, default=640)
     parser.add_argument('--batch', type=int, default=1)
-    parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--runs', type=int, default=10)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--runs', type=int, default=5,
+                        help='timed calls per path per round')
+    parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--threads', type=int, default=None,
-                        help='torch.set_num_threads (default: unchanged)')
+                        help='threads of every runtime (default: '
+                        'torch.get_num_threads())')
+    parser.add_argument(
+        '--official-onnx', nargs='*', default=[], metavar='VARIANT=PATH',
+        help='time these files (written by the official exporter) as the '
+        'official paths instead of the rebuilt graph')
+    parser.add_argument('--skip', nargs='*', default=[],
+                        help='path names to leave out (or a runtime name)')
+    parser.add_argument('--out-json', default=None,
+                        help='write every timed call and the tables here')
     parser.add_argument('--params-only', action='store_true')
     return parser.parse_args(argv)
+
+
+def param_table() -> bool:
+    """Print the parameter counts; returns whether all match."""
+    print('parameter counts (configs/dfine/dfine_hgnetv2_*_coco.py)')
+    print(f'{"variant":8s}{"ours":>14s}{"official":>14s}  match')
+    all_match = True
+    for v in 'nsmlx':
+        n = count_params(build_dfine(v))
+        ok = n == OFFICIAL_PARAMS[v]
+        all_match &= ok
+        print(f'{v.upper():8s}{n:>14,d}{OFFICIAL_PARAMS[v]:>14,d}  '
+              f'{"yes" if ok else "NO"}')
+    return all_match
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-
-    print('parameter counts (configs/dfine/dfine_hgnetv2_*_coco.py)')
-    print(f'{"variant":8s}{"ours":>14s}{"official":>14s}  match')
-    all_match = True
-    for v in 'nsmlx':
-        model = build_model(v)
-        n = count_params(model)
-        ok = n == OFFICIAL_PARAMS[v]
-        all_match &= ok
-        print(f'{v.upper():8s}{n:>14,d}{OFFICIAL_PARAMS[v]:>14,d}  '
-              f'{"yes" if ok else "NO"}')
-        del model
+    threads = torch.get_num_threads()
+    official = {}
+    for item in args.official_onnx:
+        variant, sep, path = item.partition('=')
+        if not sep or not os.path.isfile(path):
+            raise SystemExit(f'--official-onnx {item!r}: expected '
+                             'VARIANT=PATH of an existing file')
+        official[variant] = path
+    all_match = param_table()
     if args.params_only:
         return 0 if all_match else 1
 
+    backends = {'torch' if b == 'torch-eager' else b for b in args.backends}
+    skip = list(args.skip) + [b for b in BACKENDS if b not in backends]
+    load = os.getloadavg() if hasattr(os, 'getloadavg') else None
     print(f'\nlatency: input {args.batch}x3x{args.size}x{args.size}, '
-          f'{torch.get_num_threads()} threads, median of {args.runs} runs '
-          f'after {args.warmup} warm-up runs')
-    header = f'{"variant":8s}' + ''.join(f'{b:>16s}' for b in args.backends)
-    with_ratio = {'torch-eager', 'onnxruntime'} <= set(args.backends)
-    if with_ratio:
-        header += f'{"eager/ort":>12s}'
-    print(header + '   (ms)')
-    inputs = torch.rand(args.batch, 3, args.size, args.size)
-    for v in args.variants:
-        model = build_model(v)
-        row = f'{v.upper():8s}'
-        medians = {}
-        for name in args.backends:
-            times = BACKENDS[name](model, inputs, args)
-            medians[name] = statistics.median(times)
-            row += f'{1000 * medians[name]:>16.1f}'
-        if with_ratio:
-            ratio = medians['torch-eager'] / medians['onnxruntime']
-            row += f'{ratio:>11.2f}x'
-        print(row)
-        del model
+          f'{threads} threads, {args.rounds} rounds x {args.runs} runs '
+          f'(+{args.warmup} warm-up) per path, load average {load}')
+    report = dict(size=args.size, batch=args.batch, threads=threads,
+                  load_before=load, variants={})
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in args.variants:
+            paths = build_paths(variant, args.size, threads, tmp,
+                                official.get(variant), skip, args.batch)
+            times = time_interleaved(paths, args.rounds, args.warmup,
+                                     args.runs)
+            rows = path_rows(times)
+            print(format_path_table(variant, rows), flush=True)
+            report['variants'][variant] = dict(rows=rows, times_s=times)
+    if args.out_json:
+        with open(args.out_json, 'w') as f:
+            json.dump(report, f, indent=1)
     return 0 if all_match else 1
 
 

@@ -7,27 +7,11 @@ _base_ = [
     '../_base_/schedules/dfine_adamw.py',
 ]
 
-classes = ('class_a', 'class_b', 'class_c')
-num_classes = len(classes)
-
-model = dict(
-    bbox_head=dict(num_classes=num_classes))
-
-train_dataloader = dict(batch_size=8,
-                        dataset=dict(metainfo=dict(classes=classes)))
-val_dataloader = dict(dataset=dict(metainfo=dict(classes=classes)))
-test_dataloader = val_dataloader
+num_classes = {{_base_.num_dataset_classes}}
+model = dict(bbox_head=dict(num_classes=num_classes))
 load_from = 'checkpoints/dfine_hgnetv2_x_coco_mmdet.pth'
 
 # schedule (official custom/dfine_hgnetv2_x_custom.yml): total batch 32 (4 GPUs
 # x 8), AdamW lr 2.5e-4 / backbone 2.5e-6, weight decay 1.25e-4, 80 epochs;
 # strong augmentation and multi-scale (640 x3) stop at epoch 72.
-optim_wrapper = dict(
-    optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
-    paramwise_cfg=dict(backbone_lr=2.5e-6, official_regex_style='lx'))
-max_epochs = 80
-stop_epoch = 72
-train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch))
-custom_hooks = [dict(type='ClassHeadAdaptHook')]
-auto_scale_lr = dict(base_batch_size=32)
+optim_wrapper = dict(paramwise_cfg=dict(backbone_lr=2.5e-6))

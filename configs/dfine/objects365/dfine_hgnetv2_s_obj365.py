@@ -14,16 +14,12 @@ model = dict(
         checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')),
     bbox_head=dict(num_classes=num_classes))
 
-train_dataloader = dict(batch_size=8)
-
 # schedule (official dfine_hgnetv2_s_obj365.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2.5e-4 / backbone 1.25e-4, weight decay 1.25e-4, 36 epochs; strong
 # augmentation and multi-scale (640 x20) never stop (official stop_epoch 500).
-optim_wrapper = dict(
-    optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
-    paramwise_cfg=dict(backbone_lr=1.25e-4, official_regex_style='nsm'))
+optim_wrapper = dict(paramwise_cfg=dict(backbone_lr=1.25e-4))
 max_epochs = 36
 stop_epoch = 500
 train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))
-auto_scale_lr = dict(base_batch_size=32)
+default_hooks = dict(
+    stop_aug=dict(stop_epoch=stop_epoch, reload_best_stage1=False))

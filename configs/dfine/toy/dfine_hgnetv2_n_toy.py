@@ -1,6 +1,6 @@
 # D-FINE-N on the synthetic toy set of tools/make_toy_dataset.py (3 classes:
 # square / circle / triangle), for CPU smoke tests and the CPU learning
-# benchmark tools/benchmark/toy_train.py.
+# benchmark tools/experiments/toy_train.py.
 #
 #     python tools/make_toy_dataset.py --out data/toy
 #     python tools/train.py configs/dfine/toy/dfine_hgnetv2_n_toy.py
@@ -24,13 +24,14 @@
 #   no batch multi-scale                    as the official N
 # Everything else (losses and their weights, matcher, GO-LSD, FDR, AdamW betas,
 # weight decay 1e-4, grad clip 0.1, no-decay groups) is the official recipe.
-_base_ = '../dfine_hgnetv2_n_coco.py'
+_base_ = [
+    '../_base_/models/dfine_hgnetv2_n.py',
+    '../_base_/datasets/toy.py',
+    '../_base_/schedules/dfine_adamw_n.py',
+]
 
-data_root = 'data/toy/'
-classes = ('square', 'circle', 'triangle')
-num_classes = 3
-img_size = 128
-
+num_classes = {{_base_.num_dataset_classes}}
+img_size = {{_base_.img_size}}
 model = dict(
     backbone=dict(init_cfg=None),  # from scratch: no ImageNet weights here
     num_queries=60,
@@ -39,65 +40,10 @@ model = dict(
     bbox_head=dict(num_classes=num_classes),
     test_cfg=dict(max_per_img=100))
 
-backend_args = None
-train_pipeline = [
-    dict(type='CheckedLoadImageFromFile', on_error='skip',
-         backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='SanitizeBoundingBoxes',
-        min_size=1,
-        drop_ignored=True,
-        log_dropped=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
-    dict(type='SanitizeBoundingBoxes', min_size=1),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=backend_args),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=False),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    format_only=False)
-test_evaluator = val_evaluator
-
 # schedule (toy): CPU, so the plain OptimWrapper (AMP needs CUDA)
 optim_wrapper = dict(
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=1e-4),
+    optimizer=dict(lr=1e-3),
     paramwise_cfg=dict(backbone_lr=1e-3))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1.0 / 50, end_factor=1.0,

@@ -24,15 +24,7 @@ model = dict(
     ]),
     feat_strides=[8, 16, 32])
 
-# schedule: the D-FINE-L recipe (official dfine_hgnetv2_l_coco.yml): total
-# batch 32, AdamW lr 2.5e-4 / backbone 1.25e-5, weight decay 1.25e-4, 80
-# epochs; strong augmentation and multi-scale stop at epoch 72.
-train_dataloader = dict(batch_size=8)
-optim_wrapper = dict(
-    optimizer=dict(lr=2.5e-4, weight_decay=1.25e-4),
-    paramwise_cfg=dict(backbone_lr=1.25e-5))
-max_epochs = 80
-stop_epoch = 72
-train_cfg = dict(max_epochs=max_epochs)
-default_hooks = dict(stop_aug=dict(stop_epoch=stop_epoch))
-auto_scale_lr = dict(base_batch_size=32)
+# schedule: the D-FINE-L recipe (official dfine_hgnetv2_l_coco.yml), i.e. the
+# values of the schedule base: total batch 32, AdamW lr 2.5e-4 / backbone
+# 1.25e-5, weight decay 1.25e-4, 80 epochs; strong augmentation and
+# multi-scale stop at epoch 72.

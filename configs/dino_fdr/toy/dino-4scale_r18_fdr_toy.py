@@ -3,7 +3,7 @@
 # D-FINE's defaults, the defaults of DINOFDRHead / DFINEHungarianAssigner;
 # tests/test_mix_and_match/test_dino_fdr.py checks that both resolve to the
 # same head / matcher settings).  Compared with the plain toy config by
-# tools/benchmark/dino_fdr_toy.py.
+# tools/experiments/dino_fdr_toy.py.
 _base_ = './dino-4scale_r18_toy.py'
 custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)
 

@@ -1,10 +1,10 @@
 # Plain mmdet DINO (4 scales) at toy size, on the synthetic toy set of
 # tools/make_toy_dataset.py (3 classes), for the CPU comparison
-# tools/benchmark/dino_fdr_toy.py against dino-4scale_r18_fdr_toy.py (same
+# tools/experiments/dino_fdr_toy.py against dino-4scale_r18_fdr_toy.py (same
 # settings + FDR/GO-LSD).  Not a recipe for real data.
 #
 #     python tools/make_toy_dataset.py --out data/toy
-#     python tools/benchmark/dino_fdr_toy.py --iters 300
+#     python tools/experiments/dino_fdr_toy.py --iters 300
 #
 # What differs from mmdet's dino-4scale_r50_8xb2-12e_coco.py, and why:
 #   ResNet-18 at half width (base         no download; CPU time

@@ -31,7 +31,7 @@ storage keeps MMEngine's behaviour):
 * before a resume (``--resume`` without a path, ``before_run``), the file
   ``last_checkpoint`` names is checked
   (``checkpoint_file_problem`` of
-  :mod:`dfine_mmdet.engine.checked_checkpoint_loader`:
+  :mod:`dfine_mmdet.checkpoint.checked_loader`:
   present, a complete zip archive, every member's CRC-32). If it is missing
   or damaged (e.g. written by plain ``CheckpointHook``), the newest complete
   ``filename_tmpl`` checkpoint of the same directory is used instead,
@@ -60,8 +60,7 @@ from mmengine.utils import mkdir_or_exist
 
 from mmdet.registry import HOOKS
 
-from ..checked_checkpoint_loader import (CorruptCheckpointError,
-                                         checkpoint_file_problem)
+from ...checkpoint import CorruptCheckpointError, checkpoint_file_problem
 
 _TMP_MARK = '.tmp-'
 

@@ -2,7 +2,7 @@
 box coder, matching and losses, and the official post-processing.
 
 Branches (all hold official weights; see the key table in
-:mod:`dfine_mmdet.models.detectors.official_checkpoint`):
+:mod:`dfine_mmdet.checkpoint.official`):
 
 * ``cls_branches[i]``: Linear ``D -> C`` (class logits of decoder layer i);
 * ``lqe_layers[i]``: Location Quality Estimator added to the logits of layer i;

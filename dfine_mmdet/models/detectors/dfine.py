@@ -24,7 +24,7 @@ feature shapes equal the ones they were made for, which makes a converted
 checkpoint reproduce the official outputs exactly.
 
 The mapping from official state-dict keys to this model is in
-:mod:`dfine_mmdet.models.detectors.official_checkpoint`.
+:mod:`dfine_mmdet.checkpoint.official`.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -37,10 +37,10 @@ from mmdet.structures import OptSampleList
 from mmdet.utils import OptConfigType
 from torch import Tensor, nn
 
+from ...checkpoint.guard import install_checkpoint_guard
 from ..layers.contrastive_denoising import DFINEContrastiveDenoising
 from ..layers.fdr_decoder import DFINETransformerDecoder
 from ..utils import SpatialShapes
-from .checkpoint_guard import install_checkpoint_guard
 
 
 def generate_anchors(spatial_shapes: Sequence[Tuple[int, int]],
@@ -156,8 +156,8 @@ class DFINE(DetectionTransformer):
         allow_partial_checkpoint (bool): ``False`` (default): loading a
             checkpoint of another variant or class count raises one
             ``CheckpointMismatchError`` naming both (see
-            :mod:`.checkpoint_guard`); ``True``: MMEngine's permissive
-            loading, for deliberate partial loads.
+            :mod:`dfine_mmdet.checkpoint.guard`); ``True``: MMEngine's
+            permissive loading, for deliberate partial loads.
         train_cfg, test_cfg, data_preprocessor, init_cfg: As in mmdet.
 
     Settings shared by several parts are set in ONE place and filled in here

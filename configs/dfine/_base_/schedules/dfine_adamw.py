@@ -1,6 +1,9 @@
 # D-FINE training schedule (official configs/dfine/include/optimizer.yml and
-# configs/runtime.yml) with the D-L/X values; a size config sets its own lr,
-# backbone lr, weight decay, epochs and `default_hooks.stop_aug.stop_epoch`.
+# configs/runtime.yml) with the values of the L / X schedule group (official
+# dfine_hgnetv2_{l,x}_*.yml: lr 2.5e-4, weight decay 1.25e-4, COCO 80 epochs,
+# stop epoch 72). Size groups: dfine_adamw_n.py (N), dfine_adamw_sm.py (S, M),
+# this file (L, X); a config states only what differs from its group (backbone
+# lr, or epochs of another recipe).
 #   AdamW param-group regexes          -> DFINEOptimWrapperConstructor (regex bug fixed by default)
 #   LinearWarmup(500) + MultiStepLR([500 epochs], never reached) -> LinearLR over 500 iterations
 #   ModelEMA(decay 0.9999, warmups 1000) -> EMAHook(ema_type='DFINEModelEMA')
@@ -14,8 +17,8 @@ optim_wrapper = dict(
     constructor='DFINEOptimWrapperConstructor',
     optimizer=dict(
         type='AdamW', lr=2.5e-4, betas=(0.9, 0.999), weight_decay=1.25e-4),
-    # reproduce_official_regex_bug=True (+ official_regex_style='nsm' for
-    # N/S/M, 'lx' for L/X) gives the official groups exactly
+    # reproduce_official_regex_bug=True (+ official_regex_style='lx' for L/X)
+    # gives the official groups exactly
     paramwise_cfg=dict(backbone_lr=1.25e-5),
     clip_grad=dict(max_norm=0.1))
 

@@ -1,4 +1,4 @@
-"""The accuracy column of ``compare.py``: COCO box AP of a checkpoint, or toy mAP
+"""The accuracy column of ``tools/benchmark/compare.py``: COCO box AP of a checkpoint, or toy mAP
 after equal wall-clock training.
 
 Both go through MMDetection's own machinery: a ``Runner`` built from the
@@ -16,8 +16,8 @@ result also says how many of the model's tensors the checkpoint covered with
 the right shape (MMEngine loads non-strictly and only warns).
 
 **Toy mAP** (:func:`toy_config` + :func:`train_and_evaluate`): every model is
-trained on the synthetic set of ``tools/make_toy_dataset.py`` for the same
-wall-clock budget (:class:`wall_clock_budget.WallClockBudgetHook`) from the
+trained on the synthetic set of :mod:`.toy_data` for the same
+wall-clock budget (:class:`~dfine_mmdet.engine.hooks.WallClockBudgetHook`) from the
 same seed, then its raw weights are evaluated on the toy val split. What is
 common to all models, replacing the config's own settings:
 
@@ -27,7 +27,7 @@ common to all models, replacing the config's own settings:
   dropped; batch ``batch_size``; batch augments of the data preprocessor
   removed (YOLOX's random resize, D-FINE's multi-scale);
 * model: every ``num_classes`` (outside the RPN) set to the toy class count
-  (:func:`num_classes.set_num_classes`), D-FINE's ``eval_spatial_size`` set
+  (:func:`.num_classes.set_num_classes`), D-FINE's ``eval_spatial_size`` set
   to the size; random initialisation (no pretrained backbone);
 * schedule: ``IterBasedTrainLoop`` stopped by the budget; the config's own
   optimizer, learning rate, weight decay, parameter-wise settings and gradient
@@ -48,24 +48,13 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.hooks import Hook
 
-import num_classes as nc
-from wall_clock_budget import WallClockBudgetHook
+from ..checkpoint.fit import state_dict_fit, tensor_shapes
+from ..engine.hooks.wall_clock_budget_hook import WallClockBudgetHook
+from . import num_classes as nc
+from .models import drop_pretrained
 
 TOY_TRAIN_ANN = 'annotations/instances_train.json'
 TOY_VAL_ANN = 'annotations/instances_val.json'
-
-
-def drop_pretrained(node) -> None:
-    """Remove ``init_cfg=dict(type='Pretrained', ...)`` everywhere (nothing downloads)."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg')
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            node['init_cfg'] = None
-        for v in node.values():
-            drop_pretrained(v)
-    elif isinstance(node, (list, tuple)):
-        for v in node:
-            drop_pretrained(v)
 
 
 class EvalSampleCounter(Hook):
@@ -111,7 +100,7 @@ def toy_classes(data_root: str) -> Tuple[str, ...]:
     path = osp.join(data_root, TOY_TRAIN_ANN)
     if not osp.isfile(path):
         raise FileNotFoundError(f'toy annotations {path} not found '
-                                '(write them with tools/make_toy_dataset.py --out DIR)')
+                                '(write them with python tools/make_toy_dataset.py --out DIR)')
     with open(path) as f:
         cats = json.load(f)['categories']
     return tuple(c['name'] for c in sorted(cats, key=lambda c: c['id']))
@@ -264,13 +253,11 @@ def checkpoint_coverage(model, checkpoint: str) -> Tuple[int, int, List[str]]:
 
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}
-    missing = []
-    own = model.state_dict()
-    for name, tensor in own.items():
-        other = state.get(name)
-        if other is None or tuple(other.shape) != tuple(tensor.shape):
-            missing.append(name)
+    state = {(k[len('module.'):] if k.startswith('module.') else k): v
+             for k, v in state.items()}
+    own = tensor_shapes(model.state_dict())
+    fit = state_dict_fit(own, tensor_shapes(state))
+    missing = fit.missing + [k for k, _, _ in fit.mismatched]
     return len(own) - len(missing), len(own), missing[:5]
 
 

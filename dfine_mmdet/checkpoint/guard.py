@@ -28,18 +28,15 @@ copy of the detector) carries the same hook; keys are read relative to the
 ``prefix`` the hook is called with.
 """
 import re
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Tuple
 
 import torch
 
-#: (HGNetV2 arch, embed_dims, decoder layers) -> official D-FINE size
-OFFICIAL_SIZES = {
-    ('B0', 128, 3): 'D-FINE-N',
-    ('B0', 256, 3): 'D-FINE-S',
-    ('B2', 256, 4): 'D-FINE-M',
-    ('B4', 256, 6): 'D-FINE-L',
-    ('B5', 384, 6): 'D-FINE-X',
-}
+from .errors import CheckpointMismatchError
+from .fit import state_dict_fit, tensor_shapes
+from .variants import describe, format_description
+
+__all__ = ['check_state_dict', 'install_checkpoint_guard']
 
 #: key patterns that only an unconverted official checkpoint has
 OFFICIAL_KEY_PATTERNS = (r'^encoder\.', r'^decoder\.decoder\.',
@@ -48,75 +45,6 @@ OFFICIAL_KEY_PATTERNS = (r'^encoder\.', r'^decoder\.decoder\.',
 #: class-dependent keys (adapted by ClassHeadAdaptHook)
 CLASS_KEY_PATTERNS = (r'^bbox_head\.cls_branches\.', r'^bbox_head\.enc_cls_'
                       r'branch\.', r'^dn_query_generator\.label_embedding\.')
-
-
-class CheckpointMismatchError(RuntimeError):
-    """The checkpoint does not fit the model built from the config."""
-
-
-def _hgnetv2_arch(shapes: Dict[str, Tuple[int, ...]]) -> Optional[str]:
-    """HGNetV2 arch name whose ``arch_settings`` row matches the stem width,
-    the blocks per stage and the layers per block of ``shapes``."""
-    from dfine_mmdet.models.backbones.hgnetv2 import HGNetV2
-    stem = shapes.get('backbone.stem.stem1.conv.weight')
-    if stem is None:
-        return None
-    blocks = []
-    for i in range(4):
-        ids = {
-            int(m.group(1))
-            for k in shapes
-            for m in [re.match(rf'backbone\.stages\.{i}\.blocks\.(\d+)\.', k)]
-            if m
-        }
-        blocks.append(len(ids))
-    layers = len({
-        int(m.group(1))
-        for k in shapes
-        for m in [re.match(r'backbone\.stages\.0\.blocks\.0\.layers\.(\d+)\.',
-                           k)] if m
-    })
-    for name, setting in HGNetV2.arch_settings.items():
-        st = setting['stages']
-        if (setting['stem'][1] == stem[0]
-                and tuple(s[3] for s in st) == tuple(blocks)
-                and st[0][7] == layers):
-            return name
-    return None
-
-
-def describe(shapes: Dict[str, Tuple[int, ...]]) -> Dict[str, object]:
-    """What a D-FINE state dict (key -> shape, no prefix) is: backbone arch,
-    ``embed_dims``, decoder layers, classes and, if official, the size name.
-    """
-    info: Dict[str, object] = {}
-    arch = _hgnetv2_arch(shapes)
-    info['backbone'] = f'HGNetV2-{arch}' if arch else (
-        'HGNetV2 (unknown arch)' if any(
-            k.startswith('backbone.stem.') for k in shapes) else 'other')
-    cls = shapes.get('bbox_head.enc_cls_branch.weight')
-    if cls is not None and len(cls) == 2:
-        info['num_classes'], info['embed_dims'] = int(cls[0]), int(cls[1])
-    layer_ids = {
-        int(m.group(1))
-        for k in shapes for m in [re.match(r'decoder\.layers\.(\d+)\.', k)]
-        if m
-    }
-    if layer_ids:
-        info['decoder_layers'] = max(layer_ids) + 1
-    size = OFFICIAL_SIZES.get(
-        (arch, info.get('embed_dims'), info.get('decoder_layers')))
-    if size:
-        info['size'] = size
-    return info
-
-
-def _fmt(info: Dict[str, object]) -> str:
-    parts = [str(info.get('size', 'a D-FINE model')), info['backbone']]
-    for key in ('embed_dims', 'decoder_layers', 'num_classes'):
-        if key in info:
-            parts.append(f'{key}={info[key]}')
-    return parts[0] + ' (' + ', '.join(parts[1:]) + ')'
 
 
 def check_state_dict(model_shapes: Dict[str, Tuple[int, ...]],
@@ -133,13 +61,10 @@ def check_state_dict(model_shapes: Dict[str, Tuple[int, ...]],
             'state_dict (an empty or nested dict). An official D-FINE '
             "checkpoint keeps them under 'model' / 'ema'; convert it first: "
             'python tools/convert_official_ckpt.py OFFICIAL.pth OUT.pth')
-    mismatched = [(k, ckpt_shapes[k], s) for k, s in model_shapes.items()
-                  if k in ckpt_shapes and tuple(ckpt_shapes[k]) != tuple(s)]
+    fit = state_dict_fit(model_shapes, ckpt_shapes)
+    mismatched = fit.mismatched
     # BN step counters: official L/X backbones are saved without them
-    missing = [
-        k for k in model_shapes
-        if k not in ckpt_shapes and not k.endswith('num_batches_tracked')
-    ]
+    missing = [k for k in fit.missing if not k.endswith('num_batches_tracked')]
     # class-dependent keys that ClassHeadAdaptHook removed on purpose (the
     # new class set keeps its init): logged, not an error
     missing_cls = [
@@ -174,13 +99,15 @@ def check_state_dict(model_shapes: Dict[str, Tuple[int, ...]],
             f'{source} has {theirs.get("num_classes")} classes but the config '
             f'builds {ours.get("num_classes")} (e.g. {mismatched[0][0]}: '
             f'checkpoint {tuple(mismatched[0][1])} vs model '
-            f'{tuple(mismatched[0][2])}). To fine-tune onto the new class set, '
+            f'{tuple(mismatched[0][2])}). To fine-tune onto the new class '
+            'set, '
             "add dict(type='ClassHeadAdaptHook') to custom_hooks (it "
             're-initialises or maps the class rows); for a deliberate partial '
             'load set model.allow_partial_checkpoint=True')
     lines = [
         f'{source} does not fit the model: the checkpoint looks like '
-        f'{_fmt(theirs)}, the config builds {_fmt(ours)}.'
+        f'{format_description(theirs)}, the config builds '
+        f'{format_description(ours)}.'
     ]
     for k, c, m in mismatched[:3]:
         lines.append(f'  {k}: checkpoint {tuple(c)} vs model {tuple(m)}')
@@ -199,15 +126,8 @@ def _guard_hook(module, state_dict, prefix, local_metadata, strict,
                 missing_keys, unexpected_keys, error_msgs):
     if not getattr(module, '_checkpoint_guard_enabled', True):
         return
-    model_shapes = {
-        k: tuple(v.shape)
-        for k, v in module.state_dict().items()
-    }
-    ckpt_shapes = {
-        k[len(prefix):]: tuple(v.shape)
-        for k, v in state_dict.items()
-        if k.startswith(prefix) and isinstance(v, torch.Tensor)
-    }
+    model_shapes = tensor_shapes(module.state_dict())
+    ckpt_shapes = tensor_shapes(state_dict, prefix)
     nested = [
         k for k, v in state_dict.items()
         if k.startswith(prefix) and isinstance(v, dict)

@@ -7,7 +7,9 @@ grad clip, EMA) learns.  It uses ``configs/dfine/toy/dfine_hgnetv2_n_toy.py``
 (what that config changes from the official N recipe, and why, is written at
 its top) with an iteration-based loop whose length is set by ``--minutes``
 (wall clock) or ``--iters``; the toy set is written with
-``tools/make_toy_dataset.py`` when ``--data`` holds none.
+``tools/make_toy_dataset.py`` when ``--data`` holds none. The run config and
+the recorder are :mod:`dfine_mmdet.benchmark.toy_training`; the budget is
+:class:`~dfine_mmdet.engine.hooks.WallClockBudgetHook`.
 
 Output: a short header, the loss curve (mean total loss over windows of
 iterations), then the COCO metrics of the EMA weights on the toy val split;
@@ -21,15 +23,18 @@ mAP 0.388 / mAP@0.5 0.594 (raw weights 0.345 / 0.572).
 
 Examples::
 
-    python tools/benchmark/toy_train.py --minutes 15
-    python tools/benchmark/toy_train.py --iters 20 --work-dir /tmp/toy_run
+    python tools/experiments/toy_train.py --minutes 15
+    python tools/experiments/toy_train.py --iters 20 --work-dir /tmp/toy_run
 """
 import argparse
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
+
+from dfine_mmdet.benchmark.toy_training import (IterationRecorder, build_cfg,
+                                                ensure_toy_data)
+from dfine_mmdet.engine.hooks import WallClockBudgetHook
 
 PROJECT_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_CONFIG = osp.join(PROJECT_ROOT, 'configs', 'dfine', 'toy',
@@ -66,51 +71,11 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def ensure_toy_data(data_dir, seed):
-    ann = osp.join(data_dir, 'annotations', 'instances_val.json')
-    if not osp.isfile(ann):
-        sys.path.insert(0, osp.join(PROJECT_ROOT, 'tools'))
-        from make_toy_dataset import main as make_toy
-        make_toy(['--out', data_dir, '--seed', str(seed)])
-    return data_dir
-
-
-def build_cfg(args, data_dir, work_dir):
-    from mmengine.config import Config
-    cfg = Config.fromfile(args.config)
-    cfg.merge_from_dict(args.cfg_options)
-    root = data_dir.rstrip('/') + '/'
-    for loader in (cfg.train_dataloader, cfg.val_dataloader,
-                   cfg.test_dataloader):
-        loader.dataset.data_root = root
-    val_ann = root + 'annotations/instances_val.json'
-    cfg.val_evaluator.ann_file = val_ann
-    cfg.test_evaluator.ann_file = val_ann
-    max_iters = args.iters if args.iters is not None else 10**9
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
-                         val_interval=10**9)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
-                                        interval=10**9, by_epoch=False)
-    cfg.default_hooks.logger = dict(type='LoggerHook', interval=10**9)
-    cfg.log_processor = dict(by_epoch=False)
-    cfg.work_dir = work_dir
-    # MMDetection's runtime names its visualizer 'visualizer', and MMEngine
-    # reuses an existing instance of that name: a second Runner in the same
-    # process (dino_fdr_toy.py trains several; tests run these in-process)
-    # would write into the first one's work dir, which may be gone.  One
-    # name per work dir gives each run its own visualizer.
-    cfg.visualizer.name = f'visualizer:{osp.abspath(work_dir)}'
-    cfg.randomness = dict(seed=args.seed)
-    cfg.log_level = 'WARNING'
-    return cfg
-
-
 def main(argv=None):
     args = parse_args(argv)
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    from mmengine.hooks import Hook
     from mmengine.runner import Runner
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='dfine_toy_')
@@ -121,35 +86,21 @@ def main(argv=None):
                                or args.iters is not None) else 15.0
     budget_s = minutes * 60 if minutes is not None else None
 
-    class BudgetAndCurve(Hook):
-        """Records the total loss per iteration; stops at the time budget."""
-        priority = 'LOWEST'
-
-        def __init__(self):
-            self.losses = []
-            self.start = None
-
-        def before_train(self, runner):
-            self.start = time.time()
-
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
-                             outputs=None):
-            loss = outputs['loss']
-            self.losses.append(float(loss.detach() if hasattr(loss, 'detach') else loss))
-            if budget_s is not None and time.time() - self.start > budget_s:
-                runner.train_loop.stop_training = True
-
     cfg = build_cfg(args, data_dir, work_dir)
     runner = Runner.from_cfg(cfg)
-    curve = BudgetAndCurve()
+    curve = IterationRecorder()
     runner.register_hook(curve)
+    if budget_s is not None:
+        budget = WallClockBudgetHook(budget_s)
+        runner.register_hook(budget)
     print(f'toy_train: {osp.relpath(args.config, PROJECT_ROOT)} on {data_dir}, '
           f'budget {"%.1f min" % minutes if budget_s else "%d iters" % args.iters}, '
           f'batch {cfg.train_dataloader.batch_size}, '
           f'threads {torch.get_num_threads()}, work dir {work_dir}',
           flush=True)
+    start = time.perf_counter()
     runner.train()
-    train_s = time.time() - curve.start
+    train_s = time.perf_counter() - start
     n = len(curve.losses)
     window = args.window or max(1, n // 20)
     print(f'loss curve (mean total loss per {window} iterations; {n} '

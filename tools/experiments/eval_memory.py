@@ -1,7 +1,7 @@
 """Peak memory of a streamed COCO evaluation: does it stay bounded as the
 test set grows?
 
-    python tools/benchmark/eval_memory.py [--sizes 500 5000] [--img 32]
+    python tools/experiments/eval_memory.py [--sizes 500 5000] [--img 32]
 
 For each size N it writes N small synthetic images (one square each, COCO
 json) to a temporary folder, then, in a fresh subprocess, runs MMEngine's

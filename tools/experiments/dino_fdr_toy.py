@@ -29,15 +29,16 @@ seed 0, better on seed 1).  Details in README.md, "Mix and match".
 
 Examples::
 
-    python tools/benchmark/dino_fdr_toy.py --iters 300
-    python tools/benchmark/dino_fdr_toy.py --iters 300 --seeds 0 1
+    python tools/experiments/dino_fdr_toy.py --iters 300
+    python tools/experiments/dino_fdr_toy.py --iters 300 --seeds 0 1
 """
 import argparse
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
+
+from dfine_mmdet.benchmark.toy_training import build_cfg, ensure_toy_data
 
 PROJECT_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_DIR = osp.join(PROJECT_ROOT, 'configs', 'dino_fdr', 'toy')
@@ -46,8 +47,6 @@ CONFIGS = {
     'DINO+FDR/GO-LSD': osp.join(TOY_DIR, 'dino-4scale_r18_fdr_toy.py'),
     'DINO+FDR+pre': osp.join(TOY_DIR, 'dino-4scale_r18_fdr_pre_toy.py'),
 }
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from toy_train import build_cfg, ensure_toy_data  # noqa: E402
 
 
 def parse_args(argv=None):

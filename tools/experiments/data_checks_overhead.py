@@ -24,21 +24,19 @@ file of N images).
 
 Example::
 
-    python tools/benchmark/data_checks_overhead.py --iters 10
-    python tools/benchmark/data_checks_overhead.py --iters 20 \
+    python tools/experiments/data_checks_overhead.py --iters 10
+    python tools/experiments/data_checks_overhead.py --iters 20 \
         --parse-images 20000
 """
 import argparse
 import os.path as osp
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
+from dfine_mmdet.benchmark.toy_data import make_toy_dataset
+
 PROJECT_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, PROJECT_ROOT)
 TOY_CONFIG = osp.join(PROJECT_ROOT, 'configs', 'dfine', 'toy',
                       'dfine_hgnetv2_n_toy.py')
 
@@ -151,11 +149,8 @@ def main(argv=None):
     if data_root is None:
         tmp = tempfile.TemporaryDirectory()
         data_root = osp.join(tmp.name, 'toy')
-        subprocess.run([sys.executable,
-                        osp.join(PROJECT_ROOT, 'tools', 'make_toy_dataset.py'),
-                        '--out', data_root, '--seed', '0', '--num-train',
-                        str(args.num_train), '--num-val', '4'],
-                       check=True, capture_output=True)
+        make_toy_dataset(data_root, seed=0, num_train=args.num_train,
+                         num_val=4, log=lambda *a: None)
     data_root = data_root.rstrip('/') + '/'
     base = Config.fromfile(args.config)
     base.train_dataloader.dataset.data_root = data_root

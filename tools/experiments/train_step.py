@@ -11,18 +11,15 @@ GO-LSD matching) and backward + step.  The last line is the summary.
 
 Example::
 
-    python tools/benchmark/train_step.py                       # N, batch 4, 640x640
-    python tools/benchmark/train_step.py --threads 2 --iters 5
+    python tools/experiments/train_step.py                       # N, batch 4, 640x640
+    python tools/experiments/train_step.py --threads 2 --iters 5
 """
 import argparse
 import os.path as osp
 import statistics
-import sys
 import time
 
 PROJECT_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, PROJECT_ROOT)
 
 
 def parse_args(argv=None):

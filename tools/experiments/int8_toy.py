@@ -3,12 +3,12 @@ latency at 640 next to the official export recipe, in one run.
 
 Usage::
 
-    # accuracy: a D-FINE-N trained on the toy set (tools/benchmark/toy_train.py
+    # accuracy: a D-FINE-N trained on the toy set (tools/experiments/toy_train.py
     # --iters N --work-dir W writes W/iter_N.pth), evaluated on its val split
-    python tools/benchmark/int8_toy.py --checkpoint W/iter_1300.pth \
+    python tools/experiments/int8_toy.py --checkpoint W/iter_1300.pth \
         --data W/toy_data --skip-latency
     # latency: N and S at 640, random weights, 2 threads
-    python tools/benchmark/int8_toy.py --data W/toy_data --skip-map
+    python tools/experiments/int8_toy.py --data W/toy_data --skip-map
 
 Accuracy part (``--checkpoint``): the toy config
 (``configs/dfine/toy/dfine_hgnetv2_n_toy.py``) is exported with the static
@@ -19,7 +19,7 @@ per ``--scopes`` entry, and every graph is evaluated on the toy *val* split
 with the config's ``CocoMetric`` through MMDeploy's ``End2EndModel``: FP32
 in ONNX Runtime and OpenVINO, each INT8 graph in ONNX Runtime and OpenVINO.
 
-Latency part: the paths of ``tools/benchmark/cpu_latency.py`` (plugin FP32
+Latency part: the paths of :mod:`dfine_mmdet.benchmark.inference_paths` (plugin FP32
 graph and the official exporter's recipe, each in ORT and OpenVINO; eager
 PyTorch with ``--eager``) plus ``plugin-int8-ort`` / ``plugin-int8-openvino``
 (the plugin graph quantised with scope ``--latency-scopes``, calibrated on
@@ -35,10 +35,9 @@ import os.path as osp
 import sys
 import tempfile
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-for p in (REPO_ROOT, osp.join(REPO_ROOT, 'tools', 'benchmark')):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from dfine_mmdet.benchmark import inference_paths as ip
+from dfine_mmdet.benchmark.models import REPO_ROOT
+from dfine_mmdet.benchmark.timing import time_interleaved
 
 TOY_CONFIG = osp.join(REPO_ROOT, 'configs', 'dfine', 'toy',
                       'dfine_hgnetv2_n_toy.py')
@@ -149,7 +148,6 @@ def run_map(args, work_dir: str):
 
 
 def run_latency(args, work_dir: str):
-    import cpu_latency as cl
     import torch
 
     from dfine_mmdet.deploy.quantize import (calibration_inputs,
@@ -161,7 +159,7 @@ def run_latency(args, work_dir: str):
     }
     skip = [] if args.eager else ['torch-eager', 'torch-eager-fused']
     for variant in args.variants:
-        paths = cl.build_paths(variant, args.size, args.threads, work_dir,
+        paths = ip.build_paths(variant, args.size, args.threads, work_dir,
                                None, skip)
         plugin_onnx = osp.join(work_dir, f'{variant}_plugin.onnx')
         from mmdeploy.utils import load_config
@@ -178,14 +176,14 @@ def run_latency(args, work_dir: str):
             print(f'D-FINE-{variant.upper()} int8 ({scope}): {info}',
                   flush=True)
             tag = 'plugin-int8' if k == 0 else f'plugin-int8:{scope}'
-            paths[f'{tag}-ort'] = cl.ort_runner(int8, feed, args.threads)
+            paths[f'{tag}-ort'] = ip.ort_runner(int8, feed, args.threads)
             if 'plugin-openvino' in paths:  # openvino installed, not skipped
-                paths[f'{tag}-openvino'] = cl.openvino_runner(
+                paths[f'{tag}-openvino'] = ip.openvino_runner(
                     int8, feed, args.threads)
         load = os.getloadavg()
-        times = cl.measure(paths, args.rounds, args.warmup, args.runs)
-        rows = cl.summarise(times)
-        print(cl.format_table(variant, rows))
+        times = time_interleaved(paths, args.rounds, args.warmup, args.runs)
+        rows = ip.path_rows(times)
+        print(ip.format_path_table(variant, rows))
         med = {r['path']: r['median_ms'] for r in rows}
         for name, ms in med.items():
             if 'int8' in name:

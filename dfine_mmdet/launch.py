@@ -1,9 +1,9 @@
-"""Shared launcher for ``tools/train.py`` and ``tools/test.py``.
+"""The launcher of ``tools/train.py`` and ``tools/test.py``.
 
 Runs MMDetection's own entry script (``<site-packages>/mmdet/.mim/tools/<name>.py``, the
-same file ``mim train mmdetection`` runs) in this process. Nothing plugin-specific is
-imported here: plugin configs carry
-``custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)``.
+same file ``mim train mmdetection`` runs) in this process. Plugin configs carry
+``custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)``;
+the plugin is imported here as well (this module is part of it).
 
 CPU distributed runs (``torchrun ... tools/train.py CFG --launcher pytorch`` without CUDA)
 need two fixes that MMEngine 0.10.x does not make itself:
@@ -20,8 +20,8 @@ SyncBN layers still need ``norm_cfg=dict(type='BN')`` in the config on CPU.
 
 A checkpoint that does not fit the model (``CheckpointMismatchError`` of the
 plugin's checkpoint guard) or a truncated / empty / corrupt checkpoint
-(``CorruptCheckpointError`` of ``dfine_mmdet.engine.checked_checkpoint_loader``,
-or torch's own error when the plugin was not imported) ends the tool with one
+(``CorruptCheckpointError`` of :mod:`dfine_mmdet.checkpoint.checked_loader`,
+or torch's own error from a loader that bypasses it) ends the tool with one
 ``error: ...`` message and exit status 1 instead of a traceback
 (``DFINE_TRACEBACK=1`` shows the traceback).
 """
@@ -71,8 +71,9 @@ def _known_error(err, name, argv):
     """One-line message for errors whose traceback tells a user nothing more
     (a checkpoint that does not fit, a truncated checkpoint); else None."""
     import pickle
-    if type(err).__name__ in ('CheckpointMismatchError',
-                              'CorruptCheckpointError'):
+
+    from .checkpoint import CheckpointMismatchError, CorruptCheckpointError
+    if isinstance(err, (CheckpointMismatchError, CorruptCheckpointError)):
         # the plugin's checkpoint guard / checked checkpoint loader: the
         # message names the file and the problem
         return str(err)

@@ -17,9 +17,11 @@ that raises, inspects the file (:func:`checkpoint_file_problem`). A
 file-level problem becomes
 :class:`CorruptCheckpointError`; any other error (e.g. a complete file that
 is not a checkpoint the model fits) is re-raised untouched. The detector's
-``load_state_dict`` pre-hook (``checkpoint_guard``) cannot do this: it runs
+``load_state_dict`` pre-hook (:mod:`.guard`) cannot do this: it runs
 only after the file was read. MMEngine's files are not changed; the
-registration lives in the importing process. Written for MMEngine 0.10.x
+registration lives in the importing process; it is made by
+:func:`dfine_mmdet.registration.register_all` (the list of every change the
+plugin makes to other packages' state). Written for MMEngine 0.10.x
 (``load_from_local`` registered for the ``''`` prefix). The log line
 ``Loads checkpoint by local_checked backend`` shows it is active.
 
@@ -34,12 +36,10 @@ from typing import Optional
 
 from mmengine.runner.checkpoint import CheckpointLoader, load_from_local
 
+from .errors import CorruptCheckpointError
+
 #: first bytes of a zip local file header (PyTorch >= 1.6 checkpoints)
 _ZIP_MAGIC = b'PK\x03\x04'
-
-
-class CorruptCheckpointError(RuntimeError):
-    """A checkpoint file that is truncated, empty or corrupt."""
 
 
 def checkpoint_file_problem(filename: str, check_crc: bool = True
@@ -120,6 +120,3 @@ def register_checked_local_loader() -> None:
     """Register :func:`load_from_local_checked` for local paths (prefix
     ``''``) with MMEngine's public ``CheckpointLoader.register_scheme``."""
     CheckpointLoader.register_scheme('', load_from_local_checked, force=True)
-
-
-register_checked_local_loader()
