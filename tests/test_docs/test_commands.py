@@ -306,7 +306,7 @@ def test_dist_test_sh(tmp_path):
 
 @pytest.mark.slow
 def test_toy_train_minutes_budget(tmp_path):
-    """``python tools/benchmark/toy_train.py --minutes M`` (docs/benchmarks.md;
+    """``python tools/experiments/toy_train.py --minutes M`` (docs/benchmarks.md;
     the tool's own test uses ``--iters``): a 3-second budget trains, stops and
     evaluates."""
     data = tmp_path / 'toy'
@@ -314,7 +314,7 @@ def test_toy_train_minutes_budget(tmp_path):
                     str(data), '--num-train', '8', '--num-val', '4'], check=True,
                    capture_output=True, timeout=120)
     proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'toy_train.py'), '--minutes',
+        [sys.executable, osp.join(ROOT, 'tools', 'experiments', 'toy_train.py'), '--minutes',
          '0.05', '--threads', '1', '--data', str(data), '--work-dir', str(tmp_path / 'wd')],
         cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
         env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT))

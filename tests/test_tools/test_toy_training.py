@@ -10,6 +10,7 @@ import json
 import os.path as osp
 import re
 import socket
+import subprocess
 import sys
 
 import pytest
@@ -131,6 +132,30 @@ def test_make_toy_dataset_is_deterministic_and_varied(tmp_path):
                     max(p['bbox'][1], q['bbox'][1])
                 overlaps += ix > 0 and iy > 0
     assert overlaps > 0
+
+
+def test_make_toy_dataset_command_line(tmp_path, cli):
+    """``python tools/make_toy_dataset.py --out DIR --seed S`` writes the same
+    files as the library call with those arguments, and ``--category-ids``
+    sets the json ids in class order; bad ids are refused by name."""
+    out = str(tmp_path / 'cli')
+    lib = str(tmp_path / 'lib')
+    log = cli([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out', out,
+               '--seed', '5', '--num-train', '6', '--num-val', '2',
+               '--category-ids', '40', '7', '23'], cwd=str(tmp_path))
+    assert 'square (id 40), circle (id 7), triangle (id 23)' in log
+    make_toy_dataset(lib, seed=5, num_train=6, num_val=2, cat_ids=(40, 7, 23), log=lambda m: None)
+    for split in ('train', 'val'):
+        name = osp.join('annotations', f'instances_{split}.json')
+        assert open(osp.join(out, name)).read() == open(osp.join(lib, name)).read()
+    coco = json.load(open(osp.join(out, 'annotations', 'instances_train.json')))
+    assert [(c['id'], c['name']) for c in coco['categories']] == \
+        [(40, 'square'), (7, 'circle'), (23, 'triangle')]
+    assert {a['category_id'] for a in coco['annotations']} <= {40, 7, 23}
+    bad = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'),
+                          '--out', str(tmp_path / 'bad'), '--category-ids', '3', '3', '4'],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and '--category-ids' in bad.stderr
 
 
 # ------------------------------------------- train.py, stop epoch, resume, finetune
