@@ -228,7 +228,10 @@ class GOLSDLossMixin:
             dtype=torch.int64,
             device=logits.device)
         labels[idx] = _matched(targets, indices, 'labels')
-        if not isinstance(self.loss_cls, DFINEVarifocalLoss):
+        # IoU-aware losses (VFL; DEIM's MAL sets ``iou_aware``) get the IoU of
+        # each matched pair; the key comes from the loss's ``loss_name``
+        if not (isinstance(self.loss_cls, DFINEVarifocalLoss)
+                or getattr(self.loss_cls, 'iou_aware', False)):
             return dict(
                 loss_cls=self.loss_cls(
                     logits.reshape(-1, num_classes),
@@ -239,9 +242,10 @@ class GOLSDLossMixin:
         scores = torch.zeros(
             logits.shape[:2], dtype=logits.dtype, device=logits.device)
         scores[idx] = ious.to(logits.dtype)
-        return dict(
-            loss_vfl=self.loss_cls(
-                logits, (labels, scores), avg_factor=num_boxes))
+        name = getattr(self.loss_cls, 'loss_name', 'loss_vfl')
+        return {
+            name: self.loss_cls(logits, (labels, scores), avg_factor=num_boxes)
+        }
 
     def _loss_boxes(self, out: Dict, targets: Sequence[Dict],
                     indices: Sequence[MatchIndices],
