@@ -31,7 +31,6 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
-from mmdet.models.layers.transformer import MLP
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh,
@@ -41,6 +40,7 @@ from mmengine.model import BaseModule
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
+from ..layers.act_mlp import ActMLP
 from ..layers.lqe import LQE
 from .go_lsd_loss import GOLSDLossMixin
 
@@ -121,6 +121,11 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         loss_ddf (dict): ``DecoupledDistillationFocalLoss`` (``dict()`` =
             off).
         ddf_ref_batch_size (int): DDF balance constant. Default 8.
+        mlp_act (str): Activation of the box / corner MLPs (filled in from
+            ``decoder.mlp_act`` by :class:`DFINE`). Default ``'relu'``.
+        lqe_act (str): Activation of the LQE MLPs (filled in from
+            ``decoder.activation`` by :class:`DFINE`, as DEIM does).
+            Default ``'relu'``.
         train_cfg (dict, optional): Unused (mmdet interface).
         test_cfg (dict, optional): ``max_per_img`` (default 300) detections
             per image after the top-k over ``Q x C`` scores.
@@ -145,6 +150,8 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
                  loss_fgl: OptConfigType = None,
                  loss_ddf: OptConfigType = None,
                  ddf_ref_batch_size: int = 8,
+                 mlp_act: str = 'relu',
+                 lqe_act: str = 'relu',
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = dict(max_per_img=300),
                  init_cfg: OptConfigType = None) -> None:
@@ -171,15 +178,16 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
             nn.Linear(embed_dims, num_classes) for _ in range(num_pred_layer)
         ])
         self.reg_branches = nn.ModuleList([
-            MLP(embed_dims, embed_dims, num_corners, 3)
+            ActMLP(embed_dims, embed_dims, num_corners, 3, act=mlp_act)
             for _ in range(num_pred_layer)
         ])
         self.lqe_layers = nn.ModuleList([
-            LQE(reg_max=reg_max, **lqe_cfg) for _ in range(num_pred_layer)
+            LQE(reg_max=reg_max, act=lqe_act, **lqe_cfg)
+            for _ in range(num_pred_layer)
         ])
-        self.pre_reg_branch = MLP(embed_dims, embed_dims, 4, 3)
+        self.pre_reg_branch = ActMLP(embed_dims, embed_dims, 4, 3, act=mlp_act)
         self.enc_cls_branch = nn.Linear(embed_dims, num_classes)
-        self.enc_reg_branch = MLP(embed_dims, embed_dims, 4, 3)
+        self.enc_reg_branch = ActMLP(embed_dims, embed_dims, 4, 3, act=mlp_act)
         self._init_branches()
 
     def _init_branches(self) -> None:

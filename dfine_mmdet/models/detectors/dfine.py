@@ -130,6 +130,14 @@ def fill_shared_settings(neck: Optional[dict], decoder: Optional[dict],
     _fill(bbox_head, 'num_pred_layer', decoder['num_layers'],
           'model.bbox_head.num_pred_layer', 'model.decoder.num_layers')
     fill_coder_settings(decoder, bbox_head)
+    # DEIM's activation switches: the decoder's ``activation`` (FFN) also
+    # drives the head's LQE, its ``mlp_act`` the head's box / corner MLPs
+    if 'activation' in decoder:
+        _fill(bbox_head, 'lqe_act', decoder['activation'],
+              'model.bbox_head.lqe_act', 'model.decoder.activation')
+    if 'mlp_act' in decoder:
+        _fill(bbox_head, 'mlp_act', decoder['mlp_act'],
+              'model.bbox_head.mlp_act', 'model.decoder.mlp_act')
     if dn_cfg is not None:
         _fill(dn_cfg, 'num_classes', bbox_head['num_classes'],
               'model.dn_cfg.num_classes', 'model.bbox_head.num_classes')

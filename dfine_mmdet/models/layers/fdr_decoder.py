@@ -37,12 +37,13 @@ from typing import Dict, List, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from mmdet.models.layers.transformer import MLP, inverse_sigmoid
+from mmdet.models.layers.transformer import inverse_sigmoid
 from mmdet.registry import TASK_UTILS
 from torch import Tensor, nn
 
 from ..task_modules.coders.fdr_coder import FDRBBoxCoder
 from ..utils import SpatialShapes
+from .act_mlp import ActMLP, build_act
 from .gate import Gate
 from .ms_deform_attn import MSDeformableAttention
 
@@ -61,6 +62,8 @@ class DFINETransformerDecoderLayer(nn.Module):
         num_levels (int): Feature levels of the memory. Default 3.
         num_points (int | list[int]): Deformable sampling points per level.
             Default 4.
+        activation (str): FFN activation, ``'relu'`` (D-FINE, default) or
+            ``'silu'`` (DEIM); set through the decoder's ``activation``.
     """
 
     def __init__(self,
@@ -69,7 +72,8 @@ class DFINETransformerDecoderLayer(nn.Module):
                  feedforward_channels: int = 1024,
                  dropout: float = 0.0,
                  num_levels: int = 3,
-                 num_points: Union[int, List[int]] = 4) -> None:
+                 num_points: Union[int, List[int]] = 4,
+                 activation: str = 'relu') -> None:
         super().__init__()
         self.embed_dims = embed_dims
         self.self_attn = nn.MultiheadAttention(
@@ -81,7 +85,7 @@ class DFINETransformerDecoderLayer(nn.Module):
         self.dropout2 = nn.Dropout(dropout)
         self.gateway = Gate(embed_dims)
         self.linear1 = nn.Linear(embed_dims, feedforward_channels)
-        self.activation = nn.ReLU(inplace=True)
+        self.activation = build_act(activation)
         self.dropout3 = nn.Dropout(dropout)
         self.linear2 = nn.Linear(feedforward_channels, embed_dims)
         self.dropout4 = nn.Dropout(dropout)
@@ -150,14 +154,24 @@ class DFINETransformerDecoder(nn.Module):
         eval_idx (int): Index of the layer whose output is used at inference
             (negative counts from the end); at inference the loop stops after
             it. Default -1.
+        activation (str): Decoder-layer FFN activation (DEIM's
+            ``activation``; the detector gives it to the head's LQE too).
+            ``'relu'`` (D-FINE, default) or ``'silu'`` (DEIM).
+        mlp_act (str): Activation of the query-position MLP (DEIM's
+            ``mlp_act``; the detector gives it to the head's box / corner
+            MLPs too). Default ``'relu'``.
     """
 
     def __init__(self,
                  num_layers: int,
                  layer_cfg: dict,
                  bbox_coder: Union[dict, FDRBBoxCoder, None] = None,
-                 eval_idx: int = -1) -> None:
+                 eval_idx: int = -1,
+                 activation: str = 'relu',
+                 mlp_act: str = 'relu') -> None:
         super().__init__()
+        layer_cfg = dict(layer_cfg)
+        layer_cfg.setdefault('activation', activation)
         if bbox_coder is None:
             bbox_coder = dict(type='FDRBBoxCoder')
         if isinstance(bbox_coder, dict):
@@ -175,7 +189,8 @@ class DFINETransformerDecoder(nn.Module):
         ])
         self.embed_dims = self.layers[0].embed_dims
         # positional embedding of the current reference box (4 -> 2D -> D)
-        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2)
+        self.query_pos_head = ActMLP(
+            4, 2 * self.embed_dims, self.embed_dims, 2, act=mlp_act)
         # W(n) hyper-parameters. The official model registers each as a
         # non-trainable Parameter under two names (decoder.up and
         # decoder.decoder.up); here each is one buffer. As officially, `up`

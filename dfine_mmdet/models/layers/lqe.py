@@ -19,8 +19,9 @@ checkpoints.
 """
 import torch
 import torch.nn.functional as F
-from mmdet.models.layers.transformer import MLP
 from torch import Tensor, nn
+
+from .act_mlp import ActMLP
 
 
 class LQE(nn.Module):
@@ -32,17 +33,20 @@ class LQE(nn.Module):
         num_layers (int): Number of MLP layers. Default 2.
         reg_max (int): Number of bin intervals; ``reg_max + 1`` bins.
             Default 32.
+        act (str): MLP activation, ``'relu'`` (D-FINE, default) or
+            ``'silu'`` (DEIM, which uses the decoder's ``activation`` here).
     """
 
     def __init__(self,
                  k: int = 4,
                  hidden_dim: int = 64,
                  num_layers: int = 2,
-                 reg_max: int = 32) -> None:
+                 reg_max: int = 32,
+                 act: str = 'relu') -> None:
         super().__init__()
         self.k = k
         self.reg_max = reg_max
-        self.reg_conf = MLP(4 * (k + 1), hidden_dim, 1, num_layers)
+        self.reg_conf = ActMLP(4 * (k + 1), hidden_dim, 1, num_layers, act=act)
         self.init_weights()
 
     def init_weights(self) -> None:
