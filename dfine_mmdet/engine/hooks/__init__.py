@@ -5,3 +5,4 @@ from .non_finite_loss_hook import NonFiniteLossHook  # noqa: F401
 from .data_skip_report_hook import DataSkipReportHook  # noqa: F401
 from .rng_state_hook import RNGStateHook  # noqa: F401
 from .atomic_checkpoint_hook import AtomicCheckpointHook  # noqa: F401
+from .dense_o2o_policy_hook import DenseO2OPolicyHook  # noqa: F401
