@@ -6,6 +6,12 @@ Usage::
     python tools/convert_official_ckpt.py dfine_l_coco.pth dfine_l_mmdet.pth
     python tools/convert_official_ckpt.py last.pth out.pth \
         --config configs/dfine/dfine_hgnetv2_l_coco.py
+    python tools/convert_official_ckpt.py deim_dfine_hgnetv2_s_coco.pth \
+        deim_s_mmdet.pth --deim
+
+DEIM's released D-FINE checkpoints (ShihuaHuang95/DEIM) have the official
+D-FINE layout and convert the same way; ``--deim`` verifies them against
+``configs/deim_dfine/deim_hgnetv2_{v}_coco.py`` (SiLU decoder, unfrozen BN).
 
 The source may be a released file (``{'model': ...}``) or a training
 checkpoint (``ema.module`` is preferred, as the official loaders do).  The
@@ -35,11 +41,17 @@ from dfine_mmdet.models.detectors.official_checkpoint import (  # noqa: E402
     detect_variant, extract_state_dict)
 
 
-def default_config(info: dict) -> Optional[str]:
-    """Config of this repo matching a detected variant (or None)."""
+def default_config(info: dict, deim: bool = False) -> Optional[str]:
+    """Config of this repo matching a detected variant (or None);
+    ``deim``: the DEIM-D-FINE COCO config."""
     v = info['variant']
     if v is None:
         return None
+    if deim:
+        path = osp.join(REPO_ROOT, 'configs', 'deim_dfine',
+                        f'deim_hgnetv2_{v}_coco.py')
+        return path if info['num_classes'] == 80 and osp.isfile(path) \
+            else None
     if info['num_classes'] == 366:
         path = osp.join(REPO_ROOT, 'configs', 'dfine', 'objects365',
                         f'dfine_hgnetv2_{v}_obj365.py')
@@ -81,7 +93,8 @@ def dataset_meta(num_classes: int) -> Optional[dict]:
 def convert(src: str,
             dst: str,
             config: Optional[str] = None,
-            verbose: bool = True) -> dict:
+            verbose: bool = True,
+            deim: bool = False) -> dict:
     """Convert ``src`` to ``dst``; returns the detected variant info.
 
     Raises:
@@ -99,7 +112,7 @@ def convert(src: str,
     state_dict = convert_state_dict(official)
 
     if config is None:
-        config = default_config(info)
+        config = default_config(info, deim=deim)
         if config is not None:
             log(f'verifying against {osp.relpath(config, os.getcwd())}')
     if config is not None:
@@ -142,6 +155,11 @@ def parse_args(argv=None):
         default=None,
         help='config the weights must fit (default: the matching config '
         'of this repo)')
+    parser.add_argument(
+        '--deim',
+        action='store_true',
+        help='a DEIM checkpoint (ShihuaHuang95/DEIM): verify against '
+        'configs/deim_dfine/deim_hgnetv2_{v}_coco.py')
     return parser.parse_args(argv)
 
 
@@ -151,7 +169,7 @@ def main(argv=None) -> int:
         print(f'error: {args.src}: no such file', file=sys.stderr)
         return 1
     try:
-        convert(args.src, args.dst, args.config)
+        convert(args.src, args.dst, args.config, deim=args.deim)
     except CheckpointMismatchError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1
