@@ -15,7 +15,7 @@ def test_deim_toy_benchmark_tiny(tmp_path):
     cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'deim_toy.py'),
            '--epochs', '2', '--seeds', '0', '1', '--toy-images', '8', '4',
            '--img-size', '64', '--batch-size', '4', '--compare-minutes',
-           '0.02', '--work-dir', str(tmp_path)]
+           '0.02', '--jobs', '2', '--work-dir', str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                           timeout=1200, env=dict(__import__('os').environ,
                                                  OMP_NUM_THREADS='1'))

@@ -3,8 +3,9 @@ committed fixtures from DEIM's code.
 
 Needs a DEIM checkout at a9aa4adce6b5 in ``$DEIM_ROOT`` (``git --git-dir=<mirror>
 archive a9aa4adce6b5 | tar -x -C DIR``); skipped otherwise.  The MAL cases are
-regenerated and compared with ``tests/data/deim/deim_mal_cases.pt``
-exactly; the forward fixture of N is regenerated and its outputs compared.
+regenerated and compared with ``tests/data/deim/deim_mal_cases.pt``, the
+criterion terms with ``deim_{s,x}_criterion_case2.pt`` and the forward
+fixture of N with ``deim_n_coco.npz``.
 """
 import os
 import os.path as osp
@@ -41,7 +42,7 @@ def test_regenerates_mal_and_forward_fixtures(deim_root, parity_dir,
     base = [sys.executable, TOOL, '--deim-root', deim_root, '--parity-dir',
             parity_dir, '--out', str(tmp_path)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    for extra in (['mal'], ['forward', '--variant', 'n']):
+    for extra in (['mal'], ['criterion'], ['forward', '--variant', 'n']):
         proc = subprocess.run(base + extra, capture_output=True, text=True,
                               env=env, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -54,6 +55,12 @@ def test_regenerates_mal_and_forward_fixtures(deim_root, parity_dir,
         torch.testing.assert_close(a['grad_pred_logits'],
                                    b['grad_pred_logits'], rtol=1e-5,
                                    atol=1e-9)
+    for name in ('deim_s_criterion_case2.pt', 'deim_x_criterion_case2.pt'):
+        a = torch.load(tmp_path / name, weights_only=True)['losses']
+        b = torch.load(osp.join(DATA, name), weights_only=True)['losses']
+        assert list(a) == list(b)
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
     a = np.load(tmp_path / 'deim_n_coco.npz')
     b = np.load(osp.join(DATA, 'deim_n_coco.npz'))
     assert int(a['meta/weight_seed']) == int(b['meta/weight_seed'])

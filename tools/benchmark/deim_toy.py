@@ -7,7 +7,8 @@
     (``configs/deim_dfine/toy/deim_hgnetv2_n_toy.py``: MAL, SiLU decoder, Dense
     O2O Mosaic + batch MixUp under the epoch policy, quadratic warmup) for the
     same number of epochs (so the same iterations, batch and data), for every
-    ``--seeds`` value (model init, data order and augmentation).  Both run as
+    ``--seeds`` value (model init, data order and augmentation); ``--jobs`` runs
+    several trainings at once (separate processes, ``--threads`` each).  Both run as
     epoch-based training so that the DEIM policy hook sees real epochs; DEIM's
     policy epochs are placed at DEIM-N's proportions (4 / 78 / 148 of 160) of
     ``--epochs``.  The EMA weights are evaluated on the toy val split.  The two
@@ -61,7 +62,12 @@ def parse_args(argv=None):
     p.add_argument('--compare-minutes', type=float, default=5.0,
                    help='(b) training minutes per model in compare.py (0: skip (b))')
     p.add_argument('--compare-size', type=int, default=256, help='(b) compare.py --toy-size')
+    p.add_argument('--jobs', type=int, default=1,
+                   help='(a) runs trained at the same time, each in its own process with --threads '
+                   'threads (default 1: one after the other)')
     p.add_argument('--work-dir', default=None)
+    p.add_argument('--one', nargs=2, metavar=('RECIPE', 'SEED'), help=argparse.SUPPRESS)
+    p.add_argument('--result', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -160,10 +166,44 @@ def run_compare(args, data_dir, work_root):
     return rows, load0, os.getloadavg()[0], ' '.join(cmd[1:])
 
 
+def run_all(todo, args, data_dir, work_root, argv):
+    """Train every (recipe, seed) of ``todo``: in this process, or ``--jobs`` at a
+    time in subprocesses (same arguments, one run each)."""
+    if args.jobs <= 1:
+        return [train_one(recipe, args, data_dir, work_root, seed) for recipe, seed in todo]
+    base = [sys.executable, osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    base += ['--data', data_dir, '--work-dir', work_root]
+    pending, running, results = list(todo), [], {}
+    while pending or running:
+        while pending and len(running) < args.jobs:
+            recipe, seed = pending.pop(0)
+            out = osp.join(work_root, f'result_{recipe}_{seed}.json')
+            proc = subprocess.Popen(base + ['--one', recipe, str(seed), '--result', out],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            running.append((recipe, seed, out, proc))
+        time.sleep(2)
+        for item in list(running):
+            recipe, seed, out, proc = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            err = proc.stderr.read()
+            if proc.returncode != 0 or not osp.isfile(out):
+                raise SystemExit(f'{recipe} seed {seed} failed ({proc.returncode}):\n{err[-3000:]}')
+            with open(out) as f:
+                results[(recipe, seed)] = json.load(f)
+    return [results[k] for k in todo]
+
+
 def main(argv=None):
     args = parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
+    if args.one:
+        r = train_one(args.one[0], args, args.data, args.work_dir, int(args.one[1]))
+        with open(args.result, 'w') as f:
+            json.dump(r, f)
+        return [r]
     work_root = args.work_dir or tempfile.mkdtemp(prefix='deim_toy_')
     os.makedirs(work_root, exist_ok=True)
     data_dir = osp.abspath(args.data or osp.join(work_root, 'toy_data'))
@@ -176,16 +216,16 @@ def main(argv=None):
           f'DEIM policy epochs {policy_epochs(args.epochs)}, data {data_dir}, '
           f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}', flush=True)
     print('(a) equal iterations, EMA weights on the toy val split', flush=True)
-    runs = []
+    todo = []
     for k, seed in enumerate(args.seeds):
         order = ['D-FINE', 'DEIM'] if k % 2 == 0 else ['DEIM', 'D-FINE']
-        for recipe in order:
-            r = train_one(recipe, args, data_dir, work_root, seed)
-            runs.append(r)
-            print(f'  {r["recipe"]:6s} seed {seed}: {r["iters"]} iters, {r["s_per_iter"]:.2f} s/iter, '
-                  f'loss {r["loss_first"]:.2f} -> {r["loss_last"]:.2f}, bbox mAP {r["map"]:.3f}, '
-                  f'mAP@0.5 {r["map50"]:.3f} (load {r["load_before"]:.1f} -> {r["load_after"]:.1f})',
-                  flush=True)
+        todo += [(recipe, seed) for recipe in order]
+    runs = run_all(todo, args, data_dir, work_root, argv)
+    for r in runs:
+        print(f'  {r["recipe"]:6s} seed {r["seed"]}: {r["iters"]} iters, {r["s_per_iter"]:.2f} s/iter, '
+              f'loss {r["loss_first"]:.2f} -> {r["loss_last"]:.2f}, bbox mAP {r["map"]:.3f}, '
+              f'mAP@0.5 {r["map50"]:.3f} (load {r["load_before"]:.1f} -> {r["load_after"]:.1f})',
+              flush=True)
     ratios = []
     for seed in args.seeds:
         d = next(r for r in runs if r['seed'] == seed and r['recipe'] == 'D-FINE')
