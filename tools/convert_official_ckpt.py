@@ -6,6 +6,12 @@ Usage::
     python tools/convert_official_ckpt.py dfine_l_coco.pth dfine_l_mmdet.pth
     python tools/convert_official_ckpt.py last.pth out.pth \
         --config configs/dfine/dfine_hgnetv2_l_coco.py
+    python tools/convert_official_ckpt.py deim_dfine_hgnetv2_s_coco.pth \
+        deim_s_mmdet.pth --deim
+
+DEIM's released D-FINE checkpoints (ShihuaHuang95/DEIM) have the official
+D-FINE layout and convert the same way; ``--deim`` verifies them against
+``configs/deim_dfine/deim_hgnetv2_{v}_coco.py`` (SiLU decoder, unfrozen BN).
 
 The source may be a released file (``{'model': ...}``) or a training
 checkpoint (``ema.module`` is preferred, as the official loaders do).  The
@@ -27,11 +33,13 @@ from dfine_mmdet.checkpoint import CheckpointMismatchError
 from dfine_mmdet.checkpoint.official import convert_checkpoint
 
 
-def convert(src: str, dst: str, config=None, verbose: bool = True) -> dict:
+def convert(src: str, dst: str, config=None, verbose: bool = True,
+            deim: bool = False) -> dict:
     """:func:`dfine_mmdet.checkpoint.official.convert_checkpoint`, printing
     its progress when ``verbose``; returns the detected variant info."""
     return convert_checkpoint(
-        src, dst, config, log=print if verbose else (lambda *a, **k: None))
+        src, dst, config, log=print if verbose else (lambda *a, **k: None),
+        deim=deim)
 
 
 def parse_args(argv=None):
@@ -44,6 +52,11 @@ def parse_args(argv=None):
         default=None,
         help='config the weights must fit (default: the matching config '
         'of this repo)')
+    parser.add_argument(
+        '--deim',
+        action='store_true',
+        help='a DEIM checkpoint (ShihuaHuang95/DEIM): verify against '
+        'configs/deim_dfine/deim_hgnetv2_{v}_coco.py')
     return parser.parse_args(argv)
 
 
@@ -53,7 +66,7 @@ def main(argv=None) -> int:
         print(f'error: {args.src}: no such file', file=sys.stderr)
         return 1
     try:
-        convert(args.src, args.dst, args.config)
+        convert(args.src, args.dst, args.config, deim=args.deim)
     except CheckpointMismatchError as err:
         print(f'error: {err}', file=sys.stderr)
         return 1

@@ -169,11 +169,13 @@ def convert_state_dict(sd: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
     return out
 
 
-def default_config(info: Mapping, root: Optional[str] = None
-                   ) -> Optional[str]:
+def default_config(info: Mapping, root: Optional[str] = None,
+                   deim: bool = False) -> Optional[str]:
     """Config of this repository for a :func:`detect_variant` result
     (``configs/dfine/dfine_hgnetv2_{v}_coco.py`` for 80 classes,
-    ``configs/dfine/objects365/dfine_hgnetv2_{v}_obj365.py`` for 366), or
+    ``configs/dfine/objects365/dfine_hgnetv2_{v}_obj365.py`` for 366;
+    with ``deim``, a DEIM-D-FINE checkpoint (ShihuaHuang95/DEIM, same tensor
+    layout as D-FINE): ``configs/deim_dfine/deim_hgnetv2_{v}_coco.py``), or
     None. ``root``: the repository (default: the one holding this package,
     i.e. a source checkout)."""
     v = info.get('variant')
@@ -181,6 +183,11 @@ def default_config(info: Mapping, root: Optional[str] = None
         return None
     root = root or osp.dirname(osp.dirname(osp.dirname(osp.abspath(
         __file__))))
+    if deim:
+        path = osp.join(root, 'configs', 'deim_dfine',
+                        f'deim_hgnetv2_{v}_coco.py')
+        return path if info['num_classes'] == 80 and osp.isfile(path) \
+            else None
     if info['num_classes'] == 366:
         path = osp.join(root, 'configs', 'dfine', 'objects365',
                         f'dfine_hgnetv2_{v}_obj365.py')
@@ -220,7 +227,8 @@ def dataset_meta(num_classes: int) -> Optional[dict]:
 def convert_checkpoint(src: str,
                        dst: str,
                        config: Optional[str] = None,
-                       log: Callable[[str], None] = print) -> dict:
+                       log: Callable[[str], None] = print,
+                       deim: bool = False) -> dict:
     """Convert the official file ``src`` to the plugin checkpoint ``dst``.
 
     Args:
@@ -232,6 +240,8 @@ def convert_checkpoint(src: str,
             :func:`default_config` of the detected variant (no check when
             there is none).
         log (callable): where progress lines go.
+        deim (bool): ``src`` is a DEIM-D-FINE checkpoint: the default config
+            is ``configs/deim_dfine/deim_hgnetv2_{v}_coco.py`` (SiLU decoder).
 
     Returns:
         dict: the :func:`detect_variant` result.
@@ -251,7 +261,7 @@ def convert_checkpoint(src: str,
     state_dict = convert_state_dict(official)
 
     if config is None:
-        config = default_config(info)
+        config = default_config(info, deim=deim)
         if config is not None:
             log(f'verifying against {osp.relpath(config, os.getcwd())}')
     if config is not None:

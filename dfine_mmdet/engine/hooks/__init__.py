@@ -6,3 +6,4 @@ from .data_skip_report_hook import DataSkipReportHook  # noqa: F401
 from .rng_state_hook import RNGStateHook  # noqa: F401
 from .atomic_checkpoint_hook import AtomicCheckpointHook  # noqa: F401
 from .wall_clock_budget_hook import WallClockBudgetHook  # noqa: F401
+from .dense_o2o_policy_hook import DenseO2OPolicyHook  # noqa: F401

@@ -3,3 +3,4 @@ from .dfine_vfl_loss import DFINEVarifocalLoss, dfine_varifocal_loss  # noqa: F4
 from .fgl_loss import FineGrainedLocalizationLoss, fine_grained_localization_loss  # noqa: F401
 from .ddf_loss import DecoupledDistillationFocalLoss, ddf_balance_factors, distribution_distillation_kl  # noqa: F401
 from .set_prediction_losses import box_losses, classification_loss, ddf_loss, fgl_loss, loss_key  # noqa: F401
+from .mal_loss import MatchabilityAwareLoss, matchability_aware_loss  # noqa: F401
