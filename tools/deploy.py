@@ -158,6 +158,7 @@ def main():
                                 load_config)
 
     from dfine_mmdet.deploy.backends import tensorrt as trt_shims
+    from dfine_mmdet.deploy.deform_attn_sampler import deploy_sampler
     from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.graph_checks import check_graph
 
@@ -211,6 +212,8 @@ def main():
     report = check_graph(onnx_file, backend)
     print(f'[2/3] graph check ({backend}): '
           f'{sum(report["op_counts"].values())} nodes, '
+          'deformable attention sampler: '
+          f'{deploy_sampler(deploy_cfg, "grid_sample")}, '
           f'GridSample x{report["op_counts"].get("GridSample", 0)}, '
           f'LayerNormalization x'
           f'{report["op_counts"].get("LayerNormalization", 0)}, '
