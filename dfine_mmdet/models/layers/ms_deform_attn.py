@@ -41,12 +41,6 @@ from torch import Tensor, nn
 
 from ..utils import SpatialShapes
 
-#: corner offsets (dx, dy) of the four bilinear neighbours, in the order
-#: top-left, top-right, bottom-left, bottom-right
-_CORNER_DX = (0., 1., 0., 1.)
-_CORNER_DY = (0., 0., 1., 1.)
-
-
 def grid_sample_gather(value: Tensor, grid: Tensor) -> Tensor:
     """``F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros',
     align_corners=False)`` with only gather and index arithmetic.
@@ -80,24 +74,28 @@ def grid_sample_gather(value: Tensor, grid: Tensor) -> Tensor:
     x = ((grid[..., 0] + 1) * (w * 0.5) - 0.5).clamp(-2, w + 1)
     y = ((grid[..., 1] + 1) * (h * 0.5) - 0.5).clamp(-2, h + 1)
     x0, y0 = x.floor(), y.floor()
-    fx, fy = x - x0, y - y0  # weights of the right / lower neighbours
-    dx = grid.new_tensor(_CORNER_DX)
-    dy = grid.new_tensor(_CORNER_DY)
-    cx = x0.unsqueeze(-1) + dx  # [N, Hg, Wg, 4]
-    cy = y0.unsqueeze(-1) + dy
-    wx = torch.stack([1 - fx, fx, 1 - fx, fx], dim=-1)
-    wy = torch.stack([1 - fy, 1 - fy, fy, fy], dim=-1)
-    inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)
-    weights = wx * wy * inside.to(grid.dtype)
+    # the two neighbours along each axis (offset 0 / 1) and their linear
+    # weights (1 - f, f), zeroed outside the map; the four corners are the
+    # outer products (top-left, top-right, bottom-left, bottom-right).
+    # Broadcasting, not stacking: no Concat node in the exported graph.
+    step = grid.new_tensor((0., 1.))
+    cx = x0.unsqueeze(-1) + step  # [N, Hg, Wg, 2]
+    cy = y0.unsqueeze(-1) + step
+    wx = (1 - step) + (2 * step - 1) * (x - x0).unsqueeze(-1)
+    wy = (1 - step) + (2 * step - 1) * (y - y0).unsqueeze(-1)
+    wx = wx * ((cx >= 0) & (cx <= w - 1)).to(grid.dtype)
+    wy = wy * ((cy >= 0) & (cy <= h - 1)).to(grid.dtype)
+    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(n, hg * wg, 4, 1)
     # row of each neighbour in the [N * H * W, C] table; clamped so that
     # outside neighbours read a valid (zero-weighted) row. Per-image indices
     # are < H * W, exact in float32 below 2**24; the batch offset is int64.
-    rows = (cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)).long()
+    rows = (cy.clamp(0, h - 1).unsqueeze(-1) * w +
+            cx.clamp(0, w - 1).unsqueeze(-2)).long()  # [N, Hg, Wg, 2, 2]
     rows = rows + (torch.arange(n, device=grid.device) *
-                   (h * w)).view(n, 1, 1, 1)
+                   (h * w)).view(n, 1, 1, 1, 1)
     table = value.permute(0, 2, 3, 1).reshape(n * h * w, c)
     picked = table[rows.reshape(-1)].reshape(n, hg * wg, 4, c)
-    out = (picked * weights.reshape(n, hg * wg, 4, 1)).sum(2)  # [N, K, C]
+    out = (picked * weights).sum(2)  # [N, Hg * Wg, C]
     return out.permute(0, 2, 1).reshape(n, c, hg, wg)
 
 
