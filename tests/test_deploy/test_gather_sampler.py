@@ -262,29 +262,26 @@ def _assert_no_grid_sample(onnx_file, backend):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('variant', ['n', 's'])
-def test_ort_gather_graph_matches_pytorch(variant, random_checkpoints,
-                                          tmp_path):
+def test_ort_gather_graph_matches_pytorch(random_checkpoints, tmp_path):
     from dfine_mmdet.deploy.verify import compare_with_pytorch
-    ckpt = random_checkpoints(variant)
-    onnx_file = _export(ORT_GATHER, variant, ckpt, tmp_path)
+    ckpt = random_checkpoints('n')
+    onnx_file = _export(ORT_GATHER, 'n', ckpt, tmp_path)
     _assert_no_grid_sample(onnx_file, 'onnxruntime')
     _assert_exact(
-        compare_with_pytorch(ORT_GATHER, MODEL_CFGS[variant], ckpt,
-                             [onnx_file], images()[0]), 1)
+        compare_with_pytorch(ORT_GATHER, MODEL_CFGS['n'], ckpt, [onnx_file],
+                             images()[0]), 1)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('variant', ['n', 's'])
-def test_openvino_gather_graph_matches_pytorch(variant, random_checkpoints,
+def test_openvino_gather_graph_matches_pytorch(random_checkpoints,
                                                tmp_path):
     pytest.importorskip('openvino', reason='openvino is not installed')
     from mmdeploy.apis.utils import to_backend
     from mmdeploy.utils import load_config
 
     from dfine_mmdet.deploy.verify import compare_with_pytorch
-    ckpt = random_checkpoints(variant)
-    onnx_file = _export(OV_GATHER, variant, ckpt, tmp_path)
+    ckpt = random_checkpoints('n')
+    onnx_file = _export(OV_GATHER, 'n', ckpt, tmp_path)
     _assert_no_grid_sample(onnx_file, 'openvino')
     ir = to_backend('openvino', [onnx_file], work_dir=str(tmp_path),
                     deploy_cfg=load_config(OV_GATHER)[0], device='cpu')
@@ -292,8 +289,61 @@ def test_openvino_gather_graph_matches_pytorch(variant, random_checkpoints,
     ops = {op.get_type_name() for op in ov.Core().read_model(ir[0]).get_ops()}
     assert 'GridSample' not in ops and 'Gather' in ops
     _assert_exact(
-        compare_with_pytorch(OV_GATHER, MODEL_CFGS[variant], ckpt, ir,
+        compare_with_pytorch(OV_GATHER, MODEL_CFGS['n'], ckpt, ir,
                              images()[0]), 1)
+
+
+@pytest.mark.slow
+def test_s_gather_graph_matches_grid_sample_graph(random_checkpoints,
+                                                  tmp_path):
+    """D-FINE-S: the random S model has near-ties at the top-300 query
+    selection (gaps of 8.7e-5 and 0 logits with seeds 0 and 1), so even
+    its default GridSample export is not within 1e-3 px of PyTorch (3e-3
+    px measured).
+    Both exports share the encoder and the query selection op for op (only
+    the decoder's sampling differs), so they break such ties alike: the
+    gather graph is held to the default checks against the GridSample graph,
+    in ONNX Runtime and in OpenVINO."""
+    import onnxruntime as ort
+
+    from dfine_mmdet.deploy.verify import match_detections
+    ckpt = random_checkpoints('s')
+    ort_default = osp.join(DEPLOY_DIR,
+                           'detection_onnxruntime_static-640x640.py')
+    files = {}
+    for name, cfg in (('grid_sample', ort_default), ('gather', ORT_GATHER)):
+        files[name] = _export(cfg, 's', ckpt, tmp_path / name)
+    _assert_no_grid_sample(files['gather'], 'onnxruntime')
+    from mmdeploy.utils import get_input_shape, load_config
+
+    from dfine_mmdet.deploy.export import build_task_processor_cpu
+    deploy_cfg, model_cfg = load_config(ORT_GATHER, MODEL_CFGS['s'])
+    tp = build_task_processor_cpu(model_cfg, deploy_cfg)
+    _, inputs = tp.create_input(images()[0], get_input_shape(deploy_cfg))
+    if isinstance(inputs, (list, tuple)):
+        inputs = inputs[0]
+    x = inputs.numpy()
+    runners = {
+        'onnxruntime': lambda f: ort.InferenceSession(
+            f, providers=['CPUExecutionProvider']).run(None, {'input': x})
+    }
+    import importlib.util
+    if importlib.util.find_spec('openvino') is not None:
+        import openvino as ov
+
+        def run_ov(f):
+            compiled = ov.Core().compile_model(
+                f, 'CPU', dict(INFERENCE_PRECISION_HINT='f32'))
+            return [compiled(x)[o] for o in compiled.outputs]
+
+        runners['openvino'] = run_ov
+    for backend, run in runners.items():
+        ref, test = (run(files[k]) for k in ('grid_sample', 'gather'))
+        ref, test = ([torch.from_numpy(o) for o in r] for r in (ref, test))
+        report = match_detections(ref[0][0, :, :4], ref[0][0, :, 4],
+                                  ref[1][0], test[0][0, :, :4],
+                                  test[0][0, :, 4], test[1][0], SCORE_TOL)
+        _assert_exact([report], 1)
 
 
 @pytest.mark.slow
@@ -348,3 +398,27 @@ def test_deploy_py_gather_check(random_checkpoints, tmp_path):
     assert proc.returncode == 0, out[-3000:]
     assert 'sampler: gather, GridSample x0' in out, out[-3000:]
     assert 'check image 0: PASS' in out, out[-3000:]
+
+
+@pytest.mark.slow
+def test_gather_latency_benchmark_command_line(capsys):
+    """docs/deploy.md: ``python tools/benchmark/gather_sampler_latency.py``
+    at a small size: both graphs per runtime, their detections paired, the
+    interleaved table and the ratio."""
+    pytest.importorskip('mmdeploy')
+    pytest.importorskip('onnxruntime')
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
+    from gather_sampler_latency import main
+    rc = main(['--variants', 'n', '--size', '320', '--runs', '1', '--rounds',
+               '1', '--warmup', '0'])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert 'gather graph: ' in out and 'GridSample x0' in out, out
+    assert 'ort: gather vs grid_sample detections: 0 unmatched' in out, out
+    assert '| ort-gather |' in out and '| ort-grid_sample |' in out, out
+    assert 'ort: gather / grid_sample = ' in out, out
+    import importlib.util
+    if importlib.util.find_spec('openvino') is not None:
+        assert '| openvino-gather |' in out, out
+        assert 'openvino: gather vs grid_sample detections: 0 unmatched' \
+            in out, out
