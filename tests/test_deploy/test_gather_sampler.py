@@ -319,7 +319,8 @@ def test_s_gather_graph_matches_grid_sample_graph(random_checkpoints,
     from dfine_mmdet.deploy.export import build_task_processor_cpu
     deploy_cfg, model_cfg = load_config(ORT_GATHER, MODEL_CFGS['s'])
     tp = build_task_processor_cpu(model_cfg, deploy_cfg)
-    _, inputs = tp.create_input(images()[0], get_input_shape(deploy_cfg))
+    _, inputs = tp.create_input(images()[0], get_input_shape(deploy_cfg),
+                                tp.build_data_preprocessor())
     if isinstance(inputs, (list, tuple)):
         inputs = inputs[0]
     x = inputs.numpy()
