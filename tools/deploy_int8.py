@@ -22,8 +22,8 @@ next to them (method and scopes: :mod:`dfine_mmdet.deploy.quantize`):
 Portability across x86 CPUs: the weights are quantised to 7 bits by default
 (ONNX Runtime's ``reduce_range``), so that the ``uint8 x int8`` kernels of
 CPUs without VNNI (AVX2 only: AMD Zen 2/3, Intel before Ice Lake; AVX-512
-without VNNI) cannot saturate and the file computes the same on every x86-64
-CPU. The export log says what this CPU has and proves the bound on the
+without VNNI) cannot saturate: ONNX Runtime computes the same on every x86-64
+CPU, OpenVINO the same up to rounding. The export log says what this CPU has and proves the bound on the
 written file (:func:`dfine_mmdet.deploy.quantize.int8_saturation_report`);
 ``--check`` fails when the bound does not hold. ``--full-range-weights``
 opts into 8-bit weights (one more bit; exact only on CPUs with VNNI/AMX,

@@ -46,9 +46,10 @@ VNNI) the kernels use ``vpmaddubsw``, which adds two adjacent
 numbers there (ONNX Runtime's quantisation guide documents this and
 recommends ``reduce_range`` or U8U8). With ``reduce_range`` the weights are
 quantised to 7 bits (``|q| <= 64``, per channel), so ``255 * 64 * 2 =
-32640`` always fits: every kernel computes the same exact int32 sums and the
-INT8 graph gives the same results on every x86-64 CPU, at the price of one
-bit of weight precision. :func:`int8_saturation_report` proves this
+32640`` always fits: every kernel computes the same exact int32 sums, at the
+price of one bit of weight precision. ONNX Runtime then gives the same
+results on every x86-64 CPU; OpenVINO picks other kernels per CPU and
+differs in rounding, no longer by saturation (docs/deploy.md). :func:`int8_saturation_report` proves this
 statically for a written file; :mod:`.emulated_cpu` runs a graph on an
 emulated AVX2-only CPU to show it numerically.
 """
@@ -352,8 +353,8 @@ def describe_int8_portability(report: Dict[str, object],
                'saturating int16 pair sums')
     if report['saturation_free']:
         graph = (f'weights |q| <= {report["max_abs_weight"]}: pair sums '
-                 f'<= {report["pair_bound"]} fit int16, so every x86 CPU '
-                 '(VNNI or not) computes the same')
+                 f'<= {report["pair_bound"]} fit int16, no saturation on any '
+                 'x86 CPU (VNNI or not)')
     else:
         graph = (f'weights up to |q| = {report["max_abs_weight"]} in '
                  f'{len(report["layers_at_risk"])} layer(s): pair sums up '
