@@ -23,9 +23,10 @@ Portability across x86 CPUs: the weights are quantised to 7 bits by default
 (ONNX Runtime's ``reduce_range``), so that the ``uint8 x int8`` kernels of
 CPUs without VNNI (AVX2 only: AMD Zen 2/3, Intel before Ice Lake; AVX-512
 without VNNI) cannot saturate: ONNX Runtime computes the same on every x86-64
-CPU, OpenVINO the same up to rounding. The export log says what this CPU has and proves the bound on the
-written file (:func:`dfine_mmdet.deploy.quantize.int8_saturation_report`);
-``--check`` fails when the bound does not hold. ``--full-range-weights``
+CPU, OpenVINO the same up to rounding. The export log says what this CPU
+has and proves the bound on the written file
+(:func:`dfine_mmdet.deploy.quantize.int8_saturation_report`); ``--check``
+fails when the bound does not hold. ``--full-range-weights``
 opts into 8-bit weights (one more bit; exact only on CPUs with VNNI/AMX,
 which ``--check`` then requires of this CPU and says so).
 ``--check-cpu EPYC-Milan`` repeats the agreement check with the INT8 graph

@@ -49,9 +49,10 @@ quantised to 7 bits (``|q| <= 64``, per channel), so ``255 * 64 * 2 =
 32640`` always fits: every kernel computes the same exact int32 sums, at the
 price of one bit of weight precision. ONNX Runtime then gives the same
 results on every x86-64 CPU; OpenVINO picks other kernels per CPU and
-differs in rounding, no longer by saturation (docs/deploy.md). :func:`int8_saturation_report` proves this
-statically for a written file; :mod:`.emulated_cpu` runs a graph on an
-emulated AVX2-only CPU to show it numerically.
+differs in rounding, no longer by saturation (docs/deploy.md).
+:func:`int8_saturation_report` proves the bound statically for a written
+file; :mod:`.emulated_cpu` runs a graph on an emulated AVX2-only CPU to
+show it numerically.
 """
 import os
 import os.path as osp
