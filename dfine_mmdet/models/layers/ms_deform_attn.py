@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from ..utils import SpatialShapes
 
+
 def grid_sample_gather(value: Tensor, grid: Tensor) -> Tensor:
     """``F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros',
     align_corners=False)`` with only gather and index arithmetic.
