@@ -244,6 +244,28 @@ def test_int8_same_on_cpu_without_vnni(int8_setup, emulated_zen3):
         assert per_image > MIN_CORR and diffs > MIN_DIFF_CORR, name
 
 
+def test_openvino_int8_on_avx2_kernels(int8_setup):
+    """OpenVINO with its oneDNN kernels capped at AVX2
+    (``ONEDNN_MAX_CPU_ISA=AVX2``, native speed; on this Xeon it reproduces
+    the emulated Zen 3): the 7-bit INT8 IR passes the checks, the 8-bit
+    control fails the detection check (it saturates there)."""
+    pytest.importorskip('openvino', reason='openvino is not installed')
+    from dfine_mmdet.deploy.emulated_cpu import run_openvino_max_isa
+    from dfine_mmdet.deploy.quantize import onnx_to_openvino_ir
+    ref = _run(int8_setup['probed'], int8_setup['evals'])
+    wd = int8_setup['wd']
+    outs = {}
+    for key in ('int8', 'full'):
+        xml = onnx_to_openvino_ir(int8_setup[key], str(wd / f'avx2_{key}.xml'))
+        outs[key], _ = run_openvino_max_isa(xml, int8_setup['evals'], 'AVX2')
+    frac, mean_iou, reports = _detection_agreement(ref, outs['int8'])
+    assert frac >= MIN_AGREE and mean_iou > MIN_MEAN_IOU, reports
+    for name, (per_image, diffs) in _probe_scores(ref, outs['int8']).items():
+        assert per_image > MIN_CORR and diffs > MIN_DIFF_CORR, name
+    frac, mean_iou, reports = _detection_agreement(ref, outs['full'])
+    assert frac < MIN_AGREE or mean_iou <= MIN_MEAN_IOU, reports
+
+
 @pytest.mark.slow
 def test_full_range_int8_fails_on_cpu_without_vnni(int8_setup,
                                                    emulated_zen3):
