@@ -5,8 +5,9 @@ VNNI or AMX, ``uint8 x int8`` products are summed in int32; without (AVX2
 only, e.g. AMD Zen 3) they go through ``vpmaddubsw``, whose int16 pair sums
 saturate (:mod:`.quantize`). ONNX Runtime (MLAS) picks its kernels from
 CPUID and offers no switch that makes a VNNI machine run its AVX2 int8
-kernels. QEMU's user mode does: ``qemu-x86_64 -cpu EPYC-Milan python ...`` runs the same Python
-and runtime binaries with an emulated CPUID and emulated AVX2 (QEMU >= 7.2;
+kernels. QEMU's user mode does: ``qemu-x86_64 -cpu EPYC-Milan python
+...`` runs the same Python and runtime binaries with an emulated CPUID and
+emulated AVX2 (QEMU >= 7.2;
 TCG has no AVX-512 and no VNNI), so the runtime takes the code path of that
 CPU. It is slow (tens of seconds for a small graph), so it is meant for
 checks, not timing.
