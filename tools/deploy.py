@@ -45,8 +45,6 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-
 
 def parse_args():
     parser = argparse.ArgumentParser(
@@ -158,6 +156,7 @@ def main():
                                 load_config)
 
     from dfine_mmdet.deploy.backends import tensorrt as trt_shims
+    from dfine_mmdet.deploy.deform_attn_sampler import deploy_sampler
     from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.graph_checks import check_graph
 
@@ -211,6 +210,8 @@ def main():
     report = check_graph(onnx_file, backend)
     print(f'[2/3] graph check ({backend}): '
           f'{sum(report["op_counts"].values())} nodes, '
+          'deformable attention sampler: '
+          f'{deploy_sampler(deploy_cfg, "grid_sample")}, '
           f'GridSample x{report["op_counts"].get("GridSample", 0)}, '
           f'LayerNormalization x'
           f'{report["op_counts"].get("LayerNormalization", 0)}, '

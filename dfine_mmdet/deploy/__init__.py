@@ -6,6 +6,9 @@
   ``LayerNormalization`` for the onnxruntime / tensorrt backends;
 * :mod:`.dfine_detector`, :mod:`.dfine_head`: end-to-end export of
   ``DFINE`` to ``dets [B, K, 5]`` / ``labels [B, K]``;
+* :mod:`.deform_attn_sampler`: ``deform_attn_sampler='gather'`` in a deploy
+  config (``configs/deploy/*_gather.py``) exports deformable attention
+  without ``GridSample``;
 * :mod:`.export_shims`: ``torch.onnx.export(dynamo=False)`` inside
   MMDeploy's rewriter context (torch >= 2.9);
 * :mod:`.backends.tensorrt`: the TensorRT >= 10 wrapper / fp32-layer builder
@@ -14,6 +17,7 @@
   check the input shape against the graph first
   (:mod:`.input_shape_check`: a clear error naming the deploy config).
 """
+from . import deform_attn_sampler  # noqa: F401
 from . import dfine_detector  # noqa: F401
 from . import dfine_head  # noqa: F401
 from . import symbolics  # noqa: F401

@@ -33,7 +33,26 @@ e.g. ``/decoder/layers.0/cross_attn/sampling_offsets/MatMul``):
 
 Softmax, top-k, GridSample, the box decoding and the FDR weighting are not
 Conv / MatMul / Gemm and are never quantised in any scope. The mAP of each
-scope on the toy set is printed by ``tools/benchmark/int8_toy.py``.
+scope on the toy set is printed by ``tools/experiments/int8_toy.py``.
+
+Portability across x86 CPUs (``reduce_range``, default on): the integer
+kernels of ONNX Runtime (MLAS) and of OpenVINO (oneDNN) multiply uint8
+activations by int8 weights. With VNNI (``vpdpbusd``: AVX512-VNNI,
+AVX-VNNI) or AMX the products are summed in int32. Without it (AVX2 only,
+e.g. AMD Zen 2/3 or Intel before Ice Lake / Alder Lake, and AVX-512 without
+VNNI) the kernels use ``vpmaddubsw``, which adds two adjacent
+``uint8 x int8`` products into a *saturating int16*: ``255 * 127 * 2 =
+64770`` does not fit, so a graph with full-range int8 weights computes other
+numbers there (ONNX Runtime's quantisation guide documents this and
+recommends ``reduce_range`` or U8U8). With ``reduce_range`` the weights are
+quantised to 7 bits (``|q| <= 64``, per channel), so ``255 * 64 * 2 =
+32640`` always fits: every kernel computes the same exact int32 sums, at the
+price of one bit of weight precision. ONNX Runtime then gives the same
+results on every x86-64 CPU; OpenVINO picks other kernels per CPU and
+differs in rounding, no longer by saturation (docs/deploy.md).
+:func:`int8_saturation_report` proves the bound statically for a written
+file; :mod:`.emulated_cpu` runs a graph on an emulated AVX2-only CPU to
+show it numerically.
 """
 import os
 import os.path as osp
@@ -45,6 +64,11 @@ import numpy as np
 
 #: node types whose inputs get QDQ pairs
 QUANT_OP_TYPES = ('Conv', 'MatMul', 'Gemm')
+
+#: largest sum of two ``uint8 x int8`` products that ``vpmaddubsw`` (the
+#: u8s8 dot product of x86 CPUs without VNNI) stores without saturating
+INT16_MAX = 32767
+UINT8_MAX = 255
 
 #: regular expressions (``re.search`` on the ONNX node name) of the nodes
 #: kept in FP32 by each scope; ``backbone-neck`` is an allow-list instead
@@ -144,7 +168,8 @@ def quantize_onnx(fp32_file: str,
                   int8_file: str,
                   calib: Sequence[np.ndarray],
                   scope: str = DEFAULT_SCOPE,
-                  per_channel: bool = True) -> Dict[str, object]:
+                  per_channel: bool = True,
+                  reduce_range: bool = True) -> Dict[str, object]:
     """Write the QDQ INT8 version of ``fp32_file`` to ``int8_file``.
 
     Args:
@@ -155,10 +180,17 @@ def quantize_onnx(fp32_file: str,
             :func:`calibration_inputs`).
         scope (str): which layers to quantise (:data:`SCOPES`).
         per_channel (bool): per-output-channel weight scales.
+        reduce_range (bool): 7-bit weights (``|q| <= 64``), so that no x86
+            integer kernel can saturate and the file computes the same on
+            every CPU (see the module docstring). ``False`` uses the full
+            int8 range: one more bit of weight precision, exact only on
+            CPUs with VNNI or AMX.
 
     Returns:
-        dict: ``quantised`` / ``kept_fp32`` node counts and the QDQ op
-        counts of the written file (:func:`count_quant_ops`).
+        dict: ``quantised`` / ``kept_fp32`` node counts, the QDQ op counts
+        of the written file (:func:`count_quant_ops`) and its
+        :func:`int8_saturation_report` (``saturation_free``,
+        ``max_abs_weight``, ``pair_bound``, ``layers_at_risk``).
     """
     from onnxruntime.quantization.shape_inference import quant_pre_process
     if not osp.isfile(fp32_file):
@@ -177,14 +209,17 @@ def quantize_onnx(fp32_file: str,
     quant_pre_process(fp32_file, pre_file, skip_symbolic_shape=True)
     try:
         quantise, keep = _quantize(pre_file, int8_file, calib, scope,
-                                   per_channel)
+                                   per_channel, reduce_range)
     finally:
         os.remove(pre_file)
+    report = int8_saturation_report(int8_file)
     return dict(quantised=len(quantise), kept_fp32=len(keep),
-                **count_quant_ops(int8_file))
+                reduce_range=reduce_range, **count_quant_ops(int8_file),
+                **{k: report[k] for k in ('saturation_free', 'max_abs_weight',
+                                          'pair_bound', 'layers_at_risk')})
 
 
-def _quantize(pre_file, int8_file, calib, scope, per_channel):
+def _quantize(pre_file, int8_file, calib, scope, per_channel, reduce_range):
     """``quantize_static`` on the pre-processed graph; returns the names of
     the quantised and of the FP32 Conv/MatMul/Gemm nodes."""
     import onnx
@@ -212,10 +247,122 @@ def _quantize(pre_file, int8_file, calib, scope, per_channel):
         op_types_to_quantize=list(QUANT_OP_TYPES),
         nodes_to_quantize=quantise,
         per_channel=per_channel,
+        reduce_range=reduce_range,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax)
     return quantise, keep
+
+
+def int8_saturation_report(model_file: str) -> Dict[str, object]:
+    """Can an x86 ``uint8 x int8`` kernel without VNNI saturate on this QDQ
+    graph? A static bound, independent of the CPU it is run on.
+
+    For every ``Conv`` / ``MatMul`` / ``Gemm`` input that is a dequantised
+    int8 initializer (a weight), the largest ``|q - zero_point|``. With
+    uint8 activations, ``vpmaddubsw`` adds two products of at most
+    ``255 * max|q|`` each into an int16; the graph is saturation-free when
+    ``2 * 255 * max|q| <= 32767`` for every weight (``max|q| <= 64``).
+
+    Args:
+        model_file (str): QDQ ONNX file (:func:`quantize_onnx` output).
+
+    Returns:
+        dict: ``saturation_free`` (bool), ``max_abs_weight`` (largest
+        ``|q - zp|``), ``pair_bound`` (``2 * 255 * max_abs_weight``),
+        ``layers_at_risk`` (names of the nodes whose weights exceed the
+        bound), ``num_weights`` (quantised weight inputs checked) and
+        ``activation_types`` (element types of the quantised activations).
+    """
+    import onnx
+    from onnx import numpy_helper
+    model = onnx.load(model_file)
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    limit = INT16_MAX // (2 * UINT8_MAX)  # 64
+    worst, at_risk, num_weights, act_types = 0, [], 0, set()
+    for node in model.graph.node:
+        if node.op_type not in QUANT_OP_TYPES:
+            continue
+        for inp in node.input[:2]:
+            dq = producer.get(inp)
+            if dq is None or dq.op_type != 'DequantizeLinear':
+                continue
+            if dq.input[0] not in inits:  # a quantised activation
+                q = producer.get(dq.input[0])
+                if q is not None and len(q.input) > 2 and q.input[2] in inits:
+                    act_types.add(onnx.TensorProto.DataType.Name(
+                        inits[q.input[2]].data_type))
+                continue
+            w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.int32)
+            if len(dq.input) > 2 and dq.input[2] in inits:
+                zp = numpy_helper.to_array(inits[dq.input[2]]).astype(
+                    np.int32)
+                axis = next((a.i for a in dq.attribute if a.name == 'axis'),
+                            1)
+                if zp.ndim == 1 and zp.size > 1:
+                    shape = [1] * w.ndim
+                    shape[axis] = zp.size
+                    zp = zp.reshape(shape)
+                w = w - zp
+            m = int(np.abs(w).max()) if w.size else 0
+            num_weights += 1
+            worst = max(worst, m)
+            if m > limit:
+                at_risk.append(node.name)
+    return dict(saturation_free=not at_risk, max_abs_weight=worst,
+                pair_bound=2 * UINT8_MAX * worst, layers_at_risk=at_risk,
+                num_weights=num_weights, activation_types=sorted(act_types))
+
+
+def cpu_int8_features() -> Dict[str, Optional[bool]]:
+    """x86 features that decide which int8 kernels run here (Linux:
+    ``/proc/cpuinfo`` flags; ``None`` where unknown).
+
+    Returns:
+        dict: ``avx2``, ``avx512bw``, ``vnni`` (AVX512-VNNI or AVX-VNNI:
+        int32 dot products, no saturation), ``amx_int8``.
+    """
+    flags = None
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('flags'):
+                    flags = set(line.split(':', 1)[1].split())
+                    break
+    except OSError:
+        pass
+    if flags is None:
+        return dict(avx2=None, avx512bw=None, vnni=None, amx_int8=None)
+    return dict(avx2='avx2' in flags, avx512bw='avx512bw' in flags,
+                vnni=bool({'avx512_vnni', 'avx_vnni'} & flags),
+                amx_int8='amx_int8' in flags)
+
+
+def describe_int8_portability(report: Dict[str, object],
+                              features: Optional[Dict] = None) -> str:
+    """One line for export logs: this CPU's int8 path and whether the graph
+    (``report`` of :func:`int8_saturation_report`) computes the same on
+    CPUs without VNNI."""
+    features = cpu_int8_features() if features is None else features
+    if features.get('vnni') is None:
+        cpu = 'this CPU: int8 features unknown'
+    elif features['vnni'] or features.get('amx_int8'):
+        cpu = 'this CPU has VNNI/AMX (int32 dot products)'
+    else:
+        cpu = ('this CPU has no VNNI: u8s8 kernels use vpmaddubsw with '
+               'saturating int16 pair sums')
+    if report['saturation_free']:
+        graph = (f'weights |q| <= {report["max_abs_weight"]}: pair sums '
+                 f'<= {report["pair_bound"]} fit int16, no saturation on any '
+                 'x86 CPU (VNNI or not)')
+    else:
+        graph = (f'weights up to |q| = {report["max_abs_weight"]} in '
+                 f'{len(report["layers_at_risk"])} layer(s): pair sums up '
+                 f'to {report["pair_bound"]} can saturate on CPUs without '
+                 'VNNI (AVX2 / AVX-512 before VNNI), whose results then '
+                 'differ from a VNNI CPU\'s; quantise with reduce_range')
+    return f'{cpu}; {graph}'
 
 
 def count_quant_ops(model_file: str) -> Dict[str, int]:

@@ -40,16 +40,18 @@ def images():
     ]
 
 
-def save_random_checkpoint(path: str, model_cfg: str = MODEL_CFG) -> str:
+def save_random_checkpoint(path: str, model_cfg: str = MODEL_CFG,
+                           seed: int = 0) -> str:
     """Write the random model of ``model_cfg`` (D-FINE-N by default) with the
-    noise described above as an mmdet checkpoint."""
+    noise described above as an mmdet checkpoint (``seed``: torch seed of
+    the init and the noise)."""
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine import Config
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(model_cfg)
     cfg.model.backbone.init_cfg = None  # random, not ImageNet-pretrained
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
     model.init_weights()
     with torch.no_grad():

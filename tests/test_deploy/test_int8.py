@@ -16,6 +16,14 @@ random network's deep features either barely depend on the input (they
 collapse, as here) or, with BatchNorm statistics re-estimated, amplify any
 perturbation (INT8 or not) chaotically; the accuracy of INT8 on a trained
 model is measured by ``tools/experiments/int8_toy.py`` (toy-set mAP).
+
+Every x86-64 CPU: the INT8 weights are 7-bit (``reduce_range``), so the
+``uint8 x int8`` kernels of CPUs without VNNI cannot saturate
+(:func:`int8_saturation_report`, checked statically), and the graph run on
+an emulated AMD Zen 3 (QEMU ``-cpu EPYC-Milan``: AVX2, no VNNI) computes
+the same detections as on this CPU and passes the same checks. The control,
+full-range 8-bit weights, passes them on a VNNI CPU but not on the emulated
+Zen 3: that is the CI failure of issue 21 (mean IoU 0.838 on image 1).
 """
 import glob
 import os.path as osp
@@ -41,6 +49,13 @@ PROBES = (
     'Conv_output_0')
 MIN_CORR = 0.98  # per image, INT8 vs FP32
 MIN_DIFF_CORR = 0.9  # of the image-to-image changes
+# detections: the FP32 top-10 of every eval image, pooled: at least 95 %
+# with an INT8 partner (same label, IoU >= 0.5; one query swapped at a
+# near-tie of the random model's query selection is 1/60) and mean best IoU
+# (misses count as their IoU) above 0.9
+MIN_AGREE = 0.95
+MIN_MEAN_IOU = 0.9
+EMULATED_CPU = 'EPYC-Milan'  # AMD Zen 3: AVX2, no AVX-512, no VNNI
 
 
 def _deploy_cfg():
@@ -79,10 +94,12 @@ def int8_setup(toy_coco, tmp_path_factory):
     info = quantize_onnx(probed_file, int8, calib)
     bad = str(wd / 'probed_int8_bad.onnx')
     quantize_onnx(probed_file, bad, [a * 0.05 for a in calib])
+    full = str(wd / 'probed_int8_full_range.onnx')
+    full_info = quantize_onnx(probed_file, full, calib, reduce_range=False)
     evals = calibration_inputs(deploy_cfg, model_cfg, train + val)
     return dict(fp32=fp32, probed=probed_file, int8=int8, bad=bad,
-                info=info, calib=calib, evals=evals, train=train, wd=wd,
-                ckpt=ckpt)
+                full=full, info=info, full_info=full_info, calib=calib,
+                evals=evals, train=train, wd=wd, ckpt=ckpt)
 
 
 def _run(onnx_file, inputs):
@@ -146,17 +163,118 @@ def test_int8_tracks_fp32_and_broken_calibration_does_not(int8_setup):
     assert min(bad[n][1] for n in PROBES) < MIN_DIFF_CORR, bad
 
 
-def test_int8_detections_close_to_fp32(int8_setup):
+def _detection_agreement(ref_outs, test_outs):
+    """FP32 top-10 of every image against the test outputs, pooled:
+    ``(fraction with a partner, mean best IoU, per-image reports)``."""
     from deploy_int8 import agreement
-    ref = _run(int8_setup['fp32'], int8_setup['calib'])
-    test = _run(int8_setup['int8'], int8_setup['calib'])
-    for r, t in zip(ref, test, strict=True):
+    reports = []
+    for r, t in zip(ref_outs, test_outs, strict=True):
         r = (r[0][0, :, :4], r[0][0, :, 4], r[1][0])
         t = (t[0][0, :, :4], t[0][0, :, 4], t[1][0])
         top10 = np.sort(r[1])[-10] - 1e-6
-        a = agreement(r, t, top10)
-        assert a['num_ref'] >= 10 and a['agree'] >= 9, a
-        assert a['mean_iou'] > 0.9, a
+        reports.append(agreement(r, t, top10))
+    num = sum(a['num_ref'] for a in reports)
+    assert all(a['num_ref'] >= 10 for a in reports), reports
+    frac = sum(a['agree'] for a in reports) / num
+    mean_iou = sum(a['mean_iou'] * a['num_ref'] for a in reports) / num
+    return frac, mean_iou, reports
+
+
+def test_int8_detections_close_to_fp32(int8_setup):
+    ref = _run(int8_setup['probed'], int8_setup['evals'])
+    test = _run(int8_setup['int8'], int8_setup['evals'])
+    frac, mean_iou, reports = _detection_agreement(ref, test)
+    assert frac >= MIN_AGREE and mean_iou > MIN_MEAN_IOU, reports
+
+
+def test_int8_weights_cannot_saturate(int8_setup):
+    """Static, CPU-independent: 7-bit weights keep every pair of
+    ``uint8 x int8`` products inside int16; full-range weights do not."""
+    from dfine_mmdet.deploy.quantize import (describe_int8_portability,
+                                             int8_saturation_report)
+    report = int8_saturation_report(int8_setup['int8'])
+    # every quantised Conv / MatMul / Gemm with a weight (the attention
+    # MatMuls of two activations have none)
+    assert 100 < report['num_weights'] <= int8_setup['info']['quantised']
+    assert report['saturation_free'] and report['layers_at_risk'] == []
+    assert 32 < report['max_abs_weight'] <= 64
+    assert report['pair_bound'] <= 32767
+    assert report['activation_types'] == ['UINT8']
+    full = int8_setup['full_info']
+    assert not full['saturation_free'] and full['max_abs_weight'] == 127
+    assert full['pair_bound'] == 2 * 255 * 127
+    assert len(full['layers_at_risk']) == report['num_weights']
+    no_vnni = dict(avx2=True, avx512bw=False, vnni=False, amx_int8=False)
+    assert 'no saturation on any x86 CPU' in describe_int8_portability(
+        report, no_vnni)
+    assert 'can saturate' in describe_int8_portability(full, no_vnni)
+
+
+@pytest.fixture(scope='module')
+def emulated_zen3(int8_setup):
+    """The INT8 graph and the full-range control on an emulated Zen 3."""
+    from dfine_mmdet.deploy.emulated_cpu import qemu_path, run_on_cpu
+    if qemu_path() is None:
+        pytest.skip('qemu-x86_64 is not installed (apt-get install '
+                    'qemu-user): cannot emulate a CPU without VNNI')
+    out = {}
+    for key in ('int8', 'full'):
+        out[key], info = run_on_cpu(int8_setup[key], int8_setup['evals'],
+                                    EMULATED_CPU)
+        # the emulated CPU really lacks VNNI (numpy's run-time detection)
+        assert info['features']['AVX2'] and not info['vnni'], info
+    return out
+
+
+@pytest.mark.slow
+def test_int8_same_on_cpu_without_vnni(int8_setup, emulated_zen3):
+    """The INT8 graph on an emulated AVX2-only CPU: the same detections
+    and features as on this CPU, so the same checks pass there."""
+    here = _run(int8_setup['int8'], int8_setup['evals'])
+    zen3 = emulated_zen3['int8']
+    for h, z in zip(here, zen3, strict=True):
+        assert (h[1] == z[1]).all()  # labels
+        assert np.abs(h[0] - z[0]).max() <= 1e-3  # boxes (px), scores
+        for k in range(2, len(h)):  # probe feature maps
+            assert _corr(h[k], z[k]) > 0.99999
+    ref = _run(int8_setup['probed'], int8_setup['evals'])
+    frac, mean_iou, reports = _detection_agreement(ref, zen3)
+    assert frac >= MIN_AGREE and mean_iou > MIN_MEAN_IOU, reports
+    for name, (per_image, diffs) in _probe_scores(ref, zen3).items():
+        assert per_image > MIN_CORR and diffs > MIN_DIFF_CORR, name
+
+
+def test_openvino_int8_on_avx2_kernels(int8_setup):
+    """OpenVINO with its oneDNN kernels capped at AVX2
+    (``ONEDNN_MAX_CPU_ISA=AVX2``, native speed; on this Xeon it reproduces
+    the emulated Zen 3): the 7-bit INT8 IR passes the checks, the 8-bit
+    control fails the detection check (it saturates there)."""
+    pytest.importorskip('openvino', reason='openvino is not installed')
+    from dfine_mmdet.deploy.emulated_cpu import run_openvino_max_isa
+    from dfine_mmdet.deploy.quantize import onnx_to_openvino_ir
+    ref = _run(int8_setup['probed'], int8_setup['evals'])
+    wd = int8_setup['wd']
+    outs = {}
+    for key in ('int8', 'full'):
+        xml = onnx_to_openvino_ir(int8_setup[key], str(wd / f'avx2_{key}.xml'))
+        outs[key], _ = run_openvino_max_isa(xml, int8_setup['evals'], 'AVX2')
+    frac, mean_iou, reports = _detection_agreement(ref, outs['int8'])
+    assert frac >= MIN_AGREE and mean_iou > MIN_MEAN_IOU, reports
+    for name, (per_image, diffs) in _probe_scores(ref, outs['int8']).items():
+        assert per_image > MIN_CORR and diffs > MIN_DIFF_CORR, name
+    frac, mean_iou, reports = _detection_agreement(ref, outs['full'])
+    assert frac < MIN_AGREE or mean_iou <= MIN_MEAN_IOU, reports
+
+
+@pytest.mark.slow
+def test_full_range_int8_fails_on_cpu_without_vnni(int8_setup,
+                                                   emulated_zen3):
+    """The control: 8-bit weights saturate in the AVX2 kernels; the
+    detection check fails on the emulated Zen 3 (issue 21)."""
+    ref = _run(int8_setup['probed'], int8_setup['evals'])
+    frac, mean_iou, reports = _detection_agreement(ref,
+                                                   emulated_zen3['full'])
+    assert frac < MIN_AGREE or mean_iou <= MIN_MEAN_IOU, reports
 
 
 def test_openvino_runs_int8_ir(int8_setup):
@@ -205,6 +323,64 @@ def test_deploy_int8_cli(int8_setup, tmp_path, capsys):
     for name in ('end2end_int8.onnx', 'end2end_int8.xml', 'end2end_fp32.xml'):
         assert osp.isfile(wd / name), name
     assert 'INT8 (backbone-neck)' in out and '--check:' in out, out
+
+
+def _ort_cfg_128(tmp_path):
+    path = tmp_path / 'ort_static_128.py'
+    path.write_text(f'_base_ = [{ORT_STATIC!r}]\n'
+                    f'onnx_config = dict(input_shape=[{SIZE}, {SIZE}])\n')
+    return str(path)
+
+
+@pytest.mark.slow
+def test_deploy_int8_cli_check_cpu(int8_setup, tmp_path, capsys):
+    """docs/deploy.md: ``tools/deploy_int8.py <ORT config> ... --check
+    --check-cpu EPYC-Milan``: the export log states the portability, and
+    the INT8 graph on the emulated Zen 3 agrees with FP32 and with this
+    CPU's INT8 result."""
+    import re
+
+    from dfine_mmdet.deploy.emulated_cpu import qemu_path
+    if qemu_path() is None:
+        pytest.skip('qemu-x86_64 is not installed (apt-get install '
+                    'qemu-user)')
+    from deploy_int8 import main
+    rc = main([
+        _ort_cfg_128(tmp_path), TOY_CFG, int8_setup['ckpt'], '--calib',
+        *int8_setup['train'], '--onnx', int8_setup['fp32'], '--work-dir',
+        str(tmp_path / 'wd'), '--check', '--score-thr', '0.0', '--scope',
+        'backbone-neck', '--check-cpu', EMULATED_CPU
+    ])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert '7-bit weights' in out and 'no saturation on any x86 CPU' in out, \
+        out
+    assert f'--check-cpu {EMULATED_CPU} (emulated; VNNI: no, AVX2: yes)' \
+        in out, out
+    diff = float(re.search(r"differ from this CPU's by up to (\S+) px",
+                           out).group(1))
+    assert diff <= 1e-3, out
+
+
+def test_deploy_int8_full_range_needs_vnni(int8_setup, tmp_path, capsys,
+                                           monkeypatch):
+    """``--full-range-weights --check`` on a CPU without VNNI fails before
+    comparing anything (its kernels would saturate on that file)."""
+    from deploy_int8 import main
+
+    from dfine_mmdet.deploy import quantize
+    monkeypatch.setattr(
+        quantize, 'cpu_int8_features',
+        lambda: dict(avx2=True, avx512bw=False, vnni=False, amx_int8=False))
+    rc = main([
+        _ort_cfg_128(tmp_path), TOY_CFG, int8_setup['ckpt'], '--calib',
+        *int8_setup['train'], '--onnx', int8_setup['fp32'], '--work-dir',
+        str(tmp_path / 'wd'), '--check', '--full-range-weights'
+    ])
+    out = capsys.readouterr().out
+    assert rc == 1, out
+    assert '8-bit weights' in out and 'can saturate' in out, out
+    assert 'FAIL, --full-range-weights on a CPU without VNNI' in out, out
 
 
 def test_quantize_errors(int8_setup, tmp_path):

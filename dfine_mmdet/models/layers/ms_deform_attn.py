@@ -11,11 +11,20 @@ DETR, Eq. 3) that D-FINE uses for the decoder cross-attention:
 * the attention logits are soft-maxed **jointly over all points of all
   levels** (Deformable DETR normalises per head as well, but the RT-DETRv2
   grouping is level-major with uneven point counts);
-* values are bilinearly sampled with ``F.grid_sample(align_corners=False,
-  padding_mode='zeros')`` -- pure PyTorch, no custom CUDA op, so it runs on CPU
-  and exports to ONNX;
+* values are bilinearly sampled as ``F.grid_sample(align_corners=False,
+  padding_mode='zeros')`` does -- pure PyTorch, no custom CUDA op, so it runs
+  on CPU and exports to ONNX;
 * there is **no value projection and no output projection** (the official
   D-FINE decoder dropped both).
+
+Sampling backends (``sampler``, see :data:`SAMPLERS`): ``'grid_sample'``
+(default, exports as ONNX ``GridSample``) or ``'gather'``
+(:func:`grid_sample_gather`: the same bilinear interpolation written with
+``floor``, index arithmetic and one row ``Gather`` per call, for runtimes
+that lack ``GridSample`` or miscompile it, e.g. NVIDIA/TensorRT#4813). Both
+compute the same function; a deploy config can switch an exported model to
+``'gather'`` without touching the model config (``deform_attn_sampler`` key,
+:mod:`dfine_mmdet.deploy.deform_attn_sampler`).
 
 mmcv's ``MultiScaleDeformableAttention`` has value/output projections, the
 same number of points on every level and a per-level point layout, so it is
@@ -33,6 +42,91 @@ from torch import Tensor, nn
 from ..utils import SpatialShapes
 
 
+def grid_sample_gather(value: Tensor, grid: Tensor) -> Tensor:
+    """``F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros',
+    align_corners=False)`` with only gather and index arithmetic.
+
+    Every sampling point reads its four neighbouring pixels with one
+    ``Gather`` over the rows of a ``[N * H * W, C]`` table (a plain ONNX
+    ``Gather`` on axis 0, the most widely supported gather); neighbours
+    outside the map get weight 0 (zero padding). Pixel coordinates follow
+    ``align_corners=False``: ``x_pix = ((x + 1) * W - 1) / 2``, so ``x = -1``
+    is the left edge of the first pixel and its centre is ``x_pix = 0``.
+    Differentiable in ``value`` and ``grid`` (the gradient in ``grid`` is
+    that of bilinear interpolation, as ``grid_sample``'s).
+
+    Args:
+        value (Tensor): Feature maps ``[N, C, H, W]``.
+        grid (Tensor): Sampling points ``[N, Hg, Wg, 2]``, ``(x, y)``
+            normalised to ``[-1, 1]``; points outside are allowed.
+
+    Returns:
+        Tensor: ``[N, C, Hg, Wg]``.
+    """
+    if value.dim() != 4 or grid.dim() != 4 or grid.shape[-1] != 2:
+        raise ValueError('grid_sample_gather expects value [N, C, H, W] and '
+                         f'grid [N, Hg, Wg, 2], got {tuple(value.shape)} and '
+                         f'{tuple(grid.shape)}')
+    n, c, h, w = value.shape
+    hg, wg = grid.shape[1], grid.shape[2]
+    # pixel coordinates; points more than one pixel outside are clamped
+    # there (all four neighbours stay outside, so the result is still 0
+    # and no index overflows)
+    x = ((grid[..., 0] + 1) * (w * 0.5) - 0.5).clamp(-2, w + 1)
+    y = ((grid[..., 1] + 1) * (h * 0.5) - 0.5).clamp(-2, h + 1)
+    x0, y0 = x.floor(), y.floor()
+    # the two neighbours along each axis (offset 0 / 1) and their linear
+    # weights (1 - f, f), zeroed outside the map; the four corners are the
+    # outer products (top-left, top-right, bottom-left, bottom-right).
+    # Broadcasting, not stacking: no Concat node in the exported graph.
+    step = grid.new_tensor((0., 1.))
+    cx = x0.unsqueeze(-1) + step  # [N, Hg, Wg, 2]
+    cy = y0.unsqueeze(-1) + step
+    wx = (1 - step) + (2 * step - 1) * (x - x0).unsqueeze(-1)
+    wy = (1 - step) + (2 * step - 1) * (y - y0).unsqueeze(-1)
+    wx = wx * ((cx >= 0) & (cx <= w - 1)).to(grid.dtype)
+    wy = wy * ((cy >= 0) & (cy <= h - 1)).to(grid.dtype)
+    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(n, hg * wg, 4, 1)
+    # row of each neighbour in the [N * H * W, C] table; clamped so that
+    # outside neighbours read a valid (zero-weighted) row. Per-image indices
+    # are < H * W, exact in float32 below 2**24; the batch offset is int64.
+    rows = (cy.clamp(0, h - 1).unsqueeze(-1) * w +
+            cx.clamp(0, w - 1).unsqueeze(-2)).long()  # [N, Hg, Wg, 2, 2]
+    rows = rows + (torch.arange(n, device=grid.device) *
+                   (h * w)).view(n, 1, 1, 1, 1)
+    table = value.permute(0, 2, 3, 1).reshape(n * h * w, c)
+    picked = table[rows.reshape(-1)].reshape(n, hg * wg, 4, c)
+    out = (picked * weights).sum(2)  # [N, Hg * Wg, C]
+    return out.permute(0, 2, 1).reshape(n, c, hg, wg)
+
+
+def grid_sample_native(value: Tensor, grid: Tensor) -> Tensor:
+    """``F.grid_sample`` with the settings of deformable attention
+    (bilinear, zero padding, ``align_corners=False``); ``[N, C, H, W]`` x
+    ``[N, Hg, Wg, 2]`` -> ``[N, C, Hg, Wg]``."""
+    return F.grid_sample(
+        value, grid, mode='bilinear', padding_mode='zeros',
+        align_corners=False)
+
+
+#: ``sampler`` name -> bilinear sampling function ``(value, grid) -> out``
+SAMPLERS = dict(grid_sample=grid_sample_native, gather=grid_sample_gather)
+
+
+def sample_bilinear(value: Tensor, grid: Tensor,
+                    sampler: str = 'grid_sample') -> Tensor:
+    """Bilinear, zero-padded, ``align_corners=False`` sampling of ``value``
+    ``[N, C, H, W]`` at ``grid`` ``[N, Hg, Wg, 2]`` with the named
+    :data:`SAMPLERS` entry. (MMDeploy export rewrites this function when the
+    deploy config sets ``deform_attn_sampler``.)"""
+    try:
+        fn = SAMPLERS[sampler]
+    except KeyError:
+        raise ValueError(f'deformable attention sampler {sampler!r}: '
+                         f'expected one of {sorted(SAMPLERS)}') from None
+    return fn(value, grid)
+
+
 class MSDeformableAttention(nn.Module):
     """Deformable cross-attention with box-scaled offsets (RT-DETRv2 style).
 
@@ -45,6 +139,10 @@ class MSDeformableAttention(nn.Module):
             all levels, or one per level). Default 4.
         offset_scale (float): Factor applied to ``offset * ref_wh``.
             Default 0.5.
+        sampler (str): Bilinear sampling implementation, ``'grid_sample'``
+            (``F.grid_sample``, ONNX ``GridSample``) or ``'gather'``
+            (:func:`grid_sample_gather`, ONNX ``Gather`` + index
+            arithmetic). Same results; default ``'grid_sample'``.
     """
 
     def __init__(self,
@@ -52,8 +150,13 @@ class MSDeformableAttention(nn.Module):
                  num_heads: int = 8,
                  num_levels: int = 3,
                  num_points: Union[int, List[int]] = 4,
-                 offset_scale: float = 0.5) -> None:
+                 offset_scale: float = 0.5,
+                 sampler: str = 'grid_sample') -> None:
         super().__init__()
+        if sampler not in SAMPLERS:
+            raise ValueError(f'sampler {sampler!r}: expected one of '
+                             f'{sorted(SAMPLERS)}')
+        self.sampler = sampler
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by '
                              f'num_heads ({num_heads})')
@@ -166,12 +269,8 @@ class MSDeformableAttention(nn.Module):
         grids = (2 * locations - 1).permute(0, 2, 1, 3, 4).flatten(0, 1)
         grids = grids.split(self.num_points_list, dim=-2)
         sampled = [
-            F.grid_sample(
-                value_l,
-                grid_l,
-                mode='bilinear',
-                padding_mode='zeros',
-                align_corners=False)  # [B*M, D/M, Q, P_l]
+            sample_bilinear(value_l, grid_l,
+                            self.sampler)  # [B*M, D/M, Q, P_l]
             for value_l, grid_l in zip(value, grids)
         ]
         weights = weights.permute(0, 2, 1, 3).reshape(
