@@ -1,0 +1,1 @@
+"""Benchmark and profiling helpers used by ``tools/benchmark/``."""
