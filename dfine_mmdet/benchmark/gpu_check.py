@@ -32,7 +32,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .profiling import build_training, synthetic_batch
+from .profiling import build_training, quiet_init_weights, synthetic_batch
 
 PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: Agreement thresholds with fp32 (scores: sigmoid probabilities; boxes:
@@ -126,7 +126,10 @@ def parity_model(config: str, parity_dir: Optional[str], variant: str,
     images."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
     import dfine_mmdet  # noqa: F401  (registers the plugin)
+    init_default_scope('mmdet')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -156,40 +159,75 @@ def parity_model(config: str, parity_dir: Optional[str], variant: str,
                                   'parity_input.npz'))['images_uint8']
         return (model.eval(), torch.from_numpy(images).float() / 255,
                 'parity weights + input')
-    model.init_weights()
+    quiet_init_weights(model)
     g = torch.Generator().manual_seed(0)
     return model.eval(), torch.rand(2, 3, size, size,
                                     generator=g), 'random init + input'
 
 
+class SelectionForward(nn.Module):
+    """Network forward returning the last layer's logits ``[B, Q, C]``,
+    boxes ``[B, Q, 4]`` and the memory token each query was selected from
+    ``[B, Q]`` (to align queries across precisions)."""
+
+    def __init__(self, detector: nn.Module) -> None:
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images: torch.Tensor):
+        det = self.detector
+        head_inputs = det.forward_transformer(det.extract_feat(images))
+        token = head_inputs['enc_topk_index']
+        logits, boxes = det.bbox_head(**head_inputs)[:2]
+        return logits[-1], boxes[-1], token
+
+
 def check_agreement(model: nn.Module, images: torch.Tensor,
                     device: torch.device, precision: str,
-                    ref: Optional[tuple] = None) -> tuple:
-    """Autocast inference vs fp32: returns (row values, fp32 reference)."""
-    net = TensorForward(model).to(device).eval()
+                    ref: Optional[tuple] = None,
+                    min_common: float = 0.9) -> tuple:
+    """Autocast inference vs fp32; returns (row values, fp32 reference).
+
+    Queries are aligned by the memory token they were selected from (query
+    selection is a top-k, its order may change with the precision); scores
+    and boxes are compared on the tokens both runs selected, and the share
+    of common tokens is reported (and must be >= ``min_common``; with
+    random-init weights the encoder scores are nearly tied and the selection
+    is not stable under any precision change, pass 0 there).
+    """
+    net = SelectionForward(model).to(device).eval()
     images = images.to(device)
     with torch.no_grad():
         if ref is None:
-            ref = tuple(t.float() for t in net(images))
+            lg, bx, tk = net(images)
+            ref = (lg.float(), bx.float(), tk)
         with torch.autocast(device.type, dtype=PRECISIONS[precision]):
-            logits, boxes = net(images)
-    s_ref, s = ref[0].sigmoid(), logits.float().sigmoid()
-    d_score = float((s - s_ref).abs().max())
-    d_box = float((boxes.float() - ref[1]).abs().max())
-    k = min(100, s_ref[0].numel())
-    overlap = []
-    for b in range(s.shape[0]):
-        a = set(s_ref[b].flatten().topk(k).indices.tolist())
-        c = set(s[b].flatten().topk(k).indices.tolist())
-        overlap.append(len(a & c) / k)
-    lim = AGREE_LIMITS[precision]
+            logits, boxes, token = net(images)
+    d_score = d_box = 0.0
+    common = []
     finite = bool(torch.isfinite(logits).all() and torch.isfinite(boxes).all())
-    ok = finite and d_score <= lim['score'] and d_box <= lim['box']
+    for b in range(images.shape[0]):
+        pos_ref = {int(t): i for i, t in enumerate(ref[2][b].tolist())}
+        pairs = [(i, pos_ref[int(t)]) for i, t in enumerate(token[b].tolist())
+                 if int(t) in pos_ref]
+        common.append(len(pairs) / max(1, token.shape[1]))
+        if not pairs:
+            continue
+        ours = torch.tensor([p[0] for p in pairs], device=token.device)
+        theirs = torch.tensor([p[1] for p in pairs], device=token.device)
+        s = logits[b, ours].float().sigmoid()
+        s_ref = ref[0][b, theirs].sigmoid()
+        d_score = max(d_score, float((s - s_ref).abs().max()))
+        d_box = max(d_box, float(
+            (boxes[b, ours].float() - ref[1][b, theirs]).abs().max()))
+    lim = AGREE_LIMITS[precision]
+    ok = (finite and d_score <= lim['score'] and d_box <= lim['box']
+          and min(common) >= min_common)
     return dict(
         status='PASS' if ok else 'FAIL',
         value=f'score {d_score:.2e}, box {d_box:.2e}',
-        detail=(f'top-{k} overlap {min(overlap):.2f}; limits score '
-                f'{lim["score"]}, box {lim["box"]}'
+        detail=(f'same selected queries {min(common):.2f}; limits score '
+                f'{lim["score"]}, box {lim["box"]}, queries {min_common}'
                 + ('' if finite else '; NON-FINITE output'))), ref
 
 
@@ -267,7 +305,9 @@ def run_checks(variants: Sequence[str],
 
             def agree(p=p):
                 nonlocal ref
-                res, ref = check_agreement(model, images, dev, p, ref)
+                res, ref = check_agreement(
+                    model, images, dev, p, ref,
+                    min_common=0.9 if note.startswith('parity') else 0.0)
                 res['detail'] += f'; {note}'
                 return res
 

@@ -84,14 +84,7 @@ def build_training(config: str,
         cfg.model.backbone.init_cfg = None  # timing needs no pretrained file
     torch.manual_seed(seed)
     model = MODELS.build(cfg.model)
-    from mmengine.logging import MMLogger
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')  # init_weights logs every parameter
-    try:
-        model.init_weights()
-    finally:
-        logger.setLevel(level)
+    quiet_init_weights(model)
     model.train()
     ow = cfg.optim_wrapper.copy()
     ow['type'] = 'OptimWrapper'
@@ -106,6 +99,18 @@ def build_training(config: str,
                            cfg.model.bbox_head.num_classes,
                            torch.Generator().manual_seed(seed))
     return model, optim, data
+
+
+def quiet_init_weights(model: nn.Module) -> None:
+    """``model.init_weights()`` without MMEngine's per-parameter INFO log."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        model.init_weights()
+    finally:
+        logger.setLevel(level)
 
 
 def synthetic_batch(batch_size: int, size: int, num_gt: int,
