@@ -56,7 +56,7 @@ def main(argv=None):
              f'{args.gt} GT/image, {torch.get_num_threads()} thread(s), '
              f'{args.iters} profiled iteration(s) after {args.warmup} warm-up; '
              f'profiled wall {sum(res["profiled_wall_s"]) / args.iters:.3f} '
-             's/iter, loss {res["loss"]:.3f}')
+             f's/iter, loss {res["loss"]:.3f}')
     text = format_report(res, title)
     print(text)
     if args.out:
