@@ -36,6 +36,7 @@ def test_compare_alternates_real_timers():
     res = compare(other, other, rounds=2, log=lambda s: None)
     assert len(res['ratios']) == 2 and len(res['load']) == 2
     assert all(r > 0 for r in res['ratios'])
+    assert len(res['cpu_ratios']) == 2 and all(c > 0 for c in res['ours_cpu'])
     assert res['median_ratio'] == pytest.approx(
         sorted(res['ratios'])[0] / 2 + sorted(res['ratios'])[1] / 2)
     with pytest.raises(RuntimeError, match='failed'):

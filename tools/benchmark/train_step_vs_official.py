@@ -61,6 +61,10 @@ def main(argv=None):
           f'official/ours median {res["median_ratio"]:.2f}x (rounds '
           f'{", ".join(f"{x:.2f}" for x in res["ratios"])}; load '
           f'{", ".join(f"{x:.1f}" for x in res["load"])})')
+    print(f'D-FINE-{args.variant.upper()}: whole-process CPU seconds ours '
+          f'{", ".join(f"{x:.0f}" for x in res["ours_cpu"])}, official '
+          f'{", ".join(f"{x:.0f}" for x in res["official_cpu"])}; '
+          f'official/ours median {res["median_cpu_ratio"]:.2f}x')
 
 
 if __name__ == '__main__':
