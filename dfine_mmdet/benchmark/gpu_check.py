@@ -27,7 +27,7 @@ import os.path as osp
 import statistics
 import time
 import traceback
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -182,6 +182,32 @@ class SelectionForward(nn.Module):
         return logits[-1], boxes[-1], token
 
 
+def aligned_diff(out: tuple, ref: tuple) -> Tuple[float, float, float]:
+    """Max |sigmoid score diff|, max |box diff| and the smallest per-image
+    share of common selected tokens between two :class:`SelectionForward`
+    outputs ``(logits, boxes, token)``, queries aligned by token (a top-k
+    may order near-tied tokens differently under another precision or
+    kernel)."""
+    logits, boxes, token = out
+    d_score = d_box = 0.0
+    common = []
+    for b in range(token.shape[0]):
+        pos_ref = {int(t): i for i, t in enumerate(ref[2][b].tolist())}
+        pairs = [(i, pos_ref[int(t)]) for i, t in enumerate(token[b].tolist())
+                 if int(t) in pos_ref]
+        common.append(len(pairs) / max(1, token.shape[1]))
+        if not pairs:
+            continue
+        ours = torch.tensor([p[0] for p in pairs], device=token.device)
+        theirs = torch.tensor([p[1] for p in pairs], device=token.device)
+        s = logits[b, ours].float().sigmoid()
+        s_ref = ref[0][b, theirs].float().sigmoid()
+        d_score = max(d_score, float((s - s_ref).abs().max()))
+        d_box = max(d_box, float(
+            (boxes[b, ours].float() - ref[1][b, theirs].float()).abs().max()))
+    return d_score, d_box, min(common)
+
+
 def check_agreement(model: nn.Module, images: torch.Tensor,
                     device: torch.device, precision: str,
                     ref: Optional[tuple] = None,
@@ -203,30 +229,15 @@ def check_agreement(model: nn.Module, images: torch.Tensor,
             ref = (lg.float(), bx.float(), tk)
         with torch.autocast(device.type, dtype=PRECISIONS[precision]):
             logits, boxes, token = net(images)
-    d_score = d_box = 0.0
-    common = []
     finite = bool(torch.isfinite(logits).all() and torch.isfinite(boxes).all())
-    for b in range(images.shape[0]):
-        pos_ref = {int(t): i for i, t in enumerate(ref[2][b].tolist())}
-        pairs = [(i, pos_ref[int(t)]) for i, t in enumerate(token[b].tolist())
-                 if int(t) in pos_ref]
-        common.append(len(pairs) / max(1, token.shape[1]))
-        if not pairs:
-            continue
-        ours = torch.tensor([p[0] for p in pairs], device=token.device)
-        theirs = torch.tensor([p[1] for p in pairs], device=token.device)
-        s = logits[b, ours].float().sigmoid()
-        s_ref = ref[0][b, theirs].sigmoid()
-        d_score = max(d_score, float((s - s_ref).abs().max()))
-        d_box = max(d_box, float(
-            (boxes[b, ours].float() - ref[1][b, theirs]).abs().max()))
+    d_score, d_box, common = aligned_diff((logits, boxes, token), ref)
     lim = AGREE_LIMITS[precision]
     ok = (finite and d_score <= lim['score'] and d_box <= lim['box']
-          and min(common) >= min_common)
+          and common >= min_common)
     return dict(
         status='PASS' if ok else 'FAIL',
         value=f'score {d_score:.2e}, box {d_box:.2e}',
-        detail=(f'same selected queries {min(common):.2f}; limits score '
+        detail=(f'same selected queries {common:.2f}; limits score '
                 f'{lim["score"]}, box {lim["box"]}, queries {min_common}'
                 + ('' if finite else '; NON-FINITE output'))), ref
 
@@ -299,20 +310,22 @@ def run_checks(variants: Sequence[str],
         model, images, note = parity_model(cfg, parity_dir, v, latency_size,
                                            cfg_options)
         ref = None
+        # random init: near-tied encoder scores, the top-k selection is not
+        # stable under any numeric change (see check_agreement)
+        min_common = 0.9 if note.startswith('parity') else 0.0
         for p in precisions:
             if p == 'fp32':
                 continue
 
             def agree(p=p):
                 nonlocal ref
-                res, ref = check_agreement(
-                    model, images, dev, p, ref,
-                    min_common=0.9 if note.startswith('parity') else 0.0)
+                res, ref = check_agreement(model, images, dev, p, ref,
+                                           min_common=min_common)
                 res['detail'] += f'; {note}'
                 return res
 
             run(v, f'agree/{p}', agree)
-        net = TensorForward(model).to(dev).eval()
+        net = SelectionForward(model).to(dev).eval()
         compiled = torch.compile(net) if compile_model else None
         for b in latency_batches:
             x = torch.rand(b, 3, latency_size, latency_size, device=dev)
@@ -334,16 +347,18 @@ def run_checks(variants: Sequence[str],
                     out = compiled(x)
                     want = net(x)
                 c_s = time.perf_counter() - t
-                diff = max(float((o - w).abs().max())
-                           for o, w in zip(out, want))
+                d_score, d_box, common = aligned_diff(out, want)
+                ok = (d_score < 1e-3 and d_box < 1e-3
+                      and common >= min_common)
                 s = time_forward(compiled, x, dev, latency_iters, 1)
                 speed = (f', {eager_s[b] / s:.2f}x eager'
                          if b in eager_s else '')
                 return dict(
-                    status='PASS' if diff < 1e-2 else 'FAIL',
+                    status='PASS' if ok else 'FAIL',
                     value=f'{s * 1e3:.2f} ms',
-                    detail=f'compile {c_s:.0f} s{speed}, max |diff| vs '
-                    f'eager {diff:.1e}')
+                    detail=f'compile {c_s:.0f} s{speed}; vs eager: score '
+                    f'{d_score:.1e}, box {d_box:.1e}, same queries '
+                    f'{common:.2f}')
 
             run(v, f'latency/compiled/b{b}', comp, cost_s=30.0)
         del model, net, compiled

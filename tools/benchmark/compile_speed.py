@@ -48,8 +48,9 @@ def main(argv=None):
                               cfg_options=args.cfg_options)
         print(f'inference batch 1: eager {r["eager_s"] * 1e3:.1f} ms, '
               f'compiled {r["compiled_s"] * 1e3:.1f} ms -> '
-              f'{r["speedup"]:.2f}x (compile {r["compile_s"]:.0f} s, max '
-              f'|diff| {r["max_abs_diff"]:.1e})', flush=True)
+              f'{r["speedup"]:.2f}x (compile {r["compile_s"]:.0f} s; vs eager '
+              f'score {r["score_diff"]:.1e}, box {r["box_diff"]:.1e}, same '
+              f'queries {r["same_queries"]:.2f})', flush=True)
     if not args.skip_train:
         r = compare_train_step(args.config, args.batch_size, args.size,
                                args.gt, args.iters,
