@@ -50,7 +50,8 @@ LOSS_METHODS: Tuple[Tuple[str, str], ...] = (
     ('bbox_head._matching_losses', 'loss.matching_losses'),
     ('bbox_head.predict', 'predict'),
     ('data_preprocessor.forward', 'data_preprocessor'),
-    ('extract_feat', 'forward'),
+    ('extract_feat', 'extract_feat'),
+    ('forward_transformer', 'forward_transformer'),
 )
 
 
@@ -392,8 +393,11 @@ def format_report(res: Dict, title: str = '', top_ops: int = 12,
              '| phase | ms/iter | share of step |', '|---|---:|---:|']
     for name, ms in (('data preprocessor',
                       sc.get('data_preprocessor', {}).get('total_ms', 0) / n),
-                     ('forward (network)',
-                      sc.get('forward', {}).get('total_ms', 0) / n),
+                     ('forward: backbone + neck (extract_feat)',
+                      sc.get('extract_feat', {}).get('total_ms', 0) / n),
+                     ('forward: query selection + denoising + decoder',
+                      sc.get('forward_transformer', {}).get('total_ms', 0) /
+                      n),
                      ('loss (matching + terms)',
                       sc.get('loss', {}).get('total_ms', 0) / n),
                      ('forward + loss', fwd_total),
