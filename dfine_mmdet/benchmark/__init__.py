@@ -10,7 +10,13 @@
 * :mod:`.accuracy`: COCO AP of a checkpoint, toy mAP after equal training
   time;
 * :mod:`.toy_data`, :mod:`.toy_training`: the synthetic toy set and short
-  training runs on it.
+  training runs on it;
+* :mod:`.published_ap`, :mod:`.speed_accuracy_chart`: published COCO AP and
+  the speed/accuracy chart of ``compare.py --ap``;
+* :mod:`.profiling`, :mod:`.official_compare`, :mod:`.compile_speed`,
+  :mod:`.gpu_check`: the training-step profiler, the side-by-side timer
+  against the official code, compiled-vs-eager timing and the one-command
+  GPU check (docs/profiling.md).
 
 The wall-clock budget is an MMEngine hook:
 :class:`dfine_mmdet.engine.hooks.WallClockBudgetHook`.

@@ -134,3 +134,24 @@ def test_aifi_encoder_stacks_layers():
             encoder.layers[0](src, pos_embed=pos), pos_embed=pos)
         torch.testing.assert_close(
             encoder(src, pos_embed=pos), expected, rtol=0, atol=0)
+
+
+def test_aifi_training_attention_equals_inference_attention():
+    """Training runs the fused SDPA attention (need_weights=False),
+    inference the official explicit one: same function, summation order
+    only (outputs and input gradients within 1e-5)."""
+    torch.manual_seed(0)
+    layer = AIFIEncoderLayer(d_model=64, nhead=8, dim_feedforward=128)
+    src = torch.randn(2, 50, 64)
+    pos = torch.randn(1, 50, 64)
+    grads = []
+    outs = []
+    for training in (True, False):
+        layer.train(training)
+        x = src.clone().requires_grad_(True)
+        out = layer(x, pos_embed=pos)
+        out.square().sum().backward()
+        outs.append(out.detach())
+        grads.append(x.grad)
+    torch.testing.assert_close(outs[0], outs[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)

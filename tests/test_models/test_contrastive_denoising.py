@@ -41,8 +41,12 @@ def test_matches_official_builder(parity_dir, case):
     assert torch.equal(attn_mask, group['attn_mask'])
     num_dn = ref_meta['dn_num_split'][0]
     assert query.shape == (len(labels), num_dn, 16)
-    # identical RNG call sequence -> bit-identical noised boxes
-    assert torch.equal(ref_unact, group['bbox_unact'])
+    # identical RNG call sequence -> the same noised boxes.  Not bit for bit
+    # on every CPU: inverse_sigmoid's vectorised log differs by 1 ulp
+    # between CPUs / ISA paths (2.4e-7 on 90 of 1600 values here, an
+    # AVX-512 Xeon), while any other draw moves a value by O(0.1).
+    torch.testing.assert_close(ref_unact, group['bbox_unact'], rtol=1e-6,
+                               atol=1e-6)
     # the DN matches the criterion derives from this meta
     for ours, official in zip(
             dn_match_indices(meta, [len(x) for x in labels]),

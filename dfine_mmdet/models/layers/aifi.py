@@ -179,9 +179,15 @@ class AIFIEncoderLayer(nn.Module):
         if self.normalize_before:
             src = self.norm1(src)
         q = k = src if pos_embed is None else src + pos_embed
-        # default need_weights=True keeps the official (non-SDPA) attention
-        # numerics
-        src, _ = self.self_attn(q, k, value=src, attn_mask=src_mask)
+        # Inference: need_weights=True keeps the official (non-SDPA)
+        # attention numerics and the exportable graph.  Training: the weights
+        # are never used, and need_weights=False runs the fused
+        # scaled_dot_product_attention -- 2.2x faster forward + backward on
+        # CPU (docs/profiling.md), outputs/gradients within ~2e-7 (summation
+        # order only).
+        src, _ = self.self_attn(
+            q, k, value=src, attn_mask=src_mask,
+            need_weights=not self.training)
         src = residual + self.dropout1(src)
         if not self.normalize_before:
             src = self.norm1(src)

@@ -170,10 +170,15 @@ class DFINEContrastiveDenoising(nn.Module):
         negative = torch.zeros([bs, 2 * max_gt, 1], device=device)
         negative[:, max_gt:] = 1
         negative = negative.tile([1, num_group, 1])
-        positive = (1 - negative).squeeze(-1) * pad_mask
-        positive_idx = torch.nonzero(positive)[:, 1]
-        dn_positive_idx = list(
-            torch.split(positive_idx, [n * num_group for n in num_gts]))
+        # positive slot positions (group-major): g * 2m + j, j < n_i -- the
+        # column indices of ``nonzero((1 - negative) * pad_mask)`` (official)
+        # computed from the GT counts, without a data-dependent op (no host
+        # sync, no graph break under torch.compile)
+        group_start = torch.arange(
+            num_group, dtype=torch.int64, device=device) * (2 * max_gt)
+        dn_positive_idx = [(group_start[:, None] + torch.arange(
+            n, dtype=torch.int64, device=device)[None, :]).flatten()
+                           for n in num_gts]
         num_dn = 2 * max_gt * num_group
 
         if self.label_noise_ratio > 0:
