@@ -16,6 +16,7 @@
 """
 from . import dfine_detector  # noqa: F401
 from . import dfine_head  # noqa: F401
+from . import fdr_detrs  # noqa: F401
 from . import symbolics  # noqa: F401
 from .backends import (apply_mmdeploy_openvino_shim,
                        apply_mmdeploy_ort_shape_check)
