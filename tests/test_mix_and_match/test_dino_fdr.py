@@ -609,7 +609,7 @@ def test_benchmark_edge_offsets_invert_the_coder():
         distance2bbox
     sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
     try:
-        from dino_fdr_toy import edge_offsets, offset_stats
+        from dino_fdr_toy import edge_offsets, offset_stats, reach_ceiling
     finally:
         sys.path.pop(0)
     gen = torch.Generator().manual_seed(0)
@@ -619,6 +619,15 @@ def test_benchmark_edge_offsets_invert_the_coder():
         d = edge_offsets(ref, gt, c)
         back = bbox_cxcywh_to_xyxy(distance2bbox(ref, d, c))
         torch.testing.assert_close(back, gt, atol=1e-5, rtol=0)
+    # reach: an edge moves at most 2a reference widths; a GT 5x as wide as
+    # its (centred) reference can be covered to 3x: IoU 3/5; one inside
+    # the reach exactly
+    ref = torch.tensor([[0.5, 0.5, 0.1, 0.2], [0.5, 0.5, 0.1, 0.2]])
+    gt = torch.tensor([[0.25, 0.4, 0.75, 0.6], [0.46, 0.42, 0.56, 0.6]])
+    ceiling = reach_ceiling(ref, gt, 4.0, 0.5)
+    torch.testing.assert_close(ceiling, torch.tensor([0.6, 1.0]))
+    torch.testing.assert_close(reach_ceiling(ref, gt, 4.0, 1.0),
+                               torch.tensor([1.0, 1.0]))
     st = offset_stats(torch.tensor([0.5, -1.5, 2.5, -5.0]), 4.0, 0.5)
     assert st['coarse'] == 0.5 and st['out'] == 0.25
     assert st['median'] == 1.5

@@ -179,6 +179,19 @@ def offset_stats(d, reg_scale, up):
                 out=float((d > 2 * ac).float().mean()))
 
 
+def reach_ceiling(ref, gt_xyxy, reg_scale, up):
+    """IoU with the GT (``[n]``) of the best box FDR can decode around
+    ``ref`` (``[n, 4]`` cxcywh): the GT's edge offsets clipped to ``W(n)``'s
+    range ``[-2ac, 2ac]``."""
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+    from dfine_mmdet.models.task_modules.coders.fdr_coder import \
+        distance2bbox
+    reach = 2 * abs(float(up)) * abs(float(reg_scale))
+    d = edge_offsets(ref, gt_xyxy, reg_scale).clamp(-reach, reach)
+    best = bbox_cxcywh_to_xyxy(distance2bbox(ref, d, abs(float(reg_scale))))
+    return bbox_overlaps(best, gt_xyxy, is_aligned=True)
+
+
 def fdr_coder_settings(cfg):
     """``(reg_scale, up)`` of an FDR config's coder (D-FINE's defaults)."""
     coder = cfg.model.bbox_head.get('bbox_coder') or {}
@@ -203,7 +216,7 @@ def measure_offsets(model, dataloader, reg_scale, up, max_batches=8):
     from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy,
                                        bbox_overlaps, bbox_xyxy_to_cxcywh)
     model.eval()
-    from_ref, from_l0, best_iou = [], [], []
+    from_ref, from_l0, best_iou, ceiling = [], [], [], []
     with torch.no_grad():
         for b, data in enumerate(dataloader):
             if b >= max_batches:
@@ -223,6 +236,8 @@ def measure_offsets(model, dataloader, reg_scale, up, max_batches=8):
                 best, q = iou.max(1)
                 best_iou.append(best)
                 from_ref.append(edge_offsets(refs[0][i][q], gt, reg_scale))
+                ceiling.append(reach_ceiling(refs[0][i][q], gt, reg_scale,
+                                             up))
                 from_l0.append(edge_offsets(refs[1][i][q], gt, reg_scale))
     if not best_iou:
         return {}
@@ -230,7 +245,11 @@ def measure_offsets(model, dataloader, reg_scale, up, max_batches=8):
     return dict(
         proposal=offset_stats(cat(from_ref), reg_scale, up),
         layer0=offset_stats(cat(from_l0), reg_scale, up),
-        final_iou=float(cat(best_iou).mean()))
+        final_iou=float(cat(best_iou).mean()),
+        # share of GT boxes whose best final box / FDR's reach ceiling
+        # (from references[0]) has IoU >= 0.75
+        final_iou75=float((cat(best_iou) >= 0.75).float().mean()),
+        ceiling_iou75=float((cat(ceiling) >= 0.75).float().mean()))
 
 
 def measure_dn_offsets(model, dataloader, reg_scale, up, max_batches=8,
@@ -474,6 +493,11 @@ def main(argv=None):
             if key in r['offsets']:
                 print(f'      offsets from {key}: '
                       f'{_fmt_stats(r["offsets"][key])}', flush=True)
+        if 'final_iou75' in r['offsets']:
+            o = r['offsets']
+            print(f'      GT boxes with IoU >= 0.75: best final box '
+                  f'{o["final_iou75"]:.0%}, FDR reach ceiling from '
+                  f'references[0] {o["ceiling_iou75"]:.0%}', flush=True)
         if args.json:  # partial results survive an interrupted run
             _dump_json(args, coder, {}, results)
 
@@ -515,7 +539,10 @@ def main(argv=None):
                   for k in ('median', 'coarse', 'out')}
             line.append(f'from {key}: {_fmt_stats(st)}')
         iou = _mean([o['final_iou'] for o in offs])
-        print(f'{name:16s} ' + '; '.join(line) + f'; final IoU {iou:.3f}')
+        i75 = _mean([o['final_iou75'] for o in offs])
+        c75 = _mean([o['ceiling_iou75'] for o in offs])
+        print(f'{name:16s} ' + '; '.join(line) + f'; final IoU {iou:.3f}; '
+              f'IoU >= 0.75: final {i75:.0%}, reach ceiling {c75:.0%}')
         if not dn_done and 'dn_positive' in offs[0]:
             st = {k: _mean([o['dn_positive'][k] for o in offs])
                   for k in ('median', 'coarse', 'out')}
