@@ -41,7 +41,8 @@ Each run's final weights are saved as ``<work-dir>/<model>_s<seed>/final.pth``
 and ``--json`` is rewritten after every run.
 
 This is a learning comparison on synthetic data at toy size from scratch,
-not a COCO result; one seed is one sample (use >= 3).
+not a COCO result; one seed is one sample (use >= 3).  Measured runs,
+their conditions and the diagnosis: docs/fdr_in_detrs.md.
 
 Examples::
 
