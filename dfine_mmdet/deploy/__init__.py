@@ -20,6 +20,7 @@
 from . import deform_attn_sampler  # noqa: F401
 from . import dfine_detector  # noqa: F401
 from . import dfine_head  # noqa: F401
+from . import fdr_detrs  # noqa: F401
 from . import symbolics  # noqa: F401
 
 # The backend shims and the torch.onnx.export rewriter replace MMDeploy

@@ -562,23 +562,75 @@ def test_toy_configs_differ_only_by_fdr_deltas():
 
 def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
     """README: ``python tools/experiments/dino_fdr_toy.py --iters 300 --seeds
-    0 1`` (here 2 iterations, one seed, tiny size)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'dino_fdr_toy', osp.join(ROOT, 'tools', 'experiments',
-                                 'dino_fdr_toy.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    main = tool.main
+    0 1`` (here 2 iterations, one seed, tiny size), plus one ablation (a
+    built-in model with a config override) and the JSON output."""
+    import json
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
+    try:
+        from dino_fdr_toy import main
+    finally:
+        sys.path.pop(0)
     opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+    out_json = str(tmp_path / 'results.json')
     means = main(['--iters', '2', '--seeds', '0', '--data', toy_coco,
-                  '--work-dir',
-                  str(tmp_path), '--cfg-options'] + opts)
-    assert set(means) == {'DINO', 'DINO+FDR/GO-LSD', 'DINO+FDR+pre'}
+                  '--work-dir', str(tmp_path), '--json', out_json,
+                  '--models', 'DINO', 'DINO+FDR', 'DINO+FDR+pre',
+                  '--ablation', 'up1', 'base=DINO+FDR',
+                  'model.bbox_head.bbox_coder.type=FDRBBoxCoder',
+                  'model.bbox_head.bbox_coder.up=1.0',
+                  '--cfg-options'] + opts)
+    assert list(means) == ['DINO', 'DINO+FDR', 'DINO+FDR+pre', 'up1']
     for m in means.values():
-        assert 0.0 <= m['mAP'] <= 1.0 and m['s_per_iter'] > 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert last.startswith('ratio FDR/plain: mAP '), last
+        assert 0.0 <= m['mAP75'] <= 1.0 and m['s_per_iter'] > 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    ratios = [ln for ln in lines if ln.startswith('ratio ')]
+    assert [ln.split(':')[0] for ln in ratios] == [
+        'ratio DINO+FDR/DINO', 'ratio DINO+FDR+pre/DINO', 'ratio up1/DINO']
+    assert all(' AP75 ' in ln for ln in ratios)
+    assert any(ln.startswith('DN positives') for ln in lines), lines
+    with open(out_json) as f:
+        saved = json.load(f)
+    run = saved['runs']['up1']['0']
+    assert run['curve'][-1][0] == 2
+    assert set(run['offsets']) >= {'proposal', 'layer0', 'final_iou',
+                                   'dn_positive'}
+    # the ablation is recorded with its overrides
+    assert saved['args']['ablation'][0][-1] == \
+        'model.bbox_head.bbox_coder.up=1.0'
+
+
+def test_benchmark_edge_offsets_invert_the_coder():
+    """The offset statistics use Eq. 2 inverted: decoding the offsets
+    ``edge_offsets`` returns around the reference gives the GT box back."""
+    import sys
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
+    from dfine_mmdet.models.task_modules.coders.fdr_coder import \
+        distance2bbox
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
+    try:
+        from dino_fdr_toy import edge_offsets, offset_stats, reach_ceiling
+    finally:
+        sys.path.pop(0)
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.rand(50, 4, generator=gen) * 0.4 + 0.1
+    gt = bbox_cxcywh_to_xyxy(torch.rand(50, 4, generator=gen) * 0.4 + 0.1)
+    for c in (4.0, 8.0):
+        d = edge_offsets(ref, gt, c)
+        back = bbox_cxcywh_to_xyxy(distance2bbox(ref, d, c))
+        torch.testing.assert_close(back, gt, atol=1e-5, rtol=0)
+    # reach: an edge moves at most 2a reference widths; a GT 5x as wide as
+    # its (centred) reference can be covered to 3x: IoU 3/5; one inside
+    # the reach exactly
+    ref = torch.tensor([[0.5, 0.5, 0.1, 0.2], [0.5, 0.5, 0.1, 0.2]])
+    gt = torch.tensor([[0.25, 0.4, 0.75, 0.6], [0.46, 0.42, 0.56, 0.6]])
+    ceiling = reach_ceiling(ref, gt, 4.0, 0.5)
+    torch.testing.assert_close(ceiling, torch.tensor([0.6, 1.0]))
+    torch.testing.assert_close(reach_ceiling(ref, gt, 4.0, 1.0),
+                               torch.tensor([1.0, 1.0]))
+    st = offset_stats(torch.tensor([0.5, -1.5, 2.5, -5.0]), 4.0, 0.5)
+    assert st['coarse'] == 0.5 and st['out'] == 0.25
+    assert st['median'] == 1.5
 
 
 def test_misconfigurations_name_the_field():
@@ -598,11 +650,12 @@ def test_misconfigurations_name_the_field():
                           loss_cls=dict(type='CrossEntropyLoss'),
                           train_cfg=dict(
                               assigner=dict(type='DFINEHungarianAssigner'))))
-    with pytest.raises(ValueError, match=r'model\.decoder\.reg_max.*'
+    with pytest.raises(ValueError, match=r'model\.bbox_head\.reg_max.*'
                        r'bbox_coder\.reg_max'):
         fill_fdr_settings(
-            dict(num_layers=2, layer_cfg=dict(), reg_max=16),
-            dict(bbox_coder=dict(type='FDRBBoxCoder', reg_max=32)))
+            dict(num_layers=2, layer_cfg=dict()),
+            dict(reg_max=16, bbox_coder=dict(type='FDRBBoxCoder',
+                                             reg_max=32)))
     with pytest.raises(ValueError, match=r'bbox_head\.embed_dims.*'
                        r'self_attn_cfg\.embed_dims'):
         fill_fdr_settings(

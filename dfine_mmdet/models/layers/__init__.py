@@ -5,3 +5,4 @@ from .fdr_decoder import DFINETransformerDecoder, DFINETransformerDecoderLayer  
 from .contrastive_denoising import DFINEContrastiveDenoising, dn_match_indices  # noqa: F401
 from .dfine_ema import DFINEModelEMA  # noqa: F401
 from .fdr_dino_decoder import FDRDinoTransformerDecoder  # noqa: F401
+from .fdr_deformable_decoder import FDRDeformableDetrTransformerDecoder, fdr_refine_step  # noqa: F401
