@@ -17,11 +17,26 @@ import os.path as osp
 import pytest
 import torch
 
-from dfine_mmdet.models.losses import (DFINEVarifocalLoss,
+from dfine_mmdet.models.losses import (classification_loss, loss_key,
+                                       DFINEVarifocalLoss,
                                        MatchabilityAwareLoss)
 from mmdet.registry import MODELS
 
 PROJECT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def _load_official_loss_outputs():
+    """tests/test_models/official_loss_outputs.py (the official-dict adapter
+    of the loss-parity tests), loaded from its file."""
+    import importlib.util
+    path = osp.join(PROJECT, 'tests', 'test_models', 'official_loss_outputs.py')
+    spec = importlib.util.spec_from_file_location('official_loss_outputs', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+from_official = _load_official_loss_outputs().from_official
 DATA = osp.join(PROJECT, 'tests', 'data', 'deim')
 RTOL = 1e-5
 
@@ -84,10 +99,11 @@ def test_head_path_names_loss_mal_and_matches(mal_cases):
                  loss_cls=dict(type='MatchabilityAwareLoss', alpha=alpha,
                                gamma=case['gamma'])))
         logits = case['pred_logits'].clone().requires_grad_(True)
-        out = dict(pred_logits=logits, pred_boxes=case['pred_boxes'])
-        losses = head._loss_cls(out, case['targets'], case['indices'],
-                                case['num_boxes'])
-        assert list(losses) == ['loss_mal']
+        key, value = classification_loss(head.loss_cls, logits,
+                                         case['pred_boxes'], case['targets'],
+                                         case['indices'], case['num_boxes'])
+        assert key == loss_key(head.loss_cls) == 'loss_mal'
+        losses = {key: value}
         losses['loss_mal'].backward()
         ref = case['loss_mal']
         assert abs(float(losses['loss_mal']) - float(ref)) <= \
@@ -151,7 +167,8 @@ def test_whole_loss_matches_deim_criterion(parity_dir, case):
     assert ref['meta']['criterion_config']['losses'] == ['mal', 'boxes',
                                                          'local']
     assert crit.loss_cls.gamma == ref['meta']['criterion_config']['gamma']
-    losses = crit.loss_by_outputs(fx['outputs'], fx['targets'])
+    losses = crit.go_lsd_loss(targets=fx['targets'],
+                              **from_official(fx['outputs']))
     expected = ref['losses']
     # DEIM leaves out the DDF term of a layer that is its own teacher (the
     # last one, and the last denoising layer); D-FINE and this head give it

@@ -149,7 +149,7 @@ def train_one(recipe, args, data_dir, work_root, seed):
 
 def run_compare(args, data_dir, work_root):
     out_dir = osp.join(work_root, 'compare')
-    cmd = [sys.executable, osp.join(HERE, 'compare.py'),
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'compare.py'),
            'DEIM-D-FINE-N=configs/deim_dfine/deim_hgnetv2_n_coco.py',
            'RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
            '--toy-minutes', str(args.compare_minutes), '--toy-size', str(args.compare_size),
