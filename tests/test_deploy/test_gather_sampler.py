@@ -411,7 +411,7 @@ def test_gather_latency_benchmark_command_line(capsys):
     sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
     from gather_sampler_latency import main
     rc = main(['--variants', 'n', '--size', '320', '--runs', '1', '--rounds',
-               '1', '--warmup', '0'])
+               '1', '--warmup', '0', '--threads', '1'])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert 'gather graph: ' in out and 'GridSample x0' in out, out

@@ -411,7 +411,8 @@ def test_int8_toy_benchmark_command_line(int8_setup, toy_coco, capsys):
     rc = main([
         '--checkpoint', int8_setup['ckpt'], '--data', toy_coco,
         '--num-calib', '1', '--scopes', 'no-heads', '--variants', 'n',
-        '--size', '320', '--runs', '1', '--rounds', '1', '--warmup', '0'
+        '--size', '320', '--runs', '1', '--rounds', '1', '--warmup', '0',
+        '--threads', '1'
     ])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -421,3 +422,13 @@ def test_int8_toy_benchmark_command_line(int8_setup, toy_coco, capsys):
     assert 'best int8 / best official fp32:' in out, out
     if have_ov:
         assert '| plugin-int8-openvino |' in out, out
+
+    # docs/deploy.md's latency-only form: no checkpoint needed
+    rc = main([
+        '--skip-map', '--data', toy_coco, '--num-calib', '1', '--scopes',
+        'no-heads', '--variants', 'n', '--size', '320', '--runs', '1',
+        '--rounds', '1', '--warmup', '0', '--threads', '1'
+    ])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert '| plugin-int8-ort |' in out and '| official-ort |' in out, out

@@ -574,6 +574,7 @@ def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
     opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
     out_json = str(tmp_path / 'results.json')
     means = main(['--iters', '2', '--seeds', '0', '--data', toy_coco,
+                  '--val-every', '2', '--jobs', '1',
                   '--work-dir', str(tmp_path), '--json', out_json,
                   '--models', 'DINO', 'DINO+FDR', 'DINO+FDR+pre',
                   '--ablation', 'up1', 'base=DINO+FDR',

