@@ -9,7 +9,6 @@ be compiled against the user's torch, and pip would otherwise replace a working
 installation. ``tools/setup_env.sh`` installs the tested stack; README.md lists it.
 """
 import os.path as osp
-
 from setuptools import find_packages, setup
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -17,7 +16,9 @@ HERE = osp.dirname(osp.abspath(__file__))
 
 def read_version():
     namespace = {}
-    with open(osp.join(HERE, 'dfine_mmdet', 'version.py'), encoding='utf-8') as f:
+    with open(
+            osp.join(HERE, 'dfine_mmdet', 'version.py'),
+            encoding='utf-8') as f:
         exec(f.read(), namespace)
     return namespace['__version__']
 
@@ -33,8 +34,9 @@ def read_readme():
 setup(
     name='dfine-mmdet',
     version=read_version(),
-    description='D-FINE (Fine-grained Distribution Refinement DETR, arXiv 2410.13842) '
-    'as an MMDetection 3.x plugin',
+    description=(
+        'D-FINE (Fine-grained Distribution Refinement DETR, arXiv 2410.13842) '
+        'as an MMDetection 3.x plugin'),
     long_description=read_readme(),
     long_description_content_type='text/markdown',
     license='Apache-2.0',

@@ -11,11 +11,11 @@ is listed in :mod:`dfine_mmdet.registration`.
 """
 import importlib.util
 
-from .version import __version__
-from . import models  # noqa: F401  (registers MODELS / TASK_UTILS)
-from . import engine  # noqa: F401  (registers HOOKS / optimizer constructors)
-from . import datasets  # noqa: F401  (registers TRANSFORMS)
 from . import checkpoint  # noqa: F401  (errors, guard, official conversion)
+from . import datasets  # noqa: F401  (registers TRANSFORMS)
+from . import engine  # noqa: F401  (registers HOOKS / optimizer constructors)
+from . import models  # noqa: F401  (registers MODELS / TASK_UTILS)
+from .version import __version__
 
 if importlib.util.find_spec('mmdeploy') is not None:
     from . import deploy  # noqa: F401  (registers MMDeploy rewriters)

@@ -33,12 +33,18 @@ from dfine_mmdet.checkpoint import CheckpointMismatchError
 from dfine_mmdet.checkpoint.official import convert_checkpoint
 
 
-def convert(src: str, dst: str, config=None, verbose: bool = True,
+def convert(src: str,
+            dst: str,
+            config=None,
+            verbose: bool = True,
             deim: bool = False) -> dict:
     """:func:`dfine_mmdet.checkpoint.official.convert_checkpoint`, printing
     its progress when ``verbose``; returns the detected variant info."""
     return convert_checkpoint(
-        src, dst, config, log=print if verbose else (lambda *a, **k: None),
+        src,
+        dst,
+        config,
+        log=print if verbose else (lambda *a, **k: None),
         deim=deim)
 
 
@@ -73,15 +79,19 @@ def main(argv=None) -> int:
     except KeyError as err:
         # a state dict without the keys of an official D-FINE checkpoint
         msg = err.args[0] if err.args else err
-        print(f'error: {args.src} is not an official D-FINE checkpoint: '
-              f'{msg}', file=sys.stderr)
+        print(
+            f'error: {args.src} is not an official D-FINE checkpoint: '
+            f'{msg}',
+            file=sys.stderr)
         return 1
     except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
         # torch.load on a truncated / non-torch file
         first = str(err).strip().splitlines()[0] if str(err).strip() else \
             type(err).__name__
-        print(f'error: cannot read {args.src} as a PyTorch checkpoint '
-              f'(truncated or another format?): {first}', file=sys.stderr)
+        print(
+            f'error: cannot read {args.src} as a PyTorch checkpoint '
+            f'(truncated or another format?): {first}',
+            file=sys.stderr)
         return 1
     return 0
 

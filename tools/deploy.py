@@ -122,12 +122,13 @@ def trtexec_command(onnx_file: str, deploy_cfg) -> str:
             onnx_ops[t]
             for t in common.get('fp32_layer_types', []) if t in onnx_ops
         }
-        patterns = [re.compile(p) for p in common.get(
-            'fp32_layer_name_patterns', [])]
+        patterns = [
+            re.compile(p) for p in common.get('fp32_layer_name_patterns', [])
+        ]
         names = [
             n.name for n in onnx.load(onnx_file).graph.node
-            if n.op_type in op_types or any(p.search(n.name)
-                                            for p in patterns)
+            if n.op_type in op_types or any(
+                p.search(n.name) for p in patterns)
         ]
         if names:
             spec = ','.join(f'{n}:fp32' for n in names)
@@ -143,18 +144,19 @@ def check_tolerances(deploy_cfg, box_tol=None, score_tol=None):
     defaults for the deploy config's precision (FP16 is looser)."""
     from mmdeploy.utils import get_common_config
     fp16 = bool(get_common_config(deploy_cfg).get('fp16_mode', False))
-    return (box_tol if box_tol is not None else (2.0 if fp16 else 1e-2),
-            score_tol if score_tol is not None else (1e-2 if fp16 else 1e-4))
+    return (box_tol if box_tol is not None else
+            (2.0 if fp16 else 1e-2), score_tol if score_tol is not None else
+            (1e-2 if fp16 else 1e-4))
 
 
 def main():
     args = parse_args()
-    import dfine_mmdet  # noqa: F401  (rewriters, symbolics and shims)
     from mmdeploy.apis import torch2onnx
     from mmdeploy.apis.utils import to_backend
     from mmdeploy.utils import (get_backend, get_ir_config, get_root_logger,
                                 load_config)
 
+    import dfine_mmdet  # noqa: F401  (rewriters, symbolics and shims)
     from dfine_mmdet.deploy.backends import tensorrt as trt_shims
     from dfine_mmdet.deploy.deform_attn_sampler import deploy_sampler
     from dfine_mmdet.deploy.export import export_onnx
@@ -167,8 +169,8 @@ def main():
         print(f'--device {args.device}: CUDA is not available here, '
               'continuing with --device cpu')
         args.device = 'cpu'
-    for path, what in ((args.deploy_cfg, 'deploy config'),
-                       (args.model_cfg, 'model config')):
+    for path, what in ((args.deploy_cfg, 'deploy config'), (args.model_cfg,
+                                                            'model config')):
         if not osp.isfile(path):
             sys.exit(f'error: {what} not found: {path}')
     deploy_cfg, model_cfg = load_config(args.deploy_cfg, args.model_cfg)
@@ -269,8 +271,9 @@ def main():
                                        score_tol)
         failed = 0
         for i, r in enumerate(reports):
-            ok = (r['unmatched'] == 0 and r['max_box_diff'] <= box_tol
-                  and r['max_score_diff'] <= score_tol)
+            ok = (
+                r['unmatched'] == 0 and r['max_box_diff'] <= box_tol
+                and r['max_score_diff'] <= score_tol)
             failed += not ok
             print(f'check image {i}: {"PASS" if ok else "FAIL"} '
                   f'(box tol {box_tol:g} px, score tol {score_tol:g}) {r}')

@@ -56,38 +56,59 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='INT8 post-training quantisation of a D-FINE export '
         '(opt-in; tools/deploy.py stays FP32)')
-    parser.add_argument('deploy_cfg',
-                        help='configs/deploy/detection_{onnxruntime,'
-                        'openvino}_*.py')
+    parser.add_argument(
+        'deploy_cfg',
+        help='configs/deploy/detection_{onnxruntime,'
+        'openvino}_*.py')
     parser.add_argument('model_cfg', help='D-FINE model config')
-    parser.add_argument('checkpoint',
-                        help='mmdet-format checkpoint (`none`: random '
-                        'weights, for timing only)')
-    parser.add_argument('--calib', nargs='+', required=True,
-                        help='calibration image files and/or folders')
-    parser.add_argument('--num-calib', type=int, default=32,
-                        help='use the first N images (sorted)')
-    parser.add_argument('--scope', default=DEFAULT_SCOPE, choices=SCOPES,
-                        help='which layers are quantised (see '
-                        'dfine_mmdet/deploy/quantize.py)')
-    parser.add_argument('--onnx', default=None,
-                        help='existing FP32 end2end.onnx of this deploy '
-                        'config (skips the export)')
+    parser.add_argument(
+        'checkpoint',
+        help='mmdet-format checkpoint (`none`: random '
+        'weights, for timing only)')
+    parser.add_argument(
+        '--calib',
+        nargs='+',
+        required=True,
+        help='calibration image files and/or folders')
+    parser.add_argument(
+        '--num-calib',
+        type=int,
+        default=32,
+        help='use the first N images (sorted)')
+    parser.add_argument(
+        '--scope',
+        default=DEFAULT_SCOPE,
+        choices=SCOPES,
+        help='which layers are quantised (see '
+        'dfine_mmdet/deploy/quantize.py)')
+    parser.add_argument(
+        '--onnx',
+        default=None,
+        help='existing FP32 end2end.onnx of this deploy '
+        'config (skips the export)')
     parser.add_argument('--work-dir', default='work_dirs/deploy_int8')
     parser.add_argument('--check', action='store_true')
     parser.add_argument('--score-thr', type=float, default=0.3)
-    parser.add_argument('--min-agree', type=float, default=0.8,
-                        help='--check: smallest fraction of FP32 detections '
-                        'with an INT8 partner')
-    parser.add_argument('--full-range-weights', action='store_true',
-                        help='8-bit weights instead of 7-bit: more precise, '
-                        'but results differ on CPUs without VNNI (saturating '
-                        'int16 pair sums); only for VNNI/AMX targets')
-    parser.add_argument('--check-cpu', nargs='+', default=[],
-                        metavar='QEMU_CPU',
-                        help='--check: also run the INT8 graph on these '
-                        'emulated CPUs (qemu-x86_64 -cpu NAME, e.g. '
-                        'EPYC-Milan = Zen 3, AVX2 without VNNI)')
+    parser.add_argument(
+        '--min-agree',
+        type=float,
+        default=0.8,
+        help='--check: smallest fraction of FP32 detections '
+        'with an INT8 partner')
+    parser.add_argument(
+        '--full-range-weights',
+        action='store_true',
+        help='8-bit weights instead of 7-bit: more precise, '
+        'but results differ on CPUs without VNNI (saturating '
+        'int16 pair sums); only for VNNI/AMX targets')
+    parser.add_argument(
+        '--check-cpu',
+        nargs='+',
+        default=[],
+        metavar='QEMU_CPU',
+        help='--check: also run the INT8 graph on these '
+        'emulated CPUs (qemu-x86_64 -cpu NAME, e.g. '
+        'EPYC-Milan = Zen 3, AVX2 without VNNI)')
     return parser.parse_args(argv)
 
 
@@ -139,14 +160,16 @@ def agreement(ref, test, score_thr):
     keep = rs > score_thr
     rb, rs, rl = rb[keep], rs[keep], rl[keep]
     if not len(rs):
-        return dict(num_ref=0, agree=0, mean_iou=float('nan'),
-                    max_score_change=0.0)
+        return dict(
+            num_ref=0, agree=0, mean_iou=float('nan'), max_score_change=0.0)
     iou = box_iou(rb, tb) * (rl[:, None] == tl[None, :])
     best = iou.argmax(1)
     best_iou = iou[np.arange(len(rs)), best]
-    return dict(num_ref=int(len(rs)), agree=int((best_iou >= 0.5).sum()),
-                mean_iou=float(best_iou.mean()),
-                max_score_change=float(np.abs(ts[best] - rs).max()))
+    return dict(
+        num_ref=int(len(rs)),
+        agree=int((best_iou >= 0.5).sum()),
+        mean_iou=float(best_iou.mean()),
+        max_score_change=float(np.abs(ts[best] - rs).max()))
 
 
 def run_backend(deploy_cfg, model_cfg, backend_file, images):
@@ -156,14 +179,14 @@ def run_backend(deploy_cfg, model_cfg, backend_file, images):
 
     from dfine_mmdet.deploy.export import build_task_processor_cpu
     tp = build_task_processor_cpu(model_cfg, deploy_cfg)
-    model = tp.build_backend_model([backend_file],
-                                   tp.update_data_preprocessor)
+    model = tp.build_backend_model([backend_file], tp.update_data_preprocessor)
     out = []
     for img in images:
         data, _ = tp.create_input(img, get_input_shape(deploy_cfg))
         inst = model.test_step(data)[0].pred_instances
-        out.append(tuple(t.detach().cpu().numpy()
-                         for t in (inst.bboxes, inst.scores, inst.labels)))
+        out.append(
+            tuple(t.detach().cpu().numpy()
+                  for t in (inst.bboxes, inst.scores, inst.labels)))
     return out
 
 
@@ -179,8 +202,8 @@ def run_graph(backend_file, arrays):
     import onnxruntime as ort
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
-    sess = ort.InferenceSession(backend_file, opts,
-                                providers=['CPUExecutionProvider'])
+    sess = ort.InferenceSession(
+        backend_file, opts, providers=['CPUExecutionProvider'])
     return [sess.run(None, {'input': a}) for a in arrays]
 
 
@@ -212,8 +235,9 @@ def check_on_emulated_cpus(files, arrays, cpus, score_thr, min_agree):
             total += a['num_ref']
             agree += a['agree']
         frac = agree / total if total else 1.0
-        diff = max(float(np.abs(h[0] - e[0]).max())
-                   for h, e in zip(here, emu, strict=True))
+        diff = max(
+            float(np.abs(h[0] - e[0]).max())
+            for h, e in zip(here, emu, strict=True))
         print(f'--check-cpu {cpu} (emulated; VNNI: '
               f'{"yes" if info["vnni"] else "no"}, AVX2: '
               f'{"yes" if info["features"].get("AVX2") else "no"}): '
@@ -225,17 +249,17 @@ def check_on_emulated_cpus(files, arrays, cpus, score_thr, min_agree):
 
 def main(argv=None):
     args = parse_args(argv)
-    import dfine_mmdet  # noqa: F401  (rewriters, symbolics and shims)
     from mmdeploy.utils import get_backend, get_ir_config, load_config
 
+    import dfine_mmdet  # noqa: F401  (rewriters, symbolics and shims)
     from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.quantize import (calibration_inputs,
                                              cpu_int8_features,
                                              describe_int8_portability,
                                              onnx_to_openvino_ir,
                                              quantize_onnx)
-    for path, what in ((args.deploy_cfg, 'deploy config'),
-                       (args.model_cfg, 'model config')):
+    for path, what in ((args.deploy_cfg, 'deploy config'), (args.model_cfg,
+                                                            'model config')):
         if not osp.isfile(path):
             sys.exit(f'error: {what} not found: {path}')
     deploy_cfg, model_cfg = load_config(args.deploy_cfg, args.model_cfg)
@@ -261,21 +285,26 @@ def main(argv=None):
         fp32 = args.onnx
     else:
         fp32 = export_onnx(images[0], args.work_dir,
-                           get_ir_config(deploy_cfg)['save_file'],
-                           deploy_cfg, model_cfg, checkpoint)
+                           get_ir_config(deploy_cfg)['save_file'], deploy_cfg,
+                           model_cfg, checkpoint)
     print(f'[1/3] FP32 graph: {fp32}')
     calib = calibration_inputs(deploy_cfg, model_cfg, images)
     print(f'[2/3] {len(calib)} calibration input(s) '
           f'{list(calib[0].shape)} from {len(images)} image(s)')
     base = osp.splitext(osp.basename(fp32))[0]
     int8 = osp.join(args.work_dir, f'{base}_int8.onnx')
-    info = quantize_onnx(fp32, int8, calib, scope=args.scope,
-                         reduce_range=not args.full_range_weights)
+    info = quantize_onnx(
+        fp32,
+        int8,
+        calib,
+        scope=args.scope,
+        reduce_range=not args.full_range_weights)
     files = dict(fp32=fp32, int8=int8)
     if backend == 'openvino':
-        files = dict(fp32=onnx_to_openvino_ir(
-            fp32, osp.join(args.work_dir, f'{base}_fp32.xml')),
-                     int8=onnx_to_openvino_ir(int8))
+        files = dict(
+            fp32=onnx_to_openvino_ir(
+                fp32, osp.join(args.work_dir, f'{base}_fp32.xml')),
+            int8=onnx_to_openvino_ir(int8))
     print(f'[3/3] INT8 ({args.scope}): {files["int8"]} — '
           f'{info["quantised"]} layers quantised, {info["kept_fp32"]} kept '
           f'FP32, QuantizeLinear x{info["QuantizeLinear"]}, '

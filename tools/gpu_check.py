@@ -16,8 +16,11 @@ import sys
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 #: model settings of ``--tiny`` (64x64 inputs: 20 tokens, 10 queries)
-TINY_OPTIONS = dict(model=dict(num_queries=10, eval_spatial_size=(64, 64),
-                               dn_cfg=dict(num_denoising=10)))
+TINY_OPTIONS = dict(
+    model=dict(
+        num_queries=10,
+        eval_spatial_size=(64, 64),
+        dn_cfg=dict(num_denoising=10)))
 
 
 def parse_args(argv=None):
@@ -29,18 +32,33 @@ def parse_args(argv=None):
     p.add_argument('--size', type=int, default=640)
     p.add_argument('--latency-batches', type=int, nargs='+', default=[1, 32])
     p.add_argument('--latency-iters', type=int, default=20)
-    p.add_argument('--precisions', nargs='+', default=['fp32', 'fp16', 'bf16'],
-                   choices=['fp32', 'fp16', 'bf16'])
-    p.add_argument('--no-compile', action='store_true',
-                   help='skip the torch.compile latency rows')
-    p.add_argument('--parity-dir', default=osp.join(ROOT, '..', 'shared', 'parity'),
-                   help="fixtures for the agreement check ('none': random weights)")
-    p.add_argument('--budget', type=float, default=420.0,
-                   help='seconds; checks that would start later are SKIP rows')
-    p.add_argument('--tiny', action='store_true',
-                   help='64x64, batch 1, 10 queries, 1 iteration (CPU smoke test)')
-    p.add_argument('--threads', type=int, default=0,
-                   help='torch.set_num_threads (0: leave as is)')
+    p.add_argument(
+        '--precisions',
+        nargs='+',
+        default=['fp32', 'fp16', 'bf16'],
+        choices=['fp32', 'fp16', 'bf16'])
+    p.add_argument(
+        '--no-compile',
+        action='store_true',
+        help='skip the torch.compile latency rows')
+    p.add_argument(
+        '--parity-dir',
+        default=osp.join(ROOT, '..', 'shared', 'parity'),
+        help="fixtures for the agreement check ('none': random weights)")
+    p.add_argument(
+        '--budget',
+        type=float,
+        default=420.0,
+        help='seconds; checks that would start later are SKIP rows')
+    p.add_argument(
+        '--tiny',
+        action='store_true',
+        help='64x64, batch 1, 10 queries, 1 iteration (CPU smoke test)')
+    p.add_argument(
+        '--threads',
+        type=int,
+        default=0,
+        help='torch.set_num_threads (0: leave as is)')
     return p.parse_args(argv)
 
 
@@ -58,27 +76,43 @@ def main(argv=None):
     opts, kw = None, {}
     if args.tiny:
         opts = TINY_OPTIONS
-        kw = dict(train_batch=1, train_size=64, train_iters=1,
-                  latency_size=64, latency_iters=1,
-                  latency_batches=args.latency_batches if '--latency-batches'
-                  in (argv or sys.argv) else [1, 2])
+        kw = dict(
+            train_batch=1,
+            train_size=64,
+            train_iters=1,
+            latency_size=64,
+            latency_iters=1,
+            latency_batches=args.latency_batches
+            if '--latency-batches' in (argv or sys.argv) else [1, 2])
         args.parity_dir = 'none'
     else:
-        kw = dict(train_batch=args.train_batch, train_size=args.size,
-                  train_iters=args.train_iters, latency_size=args.size,
-                  latency_iters=args.latency_iters,
-                  latency_batches=args.latency_batches)
-    parity = None if args.parity_dir == 'none' else osp.abspath(args.parity_dir)
+        kw = dict(
+            train_batch=args.train_batch,
+            train_size=args.size,
+            train_iters=args.train_iters,
+            latency_size=args.size,
+            latency_iters=args.latency_iters,
+            latency_batches=args.latency_batches)
+    parity = None if args.parity_dir == 'none' else osp.abspath(
+        args.parity_dir)
     rows = run_checks(
         args.variants,
-        lambda v: osp.join(ROOT, 'configs', 'dfine', f'dfine_hgnetv2_{v}_coco.py'),
-        device=args.device, precisions=args.precisions,
-        compile_model=not args.no_compile, parity_dir=parity,
-        budget_s=args.budget, cfg_options=opts, **kw)
-    name = (torch.cuda.get_device_name(args.device)
-            if args.device.startswith('cuda') else args.device)
-    print(format_table(rows, f'D-FINE device check on {name}, torch '
-                       f'{torch.__version__}'))
+        lambda v: osp.join(ROOT, 'configs', 'dfine',
+                           f'dfine_hgnetv2_{v}_coco.py'),
+        device=args.device,
+        precisions=args.precisions,
+        compile_model=not args.no_compile,
+        parity_dir=parity,
+        budget_s=args.budget,
+        cfg_options=opts,
+        **kw)
+    name = (
+        torch.cuda.get_device_name(args.device)
+        if args.device.startswith('cuda') else args.device)
+    print(
+        format_table(
+            rows, f'D-FINE device check on {name}, torch '
+            f'{torch.__version__}'))
     if any(r['status'] == 'FAIL' for r in rows):
         sys.exit(1)
 

@@ -56,7 +56,8 @@ MIN_GAP_300_301 = 1e-4
 MIN_CONSECUTIVE_GAP = 5e-6
 # fixed buffers identical to the D-FINE parity fixture of the same size (checked when generating)
 SHARED_FIXED = ('decoder.anchors', 'decoder.valid_mask')
-DEFAULT_OUT = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tests', 'data', 'deim')
+DEFAULT_OUT = osp.join(
+    osp.dirname(osp.dirname(osp.abspath(__file__))), 'tests', 'data', 'deim')
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,7 +81,11 @@ def _ensure_torchvision_ops():
     boxes.box_area = box_area
     ops.boxes = boxes
     tv.ops = ops
-    sys.modules.update({'torchvision': tv, 'torchvision.ops': ops, 'torchvision.ops.boxes': boxes})
+    sys.modules.update({
+        'torchvision': tv,
+        'torchvision.ops': ops,
+        'torchvision.ops.boxes': boxes
+    })
 
 
 def _pkg(name, path):
@@ -93,10 +98,13 @@ def _pkg(name, path):
 def load_deim(root):
     """DEIM's modules (namespace) imported from the checkout ``root``."""
     if not osp.isfile(osp.join(root, 'engine', 'deim', 'deim_criterion.py')):
-        raise SystemExit(f'{root}: not a DEIM checkout (engine/deim/deim_criterion.py missing)')
+        raise SystemExit(
+            f'{root}: not a DEIM checkout (engine/deim/deim_criterion.py missing)'
+        )
     _ensure_torchvision_ops()
-    for n, p in [('engine', ''), ('engine.core', 'core'), ('engine.deim', 'deim'),
-                 ('engine.backbone', 'backbone'), ('engine.misc', 'misc')]:
+    for n, p in [('engine', ''), ('engine.core', 'core'),
+                 ('engine.deim', 'deim'), ('engine.backbone', 'backbone'),
+                 ('engine.misc', 'misc')]:
         _pkg(n, osp.join(root, 'engine', p).rstrip('/'))
     ws = importlib.import_module('engine.core.workspace')
     sys.modules['engine.core'].register = ws.register
@@ -119,13 +127,16 @@ def load_deim(root):
 
 def load_cfg(root, variant):
     """DEIM's resolved yml config ``configs/deim_dfine/deim_hgnetv2_{variant}_coco.yml``."""
-    path = osp.join(root, 'configs', 'deim_dfine', f'deim_hgnetv2_{variant}_coco.yml')
+    path = osp.join(root, 'configs', 'deim_dfine',
+                    f'deim_hgnetv2_{variant}_coco.yml')
     yu = osp.join(root, 'engine', 'core', 'yaml_utils.py')
-    src = open(yu, encoding='utf-8').read().replace('from .workspace import GLOBAL_CONFIG',
-                                                     'GLOBAL_CONFIG = {}')
+    src = open(
+        yu, encoding='utf-8').read().replace(
+            'from .workspace import GLOBAL_CONFIG', 'GLOBAL_CONFIG = {}')
     mod = types.ModuleType('_deim_yaml_utils')
     exec(compile(src, yu, 'exec'), mod.__dict__)
-    return mod.load_config(path, cfg=dict())  # fresh dict: the default argument is shared
+    return mod.load_config(
+        path, cfg=dict())  # fresh dict: the default argument is shared
 
 
 def build_model(M, cfg):
@@ -136,7 +147,8 @@ def build_model(M, cfg):
     hgk.pop('local_model_dir', None)
     bb = M.hg.HGNetv2(**hgk)
     enc = M.enc.HybridEncoder(**cfg['HybridEncoder'], eval_spatial_size=ess)
-    dec = M.dec.DFINETransformer(**cfg['DFINETransformer'], num_classes=nc, eval_spatial_size=ess)
+    dec = M.dec.DFINETransformer(
+        **cfg['DFINETransformer'], num_classes=nc, eval_spatial_size=ess)
     return M.deim.DEIM(bb, enc, dec)
 
 
@@ -144,7 +156,8 @@ def build_criterion(M, cfg):
     c = copy.deepcopy(cfg['DEIMCriterion'])
     mcfg = c.pop('matcher')
     mcfg.pop('type')
-    matcher = M.matcher.HungarianMatcher(**mcfg, use_focal_loss=cfg.get('use_focal_loss', True))
+    matcher = M.matcher.HungarianMatcher(
+        **mcfg, use_focal_loss=cfg.get('use_focal_loss', True))
     return M.crit.DEIMCriterion(matcher, **c, num_classes=cfg['num_classes'])
 
 
@@ -152,7 +165,8 @@ def _orw(parity_dir):
     """``official_random_weights.py`` of the D-FINE parity fixtures, loaded
     from its file (no ``sys.path`` edit)."""
     path = osp.join(parity_dir, 'official_random_weights.py')
-    spec = importlib.util.spec_from_file_location('official_random_weights', path)
+    spec = importlib.util.spec_from_file_location('official_random_weights',
+                                                  path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -186,11 +200,16 @@ def cmd_mal(a):
         boxes = _rand_boxes(g, B * Q).reshape(B, Q, 4)
         targets, indices = [], []
         for b, n in enumerate(counts):
-            t = {'labels': torch.randint(0, C, (n,), generator=g), 'boxes': _rand_boxes(g, n)}
+            t = {
+                'labels': torch.randint(0, C, (n, ), generator=g),
+                'boxes': _rand_boxes(g, n)
+            }
             q = torch.randperm(Q, generator=g)[:n]
             gt = torch.randperm(n, generator=g)
             # matched predictions near their GT: IoUs spread over (0, 1), one disjoint pair
-            jitter = 0.12 * torch.rand(n, 1, generator=g) * torch.randn(n, 4, generator=g)
+            jitter = 0.12 * torch.rand(
+                n, 1, generator=g) * torch.randn(
+                    n, 4, generator=g)
             boxes[b, q] = (t['boxes'][gt] * (1 + jitter)).clamp(0.01, 0.99)
             if n:
                 boxes[b, q[0]] = torch.tensor([0.02, 0.02, 0.01, 0.01]) if t['boxes'][gt[0], 0] > 0.2 \
@@ -198,33 +217,64 @@ def cmd_mal(a):
                 logits[b, q, t['labels'][gt]] += 3.0
             targets.append(t)
             indices.append((q, gt))
-        crit = M.crit.DEIMCriterion(matcher=None, weight_dict={'loss_mal': 1}, losses=['mal'],
-                                    gamma=gamma, num_classes=C, mal_alpha=mal_alpha)
+        crit = M.crit.DEIMCriterion(
+            matcher=None,
+            weight_dict={'loss_mal': 1},
+            losses=['mal'],
+            gamma=gamma,
+            num_classes=C,
+            mal_alpha=mal_alpha)
         num_boxes = float(max(sum(counts), 1))
         leaf = logits.clone().requires_grad_(True)
-        out = crit.loss_labels_mal({'pred_logits': leaf, 'pred_boxes': boxes}, targets, indices, num_boxes)
+        out = crit.loss_labels_mal({
+            'pred_logits': leaf,
+            'pred_boxes': boxes
+        }, targets, indices, num_boxes)
         loss = out['loss_mal']
         loss.backward()
         # the IoUs DEIM computed inside (values=None path), for the pure-loss test
         idx = crit._get_src_permutation_idx(indices)
         tb = torch.cat([t['boxes'][j] for t, (_, j) in zip(targets, indices)])
-        ious = torch.diag(M.box_ops.box_iou(M.box_ops.box_cxcywh_to_xyxy(boxes[idx]),
-                                            M.box_ops.box_cxcywh_to_xyxy(tb))[0])
+        ious = torch.diag(
+            M.box_ops.box_iou(
+                M.box_ops.box_cxcywh_to_xyxy(boxes[idx]),
+                M.box_ops.box_cxcywh_to_xyxy(tb))[0])
         # re-run: the same value bit for bit
-        again = crit.loss_labels_mal({'pred_logits': logits.clone(), 'pred_boxes': boxes}, targets, indices,
-                                     num_boxes)['loss_mal']
+        again = crit.loss_labels_mal(
+            {
+                'pred_logits': logits.clone(),
+                'pred_boxes': boxes
+            }, targets, indices, num_boxes)['loss_mal']
         assert torch.equal(again, loss.detach())
         cases.append({
-            'name': name, 'gamma': gamma, 'mal_alpha': mal_alpha, 'num_boxes': num_boxes,
-            'pred_logits': logits, 'pred_boxes': boxes,
-            'targets': targets, 'indices': indices, 'ious': ious,
-            'loss_mal': loss.detach().clone(), 'grad_pred_logits': leaf.grad.detach().clone(),
+            'name': name,
+            'gamma': gamma,
+            'mal_alpha': mal_alpha,
+            'num_boxes': num_boxes,
+            'pred_logits': logits,
+            'pred_boxes': boxes,
+            'targets': targets,
+            'indices': indices,
+            'ious': ious,
+            'loss_mal': loss.detach().clone(),
+            'grad_pred_logits': leaf.grad.detach().clone(),
         })
-        print(json.dumps({'case': name, 'loss_mal': loss.item(), 'ious': [round(float(v), 4) for v in ious]}))
-    rec = {'meta': {'deim_commit': COMMIT, 'function': 'engine/deim/deim_criterion.py '
-                    'DEIMCriterion.loss_labels_mal (values=None: IoU computed by DEIM)',
-                    'generator': 'tools/make_deim_fixtures.py mal', 'torch': str(torch.__version__)},
-           'cases': cases}
+        print(
+            json.dumps({
+                'case': name,
+                'loss_mal': loss.item(),
+                'ious': [round(float(v), 4) for v in ious]
+            }))
+    rec = {
+        'meta': {
+            'deim_commit': COMMIT,
+            'function': 'engine/deim/deim_criterion.py '
+            'DEIMCriterion.loss_labels_mal (values=None: IoU computed by DEIM)',
+            'generator': 'tools/make_deim_fixtures.py mal',
+            'torch': str(torch.__version__)
+        },
+        'cases': cases
+    }
     path = osp.join(a.out, 'deim_mal_cases.pt')
     torch.save(rec, path)
     print(f'wrote {path} ({osp.getsize(path)} bytes)')
@@ -250,21 +300,45 @@ def cmd_criterion(a):
         crit = build_criterion(M, cfg)
         fx = torch.load(osp.join(a.parity_dir, src), weights_only=True)
         with torch.no_grad():
-            losses = crit(copy.deepcopy(fx['outputs']), copy.deepcopy(fx['targets']))
-            again = crit(copy.deepcopy(fx['outputs']), copy.deepcopy(fx['targets']))
-        assert list(losses) == list(again) and all(torch.equal(losses[k], again[k]) for k in losses)
+            losses = crit(
+                copy.deepcopy(fx['outputs']), copy.deepcopy(fx['targets']))
+            again = crit(
+                copy.deepcopy(fx['outputs']), copy.deepcopy(fx['targets']))
+        assert list(losses) == list(again) and all(
+            torch.equal(losses[k], again[k]) for k in losses)
         c = cfg['DEIMCriterion']
         rec = {
-            'meta': {'deim_commit': COMMIT, 'inputs': f'--parity-dir/{src} (outputs, targets)',
-                     'config': f'configs/deim_dfine/deim_hgnetv2_{variant}_coco.yml',
-                     'criterion_config': json.loads(json.dumps({k: v for k, v in c.items()})),
-                     'world_size': 1, 'generator': 'tools/make_deim_fixtures.py criterion'},
-            'losses': {k: v.detach().clone() for k, v in losses.items()},
+            'meta': {
+                'deim_commit':
+                COMMIT,
+                'inputs':
+                f'--parity-dir/{src} (outputs, targets)',
+                'config':
+                f'configs/deim_dfine/deim_hgnetv2_{variant}_coco.yml',
+                'criterion_config':
+                json.loads(json.dumps({
+                    k: v
+                    for k, v in c.items()
+                })),
+                'world_size':
+                1,
+                'generator':
+                'tools/make_deim_fixtures.py criterion'
+            },
+            'losses': {
+                k: v.detach().clone()
+                for k, v in losses.items()
+            },
         }
         path = osp.join(a.out, name)
         torch.save(rec, path)
-        print(json.dumps({'case': name, 'terms': len(losses), 'loss_mal': float(losses['loss_mal']),
-                          'bytes': osp.getsize(path)}))
+        print(
+            json.dumps({
+                'case': name,
+                'terms': len(losses),
+                'loss_mal': float(losses['loss_mal']),
+                'bytes': osp.getsize(path)
+            }))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -276,8 +350,11 @@ def _check_topk(enc_logits, valid_mask, k=300):
     res = []
     for b in range(score.shape[0]):
         s, idx = score[b].topk(k + 1)
-        res.append(dict(invalid_selected=int((~vm[idx[:k]]).sum()), gap_k_kplus1=float(s[k - 1] - s[k]),
-                        min_consecutive_gap=float((s[:k] - s[1:k + 1]).min())))
+        res.append(
+            dict(
+                invalid_selected=int((~vm[idx[:k]]).sum()),
+                gap_k_kplus1=float(s[k - 1] - s[k]),
+                min_consecutive_gap=float((s[:k] - s[1:k + 1]).min())))
     ok = all(r['invalid_selected'] == 0 and r['gap_k_kplus1'] > MIN_GAP_300_301
              and r['min_consecutive_gap'] >= MIN_CONSECUTIVE_GAP for r in res)
     return ok, res
@@ -295,7 +372,8 @@ def cmd_forward(a):
     cfg = load_cfg(a.deim_root, v)
     model = build_model(M, cfg).eval()
     sd0 = model.state_dict()
-    spec = [(k, tuple(t.shape), str(t.dtype).replace('torch.', '')) for k, t in sd0.items()]
+    spec = [(k, tuple(t.shape), str(t.dtype).replace('torch.', ''))
+            for k, t in sd0.items()]
     fixed = {k: t.clone() for k, t in sd0.items() if orw.is_fixed_key(k)}
     dfx = np.load(osp.join(a.parity_dir, f'dfine_{v}_coco.npz'))
     # Same architecture and input size as D-FINE: the anchors are the D-FINE fixture's buffers.  They are
@@ -312,9 +390,13 @@ def cmd_forward(a):
             anchor_diff[k] = float((own[finite] - ref[finite]).abs().max())
             assert anchor_diff[k] <= 1e-6, (k, anchor_diff[k])
         fixed[k] = ref.clone()
-    x = torch.from_numpy(np.load(osp.join(a.parity_dir, 'parity_input.npz'))['images_uint8'][:1]).float() / 255
+    x = torch.from_numpy(
+        np.load(
+            osp.join(a.parity_dir,
+                     'parity_input.npz'))['images_uint8'][:1]).float() / 255
     rec = {}
-    model.decoder.enc_score_head.register_forward_hook(lambda m, i, o: rec.__setitem__('enc_logits', o))
+    model.decoder.enc_score_head.register_forward_hook(
+        lambda m, i, o: rec.__setitem__('enc_logits', o))
     seed, gain = WEIGHTS[v]['seed'], WEIGHTS[v]['gain']
     for attempt in range(40):
         sd = orw.make_state_dict(spec, seed + attempt, fixed, gain=gain)
@@ -332,21 +414,41 @@ def cmd_forward(a):
     assert torch.equal(out['pred_logits'], out2['pred_logits'])
     enc_logits = rec['enc_logits']
     top_score, topk_ind = torch.topk(enc_logits.max(-1).values, 301, dim=-1)
-    sd_hash = hashlib.sha256(b''.join(t.numpy().tobytes() for t in sd.values())).hexdigest()[:16]
+    sd_hash = hashlib.sha256(b''.join(t.numpy().tobytes()
+                                      for t in sd.values())).hexdigest()[:16]
     meta = {
-        'variant': v, 'config': f'configs/deim_dfine/deim_hgnetv2_{v}_coco.yml', 'deim_commit': COMMIT,
-        'weights': {'helper': 'official_random_weights.py (../shared/parity)', 'seed': seed, 'gain': gain,
-                    'state_dict_sha256_16': sd_hash},
+        'variant': v,
+        'config': f'configs/deim_dfine/deim_hgnetv2_{v}_coco.yml',
+        'deim_commit': COMMIT,
+        'weights': {
+            'helper': 'official_random_weights.py (../shared/parity)',
+            'seed': seed,
+            'gain': gain,
+            'state_dict_sha256_16': sd_hash
+        },
         'input': 'image 0 of ../shared/parity/parity_input.npz, float32 / 255',
         'mode': 'model.eval(), torch.no_grad(), no deploy()',
-        'shared_fixed_buffers': {k: {'from': f'dfine_{v}_coco.npz', 'sha256_16': _sha(fixed[k])}
-                                 for k in SHARED_FIXED},
+        'shared_fixed_buffers': {
+            k: {
+                'from': f'dfine_{v}_coco.npz',
+                'sha256_16': _sha(fixed[k])
+            }
+            for k in SHARED_FIXED
+        },
         'own_anchors_vs_shared_max_abs_diff': anchor_diff,
-        'activation': cfg['DFINETransformer'].get('activation'), 'mlp_act': cfg['DFINETransformer'].get('mlp_act'),
-        'query_selection_tie_check': tie, 'generated_with': {'torch': str(torch.__version__), 'threads': NUM_THREADS},
+        'activation': cfg['DFINETransformer'].get('activation'),
+        'mlp_act': cfg['DFINETransformer'].get('mlp_act'),
+        'query_selection_tie_check': tie,
+        'generated_with': {
+            'torch': str(torch.__version__),
+            'threads': NUM_THREADS
+        },
     }
-    z = {'meta/json': np.array(json.dumps(meta)), 'meta/weight_seed': np.array(seed, dtype=np.int64),
-         'meta/weight_gain': np.array(gain, dtype=np.float64)}
+    z = {
+        'meta/json': np.array(json.dumps(meta)),
+        'meta/weight_seed': np.array(seed, dtype=np.int64),
+        'meta/weight_gain': np.array(gain, dtype=np.float64)
+    }
     for k, t in fixed.items():
         if k not in SHARED_FIXED:
             z['buffer/' + k] = t.numpy()
@@ -356,16 +458,33 @@ def cmd_forward(a):
     z['full/enc_topk_score'] = top_score.numpy()
     path = osp.join(a.out, f'deim_{v}_coco.npz')
     np.savez_compressed(path, **z)
-    with gzip.open(osp.join(a.out, f'deim_{v}_coco_keys.json.gz'), 'wt', encoding='utf-8') as f:
-        json.dump({'variant': v, 'deim_commit': COMMIT, 'keys': [[k, list(s), d] for k, s, d in spec]}, f,
-                  separators=(',', ':'))
-    print(json.dumps({'variant': v, 'seed': seed, 'entries': len(spec), 'bytes': osp.getsize(path),
-                      'min_gap_300_301': min(t['gap_k_kplus1'] for t in tie)}))
+    with gzip.open(
+            osp.join(a.out, f'deim_{v}_coco_keys.json.gz'), 'wt',
+            encoding='utf-8') as f:
+        json.dump(
+            {
+                'variant': v,
+                'deim_commit': COMMIT,
+                'keys': [[k, list(s), d] for k, s, d in spec]
+            },
+            f,
+            separators=(',', ':'))
+    print(
+        json.dumps({
+            'variant': v,
+            'seed': seed,
+            'entries': len(spec),
+            'bytes': osp.getsize(path),
+            'min_gap_300_301': min(t['gap_k_kplus1'] for t in tie)
+        }))
 
 
 def cmd_all(a):
-    base = [sys.executable, osp.abspath(__file__), '--deim-root', a.deim_root, '--parity-dir', a.parity_dir,
-            '--out', a.out]
+    base = [
+        sys.executable,
+        osp.abspath(__file__), '--deim-root', a.deim_root, '--parity-dir',
+        a.parity_dir, '--out', a.out
+    ]
     subprocess.run(base + ['mal'], check=True)
     subprocess.run(base + ['criterion'], check=True)
     for v in VARIANTS:
@@ -373,10 +492,20 @@ def cmd_all(a):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--deim-root', required=True, help=f'checkout of ShihuaHuang95/DEIM at {COMMIT}')
-    p.add_argument('--parity-dir', default=os.environ.get('DFINE_PARITY_DIR', '../shared/parity'),
-                   help='D-FINE parity folder (official_random_weights.py, parity_input.npz, loss fixtures)')
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        '--deim-root',
+        required=True,
+        help=f'checkout of ShihuaHuang95/DEIM at {COMMIT}')
+    help_text = (
+        'D-FINE parity folder (official_random_weights.py, parity_input.npz, loss fixtures)'
+    )
+    p.add_argument(
+        '--parity-dir',
+        default=os.environ.get('DFINE_PARITY_DIR', '../shared/parity'),
+        help=help_text)
     p.add_argument('--out', default=DEFAULT_OUT)
     sp = p.add_subparsers(dest='cmd', required=True)
     sp.add_parser('mal')
@@ -388,7 +517,13 @@ def main(argv=None):
     a.deim_root = osp.abspath(a.deim_root)
     a.parity_dir = osp.abspath(a.parity_dir)
     os.makedirs(a.out, exist_ok=True)
-    {'mal': cmd_mal, 'criterion': cmd_criterion, 'forward': cmd_forward, 'all': cmd_all}[a.cmd](a)
+    {
+        'mal': cmd_mal,
+        'criterion': cmd_criterion,
+        'forward': cmd_forward,
+        'all': cmd_all
+    }[a.cmd](
+        a)
 
 
 if __name__ == '__main__':

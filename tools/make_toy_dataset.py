@@ -25,12 +25,17 @@ def parse_args(argv=None):
     parser.add_argument('--num-train', type=int, default=256)
     parser.add_argument('--num-val', type=int, default=64)
     parser.add_argument(
-        '--category-ids', type=int, nargs=len(CLASSES), default=[1, 2, 3],
-        metavar='ID', help='COCO category id of ' + ', '.join(CLASSES) +
+        '--category-ids',
+        type=int,
+        nargs=len(CLASSES),
+        default=[1, 2, 3],
+        metavar='ID',
+        help='COCO category id of ' + ', '.join(CLASSES) +
         ' (in this order, which is also the order of the json categories '
         'list); default 1 2 3')
     args = parser.parse_args(argv)
-    if len(set(args.category_ids)) != len(CLASSES) or min(args.category_ids) < 0:
+    if len(set(args.category_ids)) != len(CLASSES) or min(
+            args.category_ids) < 0:
         parser.error(f'--category-ids: {len(CLASSES)} distinct ids >= 0 '
                      f'expected, got {args.category_ids}')
     return args
@@ -38,8 +43,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    make_toy_dataset(args.out, args.seed, args.num_train, args.num_val,
-                     cat_ids=tuple(args.category_ids))
+    make_toy_dataset(
+        args.out,
+        args.seed,
+        args.num_train,
+        args.num_val,
+        cat_ids=tuple(args.category_ids))
 
 
 if __name__ == '__main__':

@@ -1,6 +1,4 @@
-_base_ = [
-    './_base_/base_dynamic_batch.py', './_base_/backends/tensorrt.py'
-]
+_base_ = ['./_base_/base_dynamic_batch.py', './_base_/backends/tensorrt.py']
 
 # batch 1..8, tuned for batch 4; edit opt/max_shape for your serving batch.
 backend_config = dict(model_inputs=[

@@ -6,9 +6,10 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B4_stage1.pth')))
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B4_stage1.pth')))
 
 # schedule (official dfine_hgnetv2_l_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2.5e-4 / backbone 1.25e-5, weight decay 1.25e-4, 80 epochs; strong

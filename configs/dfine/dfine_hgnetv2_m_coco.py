@@ -6,9 +6,10 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B2_stage1.pth')))
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B2_stage1.pth')))
 
 # schedule (official dfine_hgnetv2_m_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2e-4 / backbone 2e-5, weight decay 1e-4, 132 epochs; strong

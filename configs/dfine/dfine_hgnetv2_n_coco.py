@@ -7,9 +7,10 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')))
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')))
 
 train_dataloader = dict(batch_size=32)
 

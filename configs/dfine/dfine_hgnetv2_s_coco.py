@@ -6,9 +6,10 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')))
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')))
 
 # schedule (official dfine_hgnetv2_s_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2e-4 / backbone 1e-4, weight decay 1e-4, 132 epochs; strong

@@ -7,9 +7,10 @@ _base_ = [
 ]
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')))
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')))
 
 # schedule (official dfine_hgnetv2_x_coco.yml): total batch 32 (4 GPUs x 8),
 # AdamW lr 2.5e-4 / backbone 2.5e-6, weight decay 1.25e-4, 80 epochs; strong

@@ -19,6 +19,8 @@ model = dict(
         channel_attention=True,
         norm_cfg=dict(type='BN'),
         act_cfg=dict(type='SiLU', inplace=True),
-        init_cfg=dict(type='Pretrained', prefix='backbone.',
-                      checkpoint='checkpoints/cspnext-l_imagenet.pth')),
+        init_cfg=dict(
+            type='Pretrained',
+            prefix='backbone.',
+            checkpoint='checkpoints/cspnext-l_imagenet.pth')),
     neck=dict(in_channels=[256, 512, 1024]))

@@ -17,6 +17,6 @@ model = dict(
         num_heads=[1, 2, 5, 8],
         out_indices=(1, 2, 3),
         convert_weights=True,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/pvt_v2_b0.pth')),
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/pvt_v2_b0.pth')),
     neck=dict(in_channels=[64, 160, 256]))

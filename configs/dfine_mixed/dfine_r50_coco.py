@@ -17,6 +17,6 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=False),
         norm_eval=True,
         style='pytorch',
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/resnet50.pth')),
+        init_cfg=dict(
+            type='Pretrained', checkpoint='checkpoints/resnet50.pth')),
     neck=dict(in_channels=[512, 1024, 2048]))

@@ -26,6 +26,7 @@ model = dict(
         out_indices=(1, 2, 3),
         with_cp=False,
         convert_weights=True,
-        init_cfg=dict(type='Pretrained',
-                      checkpoint='checkpoints/swin_tiny_patch4_window7_224.pth')),
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/swin_tiny_patch4_window7_224.pth')),
     neck=dict(in_channels=[192, 384, 768]))

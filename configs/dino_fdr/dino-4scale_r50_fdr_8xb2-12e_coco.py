@@ -20,15 +20,22 @@ model = dict(
     bbox_head=dict(
         type='DINOFDRHead',
         # the one place of the FDR settings (the decoder uses this coder)
-        bbox_coder=dict(type='FDRBBoxCoder', reg_max=32, reg_scale=4.0,
-                        up=0.5),
+        bbox_coder=dict(
+            type='FDRBBoxCoder', reg_max=32, reg_scale=4.0, up=0.5),
         go_lsd_assigner=dict(type='GOLSDAssigner'),
         loss_fgl=dict(type='FineGrainedLocalizationLoss', loss_weight=0.15),
-        loss_ddf=dict(type='DecoupledDistillationFocalLoss', temperature=5.0,
-                      loss_weight=1.5)),
+        loss_ddf=dict(
+            type='DecoupledDistillationFocalLoss',
+            temperature=5.0,
+            loss_weight=1.5)),
     # batched matcher of the GO-LSD mixin; same focal / L1 / GIoU costs
     # (2 / 5 / 2) as DINO's HungarianAssigner
     train_cfg=dict(
         _delete_=True,
-        assigner=dict(type='DFINEHungarianAssigner', cost_class=2.0,
-                      cost_bbox=5.0, cost_giou=2.0, alpha=0.25, gamma=2.0)))
+        assigner=dict(
+            type='DFINEHungarianAssigner',
+            cost_class=2.0,
+            cost_bbox=5.0,
+            cost_giou=2.0,
+            alpha=0.25,
+            gamma=2.0)))

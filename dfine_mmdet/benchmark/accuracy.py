@@ -70,10 +70,18 @@ class EvalSampleCounter(Hook):
         self.count += len(outputs)
         self.detections += sum(len(o.pred_instances) for o in outputs)
 
-    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+    def after_val_iter(self,
+                       runner,
+                       batch_idx,
+                       data_batch=None,
+                       outputs=None) -> None:
         self._add(outputs)
 
-    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+    def after_test_iter(self,
+                        runner,
+                        batch_idx,
+                        data_batch=None,
+                        outputs=None) -> None:
         self._add(outputs)
 
 
@@ -90,7 +98,8 @@ def _bbox_metrics(metrics: Dict[str, float],
     if not ap:
         if counter.detections == 0 and counter.count > 0:
             return 0.0, 0.0
-        raise KeyError(f'no bbox_mAP in the evaluator output {sorted(metrics)}')
+        raise KeyError(
+            f'no bbox_mAP in the evaluator output {sorted(metrics)}')
     return float(ap[0]), (float(ap50[0]) if ap50 else None)
 
 
@@ -99,15 +108,21 @@ def toy_classes(data_root: str) -> Tuple[str, ...]:
     """Class names of the toy set, in category-id order, from its train annotations."""
     path = osp.join(data_root, TOY_TRAIN_ANN)
     if not osp.isfile(path):
-        raise FileNotFoundError(f'toy annotations {path} not found '
-                                '(write them with python tools/make_toy_dataset.py --out DIR)')
+        raise FileNotFoundError(
+            f'toy annotations {path} not found '
+            '(write them with python tools/make_toy_dataset.py --out DIR)')
     with open(path) as f:
         cats = json.load(f)['categories']
     return tuple(c['name'] for c in sorted(cats, key=lambda c: c['id']))
 
 
-def toy_config(cfg_path: str, data_root: str, work_dir: str, size: int = 256,
-               batch_size: int = 4, seed: int = 0, warmup_iters: int = 20,
+def toy_config(cfg_path: str,
+               data_root: str,
+               work_dir: str,
+               size: int = 256,
+               batch_size: int = 4,
+               seed: int = 0,
+               warmup_iters: int = 20,
                device: str = 'cpu') -> Tuple[Any, List[str]]:
     """The config of ``cfg_path`` adapted to the toy set (see the module docstring).
 
@@ -134,33 +149,54 @@ def toy_config(cfg_path: str, data_root: str, work_dir: str, size: int = 256,
         dict(type='LoadAnnotations', with_bbox=True),
         dict(type='Resize', scale=(size, size), keep_ratio=False),
         dict(type='RandomFlip', prob=0.5),
-        dict(type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=False),
+        dict(
+            type='FilterAnnotations', min_gt_bbox_wh=(1, 1), keep_empty=False),
         dict(type='PackDetInputs'),
     ]
     test_pipeline = [
         dict(type='LoadImageFromFile'),
         dict(type='Resize', scale=(size, size), keep_ratio=False),
         dict(type='LoadAnnotations', with_bbox=True),
-        dict(type='PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+        dict(
+            type='PackDetInputs',
+            meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                       'scale_factor')),
     ]
 
     def dataset(ann, prefix, pipeline, **kw):
-        return dict(type='CocoDataset', data_root=root, ann_file=ann,
-                    data_prefix=dict(img=prefix), metainfo=dict(classes=classes),
-                    pipeline=pipeline, backend_args=None, **kw)
+        return dict(
+            type='CocoDataset',
+            data_root=root,
+            ann_file=ann,
+            data_prefix=dict(img=prefix),
+            metainfo=dict(classes=classes),
+            pipeline=pipeline,
+            backend_args=None,
+            **kw)
 
     cfg.train_dataloader = dict(
-        batch_size=batch_size, num_workers=0, persistent_workers=False,
+        batch_size=batch_size,
+        num_workers=0,
+        persistent_workers=False,
         sampler=dict(type='InfiniteSampler', shuffle=True),
-        dataset=dataset(TOY_TRAIN_ANN, 'train/', train_pipeline,
-                        filter_cfg=dict(filter_empty_gt=True, min_size=1)))
+        dataset=dataset(
+            TOY_TRAIN_ANN,
+            'train/',
+            train_pipeline,
+            filter_cfg=dict(filter_empty_gt=True, min_size=1)))
     cfg.val_dataloader = dict(
-        batch_size=batch_size, num_workers=0, persistent_workers=False, drop_last=False,
+        batch_size=batch_size,
+        num_workers=0,
+        persistent_workers=False,
+        drop_last=False,
         sampler=dict(type='DefaultSampler', shuffle=False),
         dataset=dataset(TOY_VAL_ANN, 'val/', test_pipeline, test_mode=True))
-    cfg.val_evaluator = dict(type='CocoMetric', ann_file=root + TOY_VAL_ANN, metric='bbox',
-                             format_only=False, backend_args=None)
+    cfg.val_evaluator = dict(
+        type='CocoMetric',
+        ann_file=root + TOY_VAL_ANN,
+        metric='bbox',
+        format_only=False,
+        backend_args=None)
     cfg.val_cfg = dict(type='ValLoop')
     for key in ('test_dataloader', 'test_evaluator', 'test_cfg'):
         cfg.pop(key, None)
@@ -172,15 +208,22 @@ def toy_config(cfg_path: str, data_root: str, work_dir: str, size: int = 256,
             optim.pop(key, None)
     cfg.optim_wrapper = optim
     cfg.param_scheduler = ([
-        dict(type='LinearLR', start_factor=0.1, end_factor=1.0, by_epoch=False, begin=0,
-             end=warmup_iters)
+        dict(
+            type='LinearLR',
+            start_factor=0.1,
+            end_factor=1.0,
+            by_epoch=False,
+            begin=0,
+            end=warmup_iters)
     ] if warmup_iters > 0 else [])
     cfg.auto_scale_lr = dict(enable=False, base_batch_size=batch_size)
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=10**9, val_interval=10**9)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=10**9, by_epoch=False,
-                                        save_last=False)
+    cfg.train_cfg = dict(
+        type='IterBasedTrainLoop', max_iters=10**9, val_interval=10**9)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=10**9, by_epoch=False, save_last=False)
     cfg.default_hooks.logger = dict(type='LoggerHook', interval=50)
-    cfg.log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
+    cfg.log_processor = dict(
+        type='LogProcessor', window_size=50, by_epoch=False)
     cfg.custom_hooks = []
     cfg.randomness = dict(seed=seed)
     cfg.load_from = None
@@ -206,8 +249,13 @@ def train_and_evaluate(cfg, budget_s: float) -> Dict[str, Any]:
     runner.train()
     metrics = runner.val_loop.run()
     ap, ap50 = _bbox_metrics(metrics, counter)
-    return dict(map=ap, map50=ap50, iters=budget.iters, train_s=budget.train_s,
-                eval_images=counter.count, eval_detections=counter.detections)
+    return dict(
+        map=ap,
+        map50=ap50,
+        iters=budget.iters,
+        train_s=budget.train_s,
+        eval_images=counter.count,
+        eval_detections=counter.detections)
 
 
 # -------------------------------------------------------------------- COCO AP
@@ -223,18 +271,20 @@ def coco_config(cfg_path: str, coco_root: str, checkpoint: str, work_dir: str):
     loader = cfg.get('test_dataloader')
     dataset = loader.get('dataset') if loader else None
     if not dataset or not dataset.get('ann_file'):
-        raise ValueError(f'{cfg_path}: test_dataloader.dataset.ann_file is not set; '
-                         '--coco-root needs it to find the annotations')
+        raise ValueError(
+            f'{cfg_path}: test_dataloader.dataset.ann_file is not set; '
+            '--coco-root needs it to find the annotations')
     ann = dataset['ann_file']
     ann_path = ann if osp.isabs(ann) else osp.join(coco_root, ann)
     if not osp.isfile(ann_path):
-        raise FileNotFoundError(f'{ann_path} not found: --coco-root must hold the config\'s '
-                                f'test_dataloader.dataset.ann_file ({ann!r})')
+        raise FileNotFoundError(
+            f'{ann_path} not found: --coco-root must hold the config\'s '
+            f'test_dataloader.dataset.ann_file ({ann!r})')
     dataset['data_root'] = coco_root.rstrip('/') + '/'
     loader['num_workers'] = 0
     loader['persistent_workers'] = False
-    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [
-        cfg.test_evaluator]
+    evaluators = cfg.test_evaluator if isinstance(
+        cfg.test_evaluator, list) else [cfg.test_evaluator]
     for ev in evaluators:
         if 'ann_file' in ev:
             ev['ann_file'] = ann_path
@@ -253,8 +303,10 @@ def checkpoint_coverage(model, checkpoint: str) -> Tuple[int, int, List[str]]:
 
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
-    state = {(k[len('module.'):] if k.startswith('module.') else k): v
-             for k, v in state.items()}
+    state = {
+        (k[len('module.'):] if k.startswith('module.') else k): v
+        for k, v in state.items()
+    }
     own = tensor_shapes(model.state_dict())
     fit = state_dict_fit(own, tensor_shapes(state))
     missing = fit.missing + [k for k, _, _ in fit.mismatched]
@@ -274,8 +326,14 @@ def evaluate_checkpoint(cfg) -> Dict[str, Any]:
     runner.register_hook(counter)
     metrics = runner.test()
     ap, ap50 = _bbox_metrics(metrics, counter)
-    model = runner.model.module if hasattr(runner.model, 'module') else runner.model
+    model = runner.model.module if hasattr(runner.model,
+                                           'module') else runner.model
     covered, total, missing = checkpoint_coverage(model, cfg.load_from)
-    return dict(map=ap, map50=ap50, eval_images=counter.count,
-                eval_detections=counter.detections, ckpt_covered=covered,
-                ckpt_total=total, ckpt_missing=missing)
+    return dict(
+        map=ap,
+        map50=ap50,
+        eval_images=counter.count,
+        eval_detections=counter.detections,
+        ckpt_covered=covered,
+        ckpt_total=total,
+        ckpt_missing=missing)

@@ -33,10 +33,10 @@ def compare_train_step(config: str,
     """Seconds per training iteration, eager and compiled (medians over
     ``iters`` alternating iterations after ``warmup``; the first compiled
     call is ``compile_s``) and the first-iteration losses of both."""
-    eager = build_training(config, batch_size, size, num_gt,
-                           cfg_options=cfg_options)
-    comp = build_training(config, batch_size, size, num_gt,
-                          cfg_options=cfg_options)
+    eager = build_training(
+        config, batch_size, size, num_gt, cfg_options=cfg_options)
+    comp = build_training(
+        config, batch_size, size, num_gt, cfg_options=cfg_options)
     comp[0].load_state_dict(eager[0].state_dict())
     compiled_step = torch.compile(comp[0].train_step, **(compile_cfg or {}))
 
@@ -63,9 +63,14 @@ def compare_train_step(config: str,
                 times[name].append(time.perf_counter() - t)
     e, c = statistics.median(times['eager']), statistics.median(
         times['compiled'])
-    return dict(eager_s=e, compiled_s=c, speedup=e / c, compile_s=compile_s,
-                loss_eager=loss_eager, loss_compiled=loss_comp,
-                times=times)
+    return dict(
+        eager_s=e,
+        compiled_s=c,
+        speedup=e / c,
+        compile_s=compile_s,
+        loss_eager=loss_eager,
+        loss_compiled=loss_comp,
+        times=times)
 
 
 def compare_inference(config: str,
@@ -84,8 +89,8 @@ def compare_inference(config: str,
     model.eval()
     net = SelectionForward(model).eval()
     compiled = torch.compile(net, **(compile_cfg or {}))
-    x = torch.rand(batch_size, 3, size, size,
-                   generator=torch.Generator().manual_seed(0))
+    x = torch.rand(
+        batch_size, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = net(x)
         t = time.perf_counter()
@@ -101,6 +106,12 @@ def compare_inference(config: str,
                     times[name].append(time.perf_counter() - t)
     e, c = statistics.median(times['eager']), statistics.median(
         times['compiled'])
-    return dict(eager_s=e, compiled_s=c, speedup=e / c, compile_s=compile_s,
-                score_diff=d_score, box_diff=d_box, same_queries=common,
-                times=times)
+    return dict(
+        eager_s=e,
+        compiled_s=c,
+        speedup=e / c,
+        compile_s=compile_s,
+        score_diff=d_score,
+        box_diff=d_box,
+        same_queries=common,
+        times=times)

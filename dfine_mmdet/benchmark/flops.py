@@ -46,7 +46,8 @@ EXTRA_HANDLES = {
 }
 
 
-def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Dict[str, Any]:
+def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor,
+                                                ...]) -> Dict[str, Any]:
     """Total multiply-adds of ``model(*inputs)`` and the ops left uncounted.
 
     Returns ``dict(flops=int, grid_sampler_flops=int, unsupported={op: calls})``.
@@ -59,5 +60,10 @@ def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor, ...]) -> Dict[str,
     analyzer.tracer_warnings('none')
     total = analyzer.total()
     by_op = analyzer.by_operator()
-    return dict(flops=int(total), grid_sampler_flops=int(by_op.get('grid_sampler', 0)),
-                unsupported={k: int(v) for k, v in analyzer.unsupported_ops().items()})
+    return dict(
+        flops=int(total),
+        grid_sampler_flops=int(by_op.get('grid_sampler', 0)),
+        unsupported={
+            k: int(v)
+            for k, v in analyzer.unsupported_ops().items()
+        })

@@ -38,8 +38,10 @@ PRECISIONS = {'fp32': None, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: Agreement thresholds with fp32 (scores: sigmoid probabilities; boxes:
 #: normalised cxcywh): generous bounds for a healthy half-precision path,
 #: a broken one (overflow, wrong dtype in the FDR integral) is off by O(1).
-AGREE_LIMITS = {'fp16': dict(score=0.05, box=0.02),
-                'bf16': dict(score=0.15, box=0.06)}
+AGREE_LIMITS = {
+    'fp16': dict(score=0.05, box=0.02),
+    'bf16': dict(score=0.15, box=0.06)
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -66,25 +68,32 @@ class TensorForward(nn.Module):
         return logits[-1], boxes[-1]
 
 
-def check_train(config: str, device: torch.device, precision: str,
-                batch_size: int, size: int, iters: int,
-                warmup: int = 1, cfg_options: Optional[dict] = None) -> Dict:
+def check_train(config: str,
+                device: torch.device,
+                precision: str,
+                batch_size: int,
+                size: int,
+                iters: int,
+                warmup: int = 1,
+                cfg_options: Optional[dict] = None) -> Dict:
     """Training iterations at one precision; returns the row values."""
-    model, optim, data = build_training(config, batch_size, size,
-                                        cfg_options=cfg_options)
+    model, optim, data = build_training(
+        config, batch_size, size, cfg_options=cfg_options)
     model.to(device)
     data = _to_device(data, device)
     dtype = PRECISIONS[precision]
-    scaler = (torch.amp.GradScaler(device.type)
-              if dtype is torch.float16 else None)
+    scaler = (
+        torch.amp.GradScaler(device.type) if dtype is torch.float16 else None)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = optim.optimizer
     bad, times, last = [], [], None
     for it in range(warmup + iters):
         _sync(device)
         t = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype or torch.float32,
-                            enabled=dtype is not None):
+        with torch.autocast(
+                device.type,
+                dtype=dtype or torch.float32,
+                enabled=dtype is not None):
             batch = model.data_preprocessor(data, True)
             losses = model._run_forward(batch, mode='loss')
         for k, v in losses.items():
@@ -118,8 +127,11 @@ def check_train(config: str, device: torch.device, precision: str,
                 if ok else '; '.join(sorted(set(bad)))[:200]))
 
 
-def parity_model(config: str, parity_dir: Optional[str], variant: str,
-                 size: int = 640, cfg_options: Optional[dict] = None) -> tuple:
+def parity_model(config: str,
+                 parity_dir: Optional[str],
+                 variant: str,
+                 size: int = 640,
+                 cfg_options: Optional[dict] = None) -> tuple:
     """(eval model, [2, 3, 640, 640] float images in [0, 1], weights note):
     the parity tests' model (official random weights through the converter)
     when ``parity_dir`` holds the fixtures, else random init and random
@@ -135,8 +147,9 @@ def parity_model(config: str, parity_dir: Optional[str], variant: str,
         cfg.merge_from_dict(cfg_options)
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    fixture = (osp.join(parity_dir, f'dfine_{variant}_coco.npz')
-               if parity_dir else None)
+    fixture = (
+        osp.join(parity_dir, f'dfine_{variant}_coco.npz')
+        if parity_dir else None)
     if fixture and osp.isfile(fixture) and osp.isfile(
             osp.join(parity_dir, 'parity_input.npz')):
         import numpy as np
@@ -161,8 +174,8 @@ def parity_model(config: str, parity_dir: Optional[str], variant: str,
                 'parity weights + input')
     quiet_init_weights(model)
     g = torch.Generator().manual_seed(0)
-    return model.eval(), torch.rand(2, 3, size, size,
-                                    generator=g), 'random init + input'
+    return model.eval(), torch.rand(
+        2, 3, size, size, generator=g), 'random init + input'
 
 
 class SelectionForward(nn.Module):
@@ -203,13 +216,17 @@ def aligned_diff(out: tuple, ref: tuple) -> Tuple[float, float, float]:
         s = logits[b, ours].float().sigmoid()
         s_ref = ref[0][b, theirs].float().sigmoid()
         d_score = max(d_score, float((s - s_ref).abs().max()))
-        d_box = max(d_box, float(
-            (boxes[b, ours].float() - ref[1][b, theirs].float()).abs().max()))
+        d_box = max(
+            d_box,
+            float((boxes[b, ours].float() -
+                   ref[1][b, theirs].float()).abs().max()))
     return d_score, d_box, min(common)
 
 
-def check_agreement(model: nn.Module, images: torch.Tensor,
-                    device: torch.device, precision: str,
+def check_agreement(model: nn.Module,
+                    images: torch.Tensor,
+                    device: torch.device,
+                    precision: str,
                     ref: Optional[tuple] = None,
                     min_common: float = 0.9) -> tuple:
     """Autocast inference vs fp32; returns (row values, fp32 reference).
@@ -232,14 +249,15 @@ def check_agreement(model: nn.Module, images: torch.Tensor,
     finite = bool(torch.isfinite(logits).all() and torch.isfinite(boxes).all())
     d_score, d_box, common = aligned_diff((logits, boxes, token), ref)
     lim = AGREE_LIMITS[precision]
-    ok = (finite and d_score <= lim['score'] and d_box <= lim['box']
-          and common >= min_common)
+    ok = (
+        finite and d_score <= lim['score'] and d_box <= lim['box']
+        and common >= min_common)
     return dict(
         status='PASS' if ok else 'FAIL',
         value=f'score {d_score:.2e}, box {d_box:.2e}',
         detail=(f'same selected queries {common:.2f}; limits score '
-                f'{lim["score"]}, box {lim["box"]}, queries {min_common}'
-                + ('' if finite else '; NON-FINITE output'))), ref
+                f'{lim["score"]}, box {lim["box"]}, queries {min_common}' +
+                ('' if finite else '; NON-FINITE output'))), ref
 
 
 def time_forward(fn: Callable, x: torch.Tensor, device: torch.device,
@@ -281,17 +299,23 @@ def run_checks(variants: Sequence[str],
     def run(variant, check, fn, cost_s=0.0):
         left = budget_s - (time.perf_counter() - start)
         if left < cost_s:
-            rows.append(dict(variant=variant, check=check, status='SKIP',
-                             value='', detail=f'time budget ({left:.0f} s '
-                             'left)'))
+            rows.append(
+                dict(
+                    variant=variant,
+                    check=check,
+                    status='SKIP',
+                    value='',
+                    detail=f'time budget ({left:.0f} s '
+                    'left)'))
             return None
         t = time.perf_counter()
         try:
             res = fn()
         except Exception as e:  # a failed check is a row, not a crash
-            res = dict(status='FAIL', value='',
-                       detail=f'{type(e).__name__}: {e}'.replace('\n', ' ')
-                       [:300])
+            res = dict(
+                status='FAIL',
+                value='',
+                detail=f'{type(e).__name__}: {e}'.replace('\n', ' ')[:300])
             log(traceback.format_exc())
         extra = None
         if isinstance(res, tuple):
@@ -304,9 +328,15 @@ def run_checks(variants: Sequence[str],
     for v in variants:
         cfg = config_for(v)
         for p in precisions:
-            run(v, f'train/{p}', lambda: check_train(
-                cfg, dev, p, train_batch, train_size, train_iters,
-                cfg_options=cfg_options))
+            run(
+                v, f'train/{p}', lambda: check_train(
+                    cfg,
+                    dev,
+                    p,
+                    train_batch,
+                    train_size,
+                    train_iters,
+                    cfg_options=cfg_options))
         model, images, note = parity_model(cfg, parity_dir, v, latency_size,
                                            cfg_options)
         ref = None
@@ -319,8 +349,8 @@ def run_checks(variants: Sequence[str],
 
             def agree(p=p):
                 nonlocal ref
-                res, ref = check_agreement(model, images, dev, p, ref,
-                                           min_common=min_common)
+                res, ref = check_agreement(
+                    model, images, dev, p, ref, min_common=min_common)
                 res['detail'] += f'; {note}'
                 return res
 
@@ -334,8 +364,10 @@ def run_checks(variants: Sequence[str],
             def eager(x=x, b=b):
                 s = time_forward(net, x, dev, latency_iters, 2)
                 eager_s[b] = s
-                return dict(status='PASS', value=f'{s * 1e3:.2f} ms',
-                            detail=f'{b / s:.1f} img/s')
+                return dict(
+                    status='PASS',
+                    value=f'{s * 1e3:.2f} ms',
+                    detail=f'{b / s:.1f} img/s')
 
             run(v, f'latency/eager/b{b}', eager)
             if compiled is None:
@@ -348,8 +380,7 @@ def run_checks(variants: Sequence[str],
                     want = net(x)
                 c_s = time.perf_counter() - t
                 d_score, d_box, common = aligned_diff(out, want)
-                ok = (d_score < 1e-3 and d_box < 1e-3
-                      and common >= min_common)
+                ok = (d_score < 1e-3 and d_box < 1e-3 and common >= min_common)
                 s = time_forward(compiled, x, dev, latency_iters, 1)
                 speed = (f', {eager_s[b] / s:.2f}x eager'
                          if b in eager_s else '')
@@ -361,7 +392,7 @@ def run_checks(variants: Sequence[str],
                     f'{common:.2f}')
 
             run(v, f'latency/compiled/b{b}', comp, cost_s=30.0)
-        del model, net, compiled
+        model = net = compiled = None  # free before the next variant
         if dev.type == 'cuda':
             torch.cuda.empty_cache()
     return rows
@@ -370,13 +401,17 @@ def run_checks(variants: Sequence[str],
 def format_table(rows: List[Dict], header: str = '') -> str:
     """One Markdown table of the rows."""
     lines = [header] if header else []
-    lines += ['| variant | check | status | value | detail |',
-              '|---|---|---|---|---|']
+    lines += [
+        '| variant | check | status | value | detail |',
+        '|---|---|---|---|---|'
+    ]
     for r in rows:
         lines.append(f'| {r["variant"].upper()} | {r["check"]} | '
                      f'{r["status"]} | {r["value"]} | {r["detail"]} |')
     return '\n'.join(lines)
 
 
-__all__ = ['run_checks', 'format_table', 'check_train', 'check_agreement',
-           'parity_model', 'TensorForward', 'synthetic_batch']
+__all__ = [
+    'run_checks', 'format_table', 'check_train', 'check_agreement',
+    'parity_model', 'TensorForward', 'synthetic_batch'
+]

@@ -76,8 +76,9 @@ class OfficialExportGraph(nn.Module):
         self.model = model
         self.num_top_queries = num_top_queries
 
-    def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor
-                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, orig_target_sizes: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cls_scores, bbox_preds = self.model(images, mode='tensor')[:2]
         logits, boxes = cls_scores[-1], bbox_preds[-1]
         num_classes = logits.shape[-1]
@@ -115,8 +116,7 @@ def export_official_graph(model: nn.Module, size: int, path: str) -> str:
         kwargs['dynamo'] = False  # the TorchScript exporter, as officially
     with torch.no_grad():
         torch.onnx.export(
-            OfficialExportGraph(model).eval(), (images, sizes), path,
-            **kwargs)
+            OfficialExportGraph(model).eval(), (images, sizes), path, **kwargs)
     return path
 
 
@@ -143,8 +143,8 @@ def export_end2end(model: nn.Module,
         inputs,
         prefix,
         backend='onnxruntime',
-        input_metas=dict(data_samples=data_samples(h, w, batch),
-                         mode='predict'),
+        input_metas=dict(
+            data_samples=data_samples(h, w, batch), mode='predict'),
         context_info=dict(deploy_cfg=cfg),
         input_names=['input'],
         output_names=['dets', 'labels'],
@@ -252,12 +252,11 @@ def build_paths(variant: str,
         plugin_feed = {'input': inputs.numpy()}
         official_feed = {
             'images': inputs.numpy(),
-            'orig_target_sizes': np.array([[size, size]] * batch,
-                                          dtype=np.int64)
+            'orig_target_sizes':
+            np.array([[size, size]] * batch, dtype=np.int64)
         }
         for name, runner in runtimes:
-            paths[f'plugin-{name}'] = runner(plugin_onnx, plugin_feed,
-                                             threads)
+            paths[f'plugin-{name}'] = runner(plugin_onnx, plugin_feed, threads)
             paths[f'official-{name}'] = runner(official_onnx, official_feed,
                                                threads)
     if 'torch' in skip:
@@ -280,8 +279,8 @@ def path_rows(times: Mapping[str, List[float]]) -> List[Dict[str, object]]:
                 p90_ms=stats['p90_ms'],
                 n=stats['n']))
     fastest = min(r['median_ms'] for r in rows)
-    eager = next(
-        (r['median_ms'] for r in rows if r['path'] == 'torch-eager'), None)
+    eager = next((r['median_ms'] for r in rows if r['path'] == 'torch-eager'),
+                 None)
     for r in rows:
         r['x_fastest'] = r['median_ms'] / fastest
         r['speedup_vs_eager'] = eager / r['median_ms'] if eager else None

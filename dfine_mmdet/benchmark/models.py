@@ -34,8 +34,7 @@ def resolve_config(cfg: str) -> str:
         if not osp.exists(path):
             path = osp.join(REPO_ROOT, cfg)
     if not osp.isfile(path):
-        raise FileNotFoundError(
-            f'config {cfg!r} not found (looked at {path})')
+        raise FileNotFoundError(f'config {cfg!r} not found (looked at {path})')
     return path
 
 

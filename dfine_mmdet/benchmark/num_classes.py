@@ -55,7 +55,9 @@ def _unsupported(model_cfg: Any, path: str = 'model') -> List[str]:
     return bad
 
 
-def set_num_classes(model_cfg: Any, num_classes: int, name: str = 'config') -> List[str]:
+def set_num_classes(model_cfg: Any,
+                    num_classes: int,
+                    name: str = 'config') -> List[str]:
     """Set every class-count field of ``model_cfg`` to ``num_classes`` in place.
 
     Args:
@@ -74,16 +76,19 @@ def set_num_classes(model_cfg: Any, num_classes: int, name: str = 'config') -> L
         raise ValueError(f'num_classes must be >= 1, got {num_classes}')
     bad = _unsupported(model_cfg)
     if bad:
-        raise ValueError(f'{name}: cannot set the number of classes: the model config has '
-                         f'{", ".join(bad)}; adapt it by hand')
+        raise ValueError(
+            f'{name}: cannot set the number of classes: the model config has '
+            f'{", ".join(bad)}; adapt it by hand')
     paths = find_num_classes(model_cfg)
     if not paths:
-        raise ValueError(f'{name}: no num_classes field in the model config (searched every '
-                         f'nested dict except {", ".join(CLASS_AGNOSTIC_KEYS)}); set the class '
-                         'count by hand')
+        raise ValueError(
+            f'{name}: no num_classes field in the model config (searched every '
+            f'nested dict except {", ".join(CLASS_AGNOSTIC_KEYS)}); set the class '
+            'count by hand')
     for path in paths:
         node = model_cfg
         for part in path.split('.')[1:-1]:
-            node = node[int(part)] if isinstance(node, (list, tuple)) else node[part]
+            node = node[int(part)] if isinstance(node,
+                                                 (list, tuple)) else node[part]
         node['num_classes'] = num_classes
     return paths

@@ -25,8 +25,8 @@ def parse_median(text: str) -> float:
     """The ``median X s/iter`` of a timer's output (last occurrence)."""
     found = _MEDIAN.findall(text)
     if not found:
-        raise RuntimeError('no "median X s/iter" line in the timer output:\n'
-                           + text[-2000:])
+        raise RuntimeError('no "median X s/iter" line in the timer output:\n' +
+                           text[-2000:])
     return float(found[-1])
 
 
@@ -35,15 +35,16 @@ def _children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-def run_timer(cmd: List[str], env: Optional[Dict[str, str]] = None,
+def run_timer(cmd: List[str],
+              env: Optional[Dict[str, str]] = None,
               timeout: float = 1800) -> Tuple[float, float]:
     """Run one timer process; returns its median s/iter (wall) and the CPU
     seconds (user + system) the whole process used -- start-up, model
     build, warm-up and timed iterations -- which a busy machine inflates far
     less than wall time."""
     cpu0 = _children_cpu_s()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=timeout)
     cpu = _children_cpu_s() - cpu0
     if proc.returncode != 0:
         raise RuntimeError(f'{" ".join(cmd)} failed ({proc.returncode}):\n'
@@ -51,7 +52,9 @@ def run_timer(cmd: List[str], env: Optional[Dict[str, str]] = None,
     return parse_median(proc.stdout), cpu
 
 
-def compare(ours_cmd: List[str], official_cmd: List[str], rounds: int,
+def compare(ours_cmd: List[str],
+            official_cmd: List[str],
+            rounds: int,
             env: Optional[Dict[str, str]] = None,
             log: Callable[[str], None] = print) -> Dict:
     """Alternate the two timers ``rounds`` times (ours first on even rounds,
@@ -84,11 +87,16 @@ def compare(ours_cmd: List[str], official_cmd: List[str], rounds: int,
         ratios.append(got['official'] / got['ours'])
         log(f'  round {r + 1}: official/ours = {ratios[-1]:.2f}x')
     cpu_ratios = [o / u for o, u in zip(cpu['official'], cpu['ours'])]
-    return dict(ours=ours, official=official, ratios=ratios, load=load,
-                median_ratio=statistics.median(ratios),
-                ours_cpu=cpu['ours'], official_cpu=cpu['official'],
-                cpu_ratios=cpu_ratios,
-                median_cpu_ratio=statistics.median(cpu_ratios))
+    return dict(
+        ours=ours,
+        official=official,
+        ratios=ratios,
+        load=load,
+        median_ratio=statistics.median(ratios),
+        ours_cpu=cpu['ours'],
+        official_cpu=cpu['official'],
+        cpu_ratios=cpu_ratios,
+        median_cpu_ratio=statistics.median(cpu_ratios))
 
 
 def python_cmd(script: str, *args) -> List[str]:

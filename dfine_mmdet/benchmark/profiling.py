@@ -95,7 +95,8 @@ def build_training(config: str,
         dict(
             type=ow.pop('constructor', 'DefaultOptimWrapperConstructor'),
             optim_wrapper_cfg=ow,
-            paramwise_cfg=ow.pop('paramwise_cfg', None)))(model)
+            paramwise_cfg=ow.pop('paramwise_cfg', None)))(
+                model)
     data = synthetic_batch(batch_size, size, num_gt,
                            cfg.model.bbox_head.num_classes,
                            torch.Generator().manual_seed(seed))
@@ -114,8 +115,8 @@ def quiet_init_weights(model: nn.Module) -> None:
         logger.setLevel(level)
 
 
-def synthetic_batch(batch_size: int, size: int, num_gt: int,
-                    num_classes: int, generator: torch.Generator) -> dict:
+def synthetic_batch(batch_size: int, size: int, num_gt: int, num_classes: int,
+                    generator: torch.Generator) -> dict:
     """Random uint8 images ``[3, size, size]`` and ``num_gt`` random pixel
     ``xyxy`` boxes / labels per image, as a dataloader batch."""
     from mmdet.structures import DetDataSample
@@ -124,7 +125,9 @@ def synthetic_batch(batch_size: int, size: int, num_gt: int,
     for _ in range(batch_size):
         inputs.append(
             torch.randint(
-                0, 256, (3, size, size), dtype=torch.uint8,
+                0,
+                256, (3, size, size),
+                dtype=torch.uint8,
                 generator=generator))
         xy = torch.rand(num_gt, 2, generator=generator) * size * 0.7
         wh = torch.rand(num_gt, 2, generator=generator) * size * 0.3 + 4
@@ -136,8 +139,8 @@ def synthetic_batch(batch_size: int, size: int, num_gt: int,
                 batch_input_shape=(size, size)))
         s.gt_instances = InstanceData(
             bboxes=torch.cat([xy, xy + wh], dim=1),
-            labels=torch.randint(0, num_classes, (num_gt, ),
-                                 generator=generator))
+            labels=torch.randint(
+                0, num_classes, (num_gt, ), generator=generator))
         samples.append(s)
     return dict(inputs=inputs, data_samples=samples)
 
@@ -173,8 +176,7 @@ def module_depth(name: str) -> int:
 
 
 @contextlib.contextmanager
-def module_scopes(model: nn.Module, max_depth: int = 3,
-                  prefix: str = 'fwd'):
+def module_scopes(model: nn.Module, max_depth: int = 3, prefix: str = 'fwd'):
     """Wrap the forward of every sub-module down to ``max_depth`` (see
     :func:`module_depth`; containers excluded) in a profiler scope
     ``'{prefix}:{name}'``.  Hooks are removed on exit."""
@@ -249,7 +251,6 @@ def method_scopes(root, methods: Iterable[Tuple[str, str]] = LOSS_METHODS):
 # ---------------------------------------------------------------- analysis
 _BWD = 'autograd::engine::evaluate_function: '
 
-
 _STEP_SCOPES = ('step.forward_and_loss', 'step.backward_and_update',
                 'backward', 'optimizer')
 _METHOD_SCOPES = frozenset(scope for _, scope in LOSS_METHODS)
@@ -281,8 +282,7 @@ def analyse(events) -> Dict:
         ``backward_rollup``), ``ops_forward`` / ``ops_backward`` {op: self
         ms} and ``totals``.
     """
-    scopes = defaultdict(lambda: dict(total_ms=0.0, aten_self_ms=0.0,
-                                      calls=0))
+    scopes = defaultdict(lambda: dict(total_ms=0.0, aten_self_ms=0.0, calls=0))
     seq_scope = {}
     ops_fwd = defaultdict(float)
     ops_bwd = defaultdict(float)
@@ -321,7 +321,10 @@ def analyse(events) -> Dict:
             for i in range(1, len(parts)):
                 rollup['fwd:' + '.'.join(parts[:i])] += ms
     return dict(
-        scopes={k: dict(v) for k, v in scopes.items()},
+        scopes={
+            k: dict(v)
+            for k, v in scopes.items()
+        },
         backward=dict(bwd_by_scope),
         backward_rollup=dict(rollup),
         ops_forward=dict(ops_fwd),
@@ -347,8 +350,9 @@ def profile_train_step(model: nn.Module,
     for _ in range(warmup):
         train_step(model, optim, data)
     with module_scopes(model, max_depth), method_scopes(model) as missing:
-        with profile(activities=[ProfilerActivity.CPU],
-                     record_shapes=False) as prof:
+        with profile(
+                activities=[ProfilerActivity.CPU],
+                record_shapes=False) as prof:
             walls = []
             for _ in range(iters):
                 t = time.perf_counter()
@@ -356,8 +360,8 @@ def profile_train_step(model: nn.Module,
                 walls.append(time.perf_counter() - t)
         events = prof.events()
     res = analyse(events)
-    res.update(iters=iters, profiled_wall_s=walls, loss=loss,
-               missing_methods=missing)
+    res.update(
+        iters=iters, profiled_wall_s=walls, loss=loss, missing_methods=missing)
     return res
 
 
@@ -377,7 +381,9 @@ def _row(name: str, ms: float, ref: float, extra: str = '') -> str:
     return f'| {name} | {ms:.1f} | {pct:.1f}% |{extra}'
 
 
-def format_report(res: Dict, title: str = '', top_ops: int = 12,
+def format_report(res: Dict,
+                  title: str = '',
+                  top_ops: int = 12,
                   min_pct: float = 0.5) -> str:
     """Markdown tables of :func:`profile_train_step`'s result, per iteration:
     step phases, forward by module (inclusive) with the backward of the nodes
@@ -389,24 +395,26 @@ def format_report(res: Dict, title: str = '', top_ops: int = 12,
     bwd_total = sc.get('backward', {}).get('total_ms', 0.0) / n
     opt_total = sc.get('optimizer', {}).get('total_ms', 0.0) / n
     step = fwd_total + bwd_total + opt_total
-    lines = [f'### {title}' if title else '', '',
-             '| phase | ms/iter | share of step |', '|---|---:|---:|']
+    lines = [
+        f'### {title}' if title else '', '',
+        '| phase | ms/iter | share of step |', '|---|---:|---:|'
+    ]
     for name, ms in (('data preprocessor',
                       sc.get('data_preprocessor', {}).get('total_ms', 0) / n),
                      ('forward: backbone + neck (extract_feat)',
                       sc.get('extract_feat', {}).get('total_ms', 0) / n),
                      ('forward: query selection + denoising + decoder',
                       sc.get('forward_transformer', {}).get('total_ms', 0) /
-                      n),
-                     ('loss (matching + terms)',
-                      sc.get('loss', {}).get('total_ms', 0) / n),
-                     ('forward + loss', fwd_total),
-                     ('backward', bwd_total),
-                     ('optimizer (clip + AdamW + zero_grad)', opt_total),
-                     ('step (profiled)', step)):
+                      n), ('loss (matching + terms)',
+                           sc.get('loss', {}).get('total_ms', 0) / n),
+                     ('forward + loss', fwd_total), ('backward', bwd_total),
+                     ('optimizer (clip + AdamW + zero_grad)',
+                      opt_total), ('step (profiled)', step)):
         lines.append(_row(name, ms, step))
-    lines += ['', '| module (forward scope) | forward ms | backward ms |'
-              ' fwd+bwd share |', '|---|---:|---:|---:|']
+    lines += [
+        '', '| module (forward scope) | forward ms | backward ms |'
+        ' fwd+bwd share |', '|---|---:|---:|---:|'
+    ]
     mods = [(k, v) for k, v in sc.items() if k.startswith('fwd:')]
     mods.sort(key=lambda kv: kv[0])
     bw = res['backward_rollup']
@@ -418,36 +426,46 @@ def format_report(res: Dict, title: str = '', top_ops: int = 12,
         depth = module_depth(k[4:]) - 1
         lines.append(f'| {"&nbsp;&nbsp;" * depth}{k[4:]} | {f:.1f} | {b:.1f} |'
                      f' {100.0 * (f + b) / max(step, 1e-9):.1f}% |')
-    other = {k: v for k, v in res['backward'].items()
-             if not k.startswith('fwd:')}
+    other = {
+        k: v
+        for k, v in res['backward'].items() if not k.startswith('fwd:')
+    }
     for k, v in sorted(other.items(), key=lambda kv: -kv[1]):
         if v / n >= 0.1:
-            lines.append(f'| (backward of nodes made in `{k}`) | | '
-                         f'{v / n:.1f} | {100.0 * v / n / max(step, 1e-9):.1f}% |')
-    lines += ['', '| loss phase | ms/iter | ATen self ms | Python/dispatch '
-              'overhead | calls/iter |', '|---|---:|---:|---:|---:|']
+            lines.append(
+                f'| (backward of nodes made in `{k}`) | | '
+                f'{v / n:.1f} | {100.0 * v / n / max(step, 1e-9):.1f}% |')
+    lines += [
+        '', '| loss phase | ms/iter | ATen self ms | Python/dispatch '
+        'overhead | calls/iter |', '|---|---:|---:|---:|---:|'
+    ]
     for k in ('loss', 'loss.matching_and_union', 'loss.matching',
               'loss.go_lsd_union', 'loss.matching_losses',
               'loss.denoising_targets', 'loss.denoising_losses') + tuple(
-                  sorted(k for k in sc if k.startswith('fwd:bbox_head.loss_')
-                         or k.startswith('fwd:dn_query_generator'))):
+                  sorted(
+                      k for k in sc if k.startswith('fwd:bbox_head.loss_')
+                      or k.startswith('fwd:dn_query_generator'))):
         if k not in sc:
             continue
         v = sc[k]
         tot, aten = v['total_ms'] / n, v['aten_self_ms'] / n
-        lines.append(f'| {k.replace("fwd:", "")} | {tot:.1f} | {aten:.1f} | '
-                     f'{tot - aten:.1f} ({100 * (tot - aten) / max(tot, 1e-9):.0f}%)'
-                     f' | {v["calls"] / n:.0f} |')
+        lines.append(
+            f'| {k.replace("fwd:", "")} | {tot:.1f} | {aten:.1f} | '
+            f'{tot - aten:.1f} ({100 * (tot - aten) / max(tot, 1e-9):.0f}%)'
+            f' | {v["calls"] / n:.0f} |')
     for label, key in (('forward + loss', 'ops_forward'),
                        ('backward + optimizer', 'ops_backward')):
         ops = sorted(res[key].items(), key=lambda kv: -kv[1])[:top_ops]
-        lines += ['', f'| top ATen ops, {label} (self time) | ms/iter | '
-                  'share of step |', '|---|---:|---:|']
+        lines += [
+            '', f'| top ATen ops, {label} (self time) | ms/iter | '
+            'share of step |', '|---|---:|---:|'
+        ]
         for name, ms in ops:
             lines.append(_row(f'`{name}`', ms / n, step))
     if res.get('missing_methods'):
-        lines += ['', 'not found (no scope): ' +
-                  ', '.join(res['missing_methods'])]
+        lines += [
+            '', 'not found (no scope): ' + ', '.join(res['missing_methods'])
+        ]
     return '\n'.join(lines)
 
 

@@ -40,22 +40,33 @@ def _mmdet_src(model: str) -> str:
 
 #: label -> published COCO val2017 box AP (%)
 PUBLISHED_COCO_AP: Dict[str, PublishedAP] = {
-    'D-FINE-N': PublishedAP(42.8, 'configs/dfine/dfine_hgnetv2_n_coco.py', _DFINE_SRC),
-    'D-FINE-S': PublishedAP(48.5, 'configs/dfine/dfine_hgnetv2_s_coco.py', _DFINE_SRC),
-    'D-FINE-M': PublishedAP(52.3, 'configs/dfine/dfine_hgnetv2_m_coco.py', _DFINE_SRC),
-    'D-FINE-L': PublishedAP(54.0, 'configs/dfine/dfine_hgnetv2_l_coco.py', _DFINE_SRC),
-    'D-FINE-X': PublishedAP(55.8, 'configs/dfine/dfine_hgnetv2_x_coco.py', _DFINE_SRC),
-    'RTMDet-tiny': PublishedAP(40.9, 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
-                               _mmdet_src('rtmdet')),
-    'RTMDet-s': PublishedAP(44.5, 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py',
-                            _mmdet_src('rtmdet')),
-    'YOLOX-tiny': PublishedAP(32.0, 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py',
-                              _mmdet_src('yolox')),
-    'YOLOX-s': PublishedAP(40.5, 'mmdet::yolox/yolox_s_8xb8-300e_coco.py',
-                           _mmdet_src('yolox')),
-    'DINO-R50-4scale': PublishedAP(49.0, 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
-                                   _mmdet_src('dino')),
-    'DeformableDETR-R50': PublishedAP(
+    'D-FINE-N':
+    PublishedAP(42.8, 'configs/dfine/dfine_hgnetv2_n_coco.py', _DFINE_SRC),
+    'D-FINE-S':
+    PublishedAP(48.5, 'configs/dfine/dfine_hgnetv2_s_coco.py', _DFINE_SRC),
+    'D-FINE-M':
+    PublishedAP(52.3, 'configs/dfine/dfine_hgnetv2_m_coco.py', _DFINE_SRC),
+    'D-FINE-L':
+    PublishedAP(54.0, 'configs/dfine/dfine_hgnetv2_l_coco.py', _DFINE_SRC),
+    'D-FINE-X':
+    PublishedAP(55.8, 'configs/dfine/dfine_hgnetv2_x_coco.py', _DFINE_SRC),
+    'RTMDet-tiny':
+    PublishedAP(40.9, 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
+                _mmdet_src('rtmdet')),
+    'RTMDet-s':
+    PublishedAP(44.5, 'mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py',
+                _mmdet_src('rtmdet')),
+    'YOLOX-tiny':
+    PublishedAP(32.0, 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py',
+                _mmdet_src('yolox')),
+    'YOLOX-s':
+    PublishedAP(40.5, 'mmdet::yolox/yolox_s_8xb8-300e_coco.py',
+                _mmdet_src('yolox')),
+    'DINO-R50-4scale':
+    PublishedAP(49.0, 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+                _mmdet_src('dino')),
+    'DeformableDETR-R50':
+    PublishedAP(
         44.3, 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py',
         _mmdet_src('deformable_detr')),
 }

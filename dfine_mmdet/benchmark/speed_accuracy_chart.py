@@ -36,8 +36,13 @@ def family(label: str) -> str:
     return label.split('-')[0]
 
 
-def plot(points: Sequence[Dict], path: str, xlabel: str, ylabel: str, title: str,
-         footnote: str = '', left_out: Optional[List[str]] = None) -> List[tuple]:
+def plot(points: Sequence[Dict],
+         path: str,
+         xlabel: str,
+         ylabel: str,
+         title: str,
+         footnote: str = '',
+         left_out: Optional[List[str]] = None) -> List[tuple]:
     """Write the chart to ``path``.
 
     Args:
@@ -64,13 +69,19 @@ def plot(points: Sequence[Dict], path: str, xlabel: str, ylabel: str, title: str
         pts = sorted(pts, key=lambda p: p['latency_ms'])
         color = FAMILY_COLORS.get(fam) or next(spare)
         bold = fam == 'D-FINE'
-        ax.plot([p['latency_ms'] for p in pts], [p['ap'] for p in pts], '-o',
-                color=color, lw=2.4 if bold else 1.3, ms=8 if bold else 6,
-                label=fam, zorder=3 if bold else 2)
+        ax.plot([p['latency_ms'] for p in pts], [p['ap'] for p in pts],
+                '-o',
+                color=color,
+                lw=2.4 if bold else 1.3,
+                ms=8 if bold else 6,
+                label=fam,
+                zorder=3 if bold else 2)
     ax.set_xscale('log')
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
-        lambda v, _: f'{v:g}' if str(int(v))[0] in '25' else ''))
+    ax.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+    ax.xaxis.set_minor_formatter(
+        matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'
+                                        if str(int(v))[0] in '25' else ''))
     ax.tick_params(axis='x', which='minor', labelsize=8)
     if points:
         xs = [p['latency_ms'] for p in points]
@@ -79,19 +90,30 @@ def plot(points: Sequence[Dict], path: str, xlabel: str, ylabel: str, title: str
         span = max(max(ys) - min(ys), 1e-3)
         ax.set_ylim(min(ys) - 0.12 * span, max(ys) + 0.15 * span)
     else:
-        ax.text(0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
     ax.set_xlabel(xlabel, fontsize=10)
     ax.set_ylabel(ylabel, fontsize=10)
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3, which='both')
-    ax.legend(fontsize=9, loc='lower right', title='family (lines join sizes)',
-              title_fontsize=8)
+    ax.legend(
+        fontsize=9,
+        loc='lower right',
+        title='family (lines join sizes)',
+        title_fontsize=8)
     notes = [footnote] if footnote else []
     if left_out:
-        notes.append('not plotted (no latency or accuracy): ' + ', '.join(left_out))
+        notes.append('not plotted (no latency or accuracy): ' +
+                     ', '.join(left_out))
     lines = [ln for note in notes for ln in textwrap.wrap(note, 150)]
     if lines:
-        fig.text(0.01, 0.005, '\n'.join(lines), fontsize=7, va='bottom', color='#444')
+        fig.text(
+            0.01,
+            0.005,
+            '\n'.join(lines),
+            fontsize=7,
+            va='bottom',
+            color='#444')
     fig.tight_layout(rect=(0, 0.022 * len(lines), 1, 1))
     boxes = _place_labels(fig, ax, points)
     fig.savefig(path)
@@ -112,20 +134,25 @@ def _place_labels(fig, ax, points: Sequence[Dict]) -> List[tuple]:
     axes_box = ax.get_window_extent(renderer)
 
     def overlap(a, b):
-        return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1])
+        return not (a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1]
+                    or b[3] <= a[1])
 
     for p in sorted(points, key=lambda p: p['latency_ms']):
         text = f'{p["label"]} ({p["ap"]:.1f})'
         best = None
         for dx, dy in _OFFSETS:
-            t = ax.annotate(text, (p['latency_ms'], p['ap']), textcoords='offset points',
-                            xytext=(dx, dy), fontsize=8.5,
-                            ha='left' if dx > 0 else 'right' if dx < 0 else 'center')
+            t = ax.annotate(
+                text, (p['latency_ms'], p['ap']),
+                textcoords='offset points',
+                xytext=(dx, dy),
+                fontsize=8.5,
+                ha='left' if dx > 0 else 'right' if dx < 0 else 'center')
             e = t.get_window_extent(renderer)
             box = (e.x0, e.y0, e.x1, e.y1)
             hits = sum(overlap(box, b) for b in placed + marker_boxes)
-            inside = (e.x0 >= axes_box.x0 and e.x1 <= axes_box.x1
-                      and e.y0 >= axes_box.y0 and e.y1 <= axes_box.y1)
+            inside = (
+                e.x0 >= axes_box.x0 and e.x1 <= axes_box.x1
+                and e.y0 >= axes_box.y0 and e.y1 <= axes_box.y1)
             score = hits + (0 if inside else 5)
             if best is None or score < best[0]:
                 if best is not None:
@@ -138,10 +165,13 @@ def _place_labels(fig, ax, points: Sequence[Dict]) -> List[tuple]:
         score, t, box, (dx, dy) = best
         if score:  # crowded: push it further out with a leader line
             t.remove()
-            t = ax.annotate(text, (p['latency_ms'], p['ap']), textcoords='offset points',
-                            xytext=(dx * 3, dy * 2.2), fontsize=8.5,
-                            ha='left' if dx >= 0 else 'right',
-                            arrowprops=dict(arrowstyle='-', color='#888', lw=0.6))
+            t = ax.annotate(
+                text, (p['latency_ms'], p['ap']),
+                textcoords='offset points',
+                xytext=(dx * 3, dy * 2.2),
+                fontsize=8.5,
+                ha='left' if dx >= 0 else 'right',
+                arrowprops=dict(arrowstyle='-', color='#888', lw=0.6))
             e = t.get_window_extent(renderer)
             box = (e.x0, e.y0, e.x1, e.y1)
         placed.append(box)

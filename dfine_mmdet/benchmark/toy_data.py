@@ -57,8 +57,8 @@ def _object_size(rng, short_side):
 
 def _draw_object(draw, rng, cls, x1, y1, w, h):
     """Draw one object; returns its tight xyxy box (floats, pixels)."""
-    color = tuple(int(np.clip(c + rng.randint(-25, 26), 0, 255))
-                  for c in COLORS[cls])
+    color = tuple(
+        int(np.clip(c + rng.randint(-25, 26), 0, 255)) for c in COLORS[cls])
     x2, y2 = x1 + w, y1 + h
     if cls == 0:
         draw.rectangle([x1, y1, x2 - 1, y2 - 1], fill=color)
@@ -112,22 +112,29 @@ def write_split(out, split, num_images, rng, start_ann_id, cat_ids=(1, 2, 3)):
         img, anns = make_image(rng, cat_ids)
         name = f'{i:06d}.png'
         img.save(osp.join(img_dir, name))
-        images.append(dict(id=i, file_name=name, width=img.width,
-                           height=img.height))
+        images.append(
+            dict(id=i, file_name=name, width=img.width, height=img.height))
         for a in anns:
             x1, y1, x2, y2 = a['box']
             w, h = x2 - x1, y2 - y1
             annotations.append(
-                dict(id=ann_id, image_id=i, category_id=a['category_id'],
-                     bbox=[float(x1), float(y1), float(w), float(h)],
-                     area=float(w * h), iscrowd=0))
+                dict(
+                    id=ann_id,
+                    image_id=i,
+                    category_id=a['category_id'],
+                    bbox=[float(x1), float(y1),
+                          float(w), float(h)],
+                    area=float(w * h),
+                    iscrowd=0))
             ann_id += 1
     coco = dict(
         info=dict(description=f'dfine-mmdet toy set ({split})'),
         images=images,
         annotations=annotations,
-        categories=[dict(id=c, name=n, supercategory='shape')
-                    for c, n in zip(cat_ids, CLASSES)])
+        categories=[
+            dict(id=c, name=n, supercategory='shape')
+            for c, n in zip(cat_ids, CLASSES)
+        ])
     ann_path = osp.join(out, 'annotations', f'instances_{split}.json')
     os.makedirs(osp.dirname(ann_path), exist_ok=True)
     with open(ann_path, 'w') as f:
@@ -154,15 +161,14 @@ def make_toy_dataset(out: str,
         path, n_img, n_ann, ann_id = write_split(out, split, n, rng, ann_id,
                                                  tuple(cat_ids))
         log(f'{split}: {n_img} images, {n_ann} boxes -> {path}')
-    log('categories (json order): ' + ', '.join(
-        f'{n} (id {c})' for c, n in zip(cat_ids, CLASSES)) +
-        f'; images under {out}')
+    log('categories (json order): ' +
+        ', '.join(f'{n} (id {c})'
+                  for c, n in zip(cat_ids, CLASSES)) + f'; images under {out}')
 
 
 def ensure_toy_dataset(data_dir: str, seed: int = 0) -> str:
     """``data_dir``, after writing the default-size set there when it holds
     no ``annotations/instances_val.json``."""
-    if not osp.isfile(osp.join(data_dir, 'annotations',
-                               'instances_val.json')):
+    if not osp.isfile(osp.join(data_dir, 'annotations', 'instances_val.json')):
         make_toy_dataset(data_dir, seed=seed)
     return data_dir

@@ -17,8 +17,8 @@ from .checked_loader import (checkpoint_file_problem, load_from_local_checked,
 from .errors import CheckpointMismatchError, CorruptCheckpointError
 from .fit import StateDictFit, state_dict_fit, tensor_shapes
 from .guard import check_state_dict, install_checkpoint_guard
-from .official import (convert_checkpoint, convert_state_dict,
-                       detect_variant, extract_state_dict, map_key)
+from .official import (convert_checkpoint, convert_state_dict, detect_variant,
+                       extract_state_dict, map_key)
 from .variants import VARIANTS, Variant, describe, find_variant
 
 __all__ = [

@@ -42,8 +42,8 @@ from .errors import CorruptCheckpointError
 _ZIP_MAGIC = b'PK\x03\x04'
 
 
-def checkpoint_file_problem(filename: str, check_crc: bool = True
-                            ) -> Optional[str]:
+def checkpoint_file_problem(filename: str,
+                            check_crc: bool = True) -> Optional[str]:
     """What is wrong with the file as a PyTorch (zip) checkpoint, or None.
 
     Args:

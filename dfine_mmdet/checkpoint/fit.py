@@ -65,7 +65,8 @@ def state_dict_fit(model_shapes: Mapping[str, Shape],
     """Compare a checkpoint's ``key -> shape`` with a model's."""
     return StateDictFit(
         mismatched=[(k, tuple(s), tuple(model_shapes[k]))
-                    for k, s in ckpt_shapes.items() if k in model_shapes
-                    and tuple(model_shapes[k]) != tuple(s)],
+                    for k, s in ckpt_shapes.items()
+                    if k in model_shapes and tuple(model_shapes[k]) != tuple(s)
+                    ],
         missing=[k for k in model_shapes if k not in ckpt_shapes],
         unexpected=[k for k in ckpt_shapes if k not in model_shapes])

@@ -144,6 +144,5 @@ def install_checkpoint_guard(model: torch.nn.Module,
     keeps MMEngine's permissive loading (the opt-out)."""
     model._checkpoint_guard_enabled = enabled
     if not getattr(model, '_checkpoint_guard_installed', False):
-        model._register_load_state_dict_pre_hook(
-            _guard_hook, with_module=True)
+        model._register_load_state_dict_pre_hook(_guard_hook, with_module=True)
         model._checkpoint_guard_installed = True

@@ -169,7 +169,8 @@ def convert_state_dict(sd: Mapping[str, Tensor]) -> 'OrderedDict[str, Tensor]':
     return out
 
 
-def default_config(info: Mapping, root: Optional[str] = None,
+def default_config(info: Mapping,
+                   root: Optional[str] = None,
                    deim: bool = False) -> Optional[str]:
     """Config of this repository for a :func:`detect_variant` result
     (``configs/dfine/dfine_hgnetv2_{v}_coco.py`` for 80 classes,
@@ -181,8 +182,7 @@ def default_config(info: Mapping, root: Optional[str] = None,
     v = info.get('variant')
     if v is None:
         return None
-    root = root or osp.dirname(osp.dirname(osp.dirname(osp.abspath(
-        __file__))))
+    root = root or osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     if deim:
         path = osp.join(root, 'configs', 'deim_dfine',
                         f'deim_hgnetv2_{v}_coco.py')
@@ -219,8 +219,9 @@ def dataset_meta(num_classes: int) -> Optional[dict]:
     if num_classes == 366:
         # official Objects365 models: label = raw category id, row 0 unused
         from mmdet.datasets import Objects365V2Dataset
-        return dict(classes=('__unused__', ) +
-                    tuple(Objects365V2Dataset.METAINFO['classes']))
+        return dict(
+            classes=('__unused__', ) +
+            tuple(Objects365V2Dataset.METAINFO['classes']))
     return None
 
 

@@ -41,8 +41,8 @@ def find_variant(backbone: Optional[str], embed_dims: Optional[int],
                  decoder_layers: Optional[int]) -> Optional[Variant]:
     """The official size with these three values, or None."""
     for v in VARIANTS:
-        if (v.backbone, v.embed_dims, v.decoder_layers) == (
-                backbone, embed_dims, decoder_layers):
+        if (v.backbone, v.embed_dims,
+                v.decoder_layers) == (backbone, embed_dims, decoder_layers):
             return v
     return None
 
@@ -50,7 +50,8 @@ def find_variant(backbone: Optional[str], embed_dims: Optional[int],
 def _indices(shapes: Shapes, pattern: str) -> set:
     return {
         int(m.group(1))
-        for k in shapes for m in [re.match(pattern, k)] if m
+        for k in shapes
+        for m in [re.match(pattern, k)] if m
     }
 
 

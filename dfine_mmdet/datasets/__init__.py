@@ -1,2 +1,2 @@
-from . import transforms  # noqa: F401
-from .checked_coco import CheckedCocoDataset  # noqa: F401
+from . import transforms
+from .checked_coco import CheckedCocoDataset

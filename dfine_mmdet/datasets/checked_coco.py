@@ -32,10 +32,9 @@ import os.path as osp
 from collections import Counter
 from typing import List, Union
 
-from mmengine.logging import print_log
-
 from mmdet.datasets import CocoDataset
 from mmdet.registry import DATASETS
+from mmengine.logging import print_log
 
 from .skip_counter import report_skip
 
@@ -62,9 +61,10 @@ class CheckedCocoDataset(CocoDataset):
                              f'no field {err.args[0]!r}') from None
         if self._drops:
             print_log(
-                f'{ann_file}: dropped annotations: ' + ', '.join(
-                    f'{c}: {n}' for c, n in sorted(self._drops.items())),
-                logger='current', level=logging.WARNING)
+                f'{ann_file}: dropped annotations: ' +
+                ', '.join(f'{c}: {n}' for c, n in sorted(self._drops.items())),
+                logger='current',
+                level=logging.WARNING)
         return data_list
 
     def _drop_cause(self, ann: dict, img_info: dict):
@@ -130,8 +130,8 @@ class CheckedCocoDataset(CocoDataset):
             for d in self.data_list:
                 if id(d) in kept:
                     continue
-                cause = ('image smaller than filter_cfg.min_size'
-                         if min(d['width'], d['height']) < min_size else
+                cause = ('image smaller than filter_cfg.min_size' if min(
+                    d['width'], d['height']) < min_size else
                          'image without annotations (filter_empty_gt)')
                 report_skip(cause, f'{self.ann_file}: {d["img_path"]}')
         if not self.data_list:

@@ -36,7 +36,9 @@ def _own() -> dict:
     return _state
 
 
-def report_skip(cause: str, where: str, num: int = 1,
+def report_skip(cause: str,
+                where: str,
+                num: int = 1,
                 log: bool = True) -> None:
     """Count ``num`` items dropped for ``cause`` (e.g. ``'missing image
     file'``); ``where`` names the file (and field) for the log. The first
@@ -46,16 +48,20 @@ def report_skip(cause: str, where: str, num: int = 1,
     state['counts'][cause] += num
     state['example'].setdefault(cause, where)
     if log and first:
-        print_log(f'data skip ({cause}): {where}; counted, totals are '
-                  'logged by DataSkipReportHook at the end of each epoch',
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'data skip ({cause}): {where}; counted, totals are '
+            'logged by DataSkipReportHook at the end of each epoch',
+            logger='current',
+            level=logging.WARNING)
     out_dir = os.environ.get(ENV_DIR)
     if out_dir and os.environ.get(ENV_MAIN_PID) != str(os.getpid()):
         path = osp.join(out_dir, f'{os.getpid()}.json')
         tmp = path + '.tmp'
         with open(tmp, 'w') as f:
-            json.dump({'counts': state['counts'],
-                       'example': state['example']}, f)
+            json.dump({
+                'counts': state['counts'],
+                'example': state['example']
+            }, f)
         os.replace(tmp, path)
 
 

@@ -17,11 +17,8 @@
   check the input shape against the graph first
   (:mod:`.input_shape_check`: a clear error naming the deploy config).
 """
-from . import deform_attn_sampler  # noqa: F401
-from . import dfine_detector  # noqa: F401
-from . import dfine_head  # noqa: F401
-from . import fdr_detrs  # noqa: F401
-from . import symbolics  # noqa: F401
+from . import (deform_attn_sampler, dfine_detector, dfine_head, fdr_detrs,
+               symbolics)
 
 # The backend shims and the torch.onnx.export rewriter replace MMDeploy
 # entries: dfine_mmdet.registration.register_all() applies them (the one list

@@ -43,8 +43,7 @@ from ..models.layers.ms_deform_attn import SAMPLERS, grid_sample_gather
 SAMPLER_KEY = 'deform_attn_sampler'
 
 
-def deploy_sampler(deploy_cfg, default: Optional[str] = None
-                   ) -> Optional[str]:
+def deploy_sampler(deploy_cfg, default: Optional[str] = None) -> Optional[str]:
     """The sampler named by ``deploy_cfg[SAMPLER_KEY]``, else ``default``.
 
     Raises:
@@ -102,8 +101,10 @@ def multi_scale_deformable_attn_gather(value: Tensor,
         grid_l = grids[:, :, :, level].transpose(1, 2).flatten(0, 1)
         sampled.append(grid_sample_gather(value_l, grid_l))  # [B*M, C, Q, P]
     # [B, Q, M, L, P] -> [B*M, 1, Q, L*P]
-    weights = attention_weights.transpose(1, 2).reshape(
-        bs * num_heads, 1, num_queries, num_levels * num_points)
+    weights = attention_weights.transpose(1,
+                                          2).reshape(bs * num_heads, 1,
+                                                     num_queries,
+                                                     num_levels * num_points)
     out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)
     return out.view(bs, num_heads * head_dims,
                     num_queries).transpose(1, 2).contiguous()

@@ -83,16 +83,16 @@ def run_on_cpu(model_file: str,
     if qemu is None:
         raise RuntimeError(f'{QEMU} not found: install QEMU user mode '
                            '(apt-get install qemu-user) to emulate a CPU')
-    return _run_script([qemu, '-cpu', cpu], {}, model_file, inputs,
-                       input_name, backend, timeout, f'emulated {cpu}')
+    return _run_script([qemu, '-cpu', cpu], {}, model_file, inputs, input_name,
+                       backend, timeout, f'emulated {cpu}')
 
 
-def run_openvino_max_isa(model_file: str,
-                         inputs: Sequence[np.ndarray],
-                         isa: str = 'AVX2',
-                         input_name: str = 'input',
-                         timeout: float = 1800
-                         ) -> Tuple[List[List[np.ndarray]], Dict]:
+def run_openvino_max_isa(
+        model_file: str,
+        inputs: Sequence[np.ndarray],
+        isa: str = 'AVX2',
+        input_name: str = 'input',
+        timeout: float = 1800) -> Tuple[List[List[np.ndarray]], Dict]:
     """Run ``model_file`` in OpenVINO (FP32 inference precision) in a child
     process whose oneDNN kernels are capped at ``isa``
     (``ONEDNN_MAX_CPU_ISA``, e.g. ``AVX2``: no VNNI, no AVX-512). OpenVINO
@@ -117,10 +117,12 @@ def _run_script(prefix, env_extra, model_file, inputs, input_name, backend,
         src, dst = osp.join(tmp, 'in.npz'), osp.join(tmp, 'out.npz')
         np.savez(src, *[np.ascontiguousarray(a) for a in inputs])
         env = dict(os.environ, OMP_NUM_THREADS='1', **env_extra)
-        cmd = prefix + [sys.executable, osp.abspath(__file__), backend,
-                        model_file, input_name, src, dst]
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              timeout=timeout, env=env)
+        cmd = prefix + [
+            sys.executable,
+            osp.abspath(__file__), backend, model_file, input_name, src, dst
+        ]
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0 or not osp.isfile(dst):
             err = '\n'.join(line for line in proc.stderr.splitlines()
                             if "TCG doesn't support" not in line)
@@ -147,8 +149,8 @@ def _main(backend, model_file, input_name, src, dst):
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        sess = ort.InferenceSession(model_file, opts,
-                                    providers=['CPUExecutionProvider'])
+        sess = ort.InferenceSession(
+            model_file, opts, providers=['CPUExecutionProvider'])
         results = [sess.run(None, {input_name: a}) for a in arrays]
     else:
         import openvino as ov
@@ -157,10 +159,17 @@ def _main(backend, model_file, input_name, src, dst):
             dict(INFERENCE_PRECISION_HINT='f32', INFERENCE_NUM_THREADS=1))
         results = [[np.asarray(compiled(a)[o]) for o in compiled.outputs]
                    for a in arrays]
-    out = {f'r{i}_o{j}': o for i, r in enumerate(results)
-           for j, o in enumerate(r)}
-    info = dict(features={k: bool(v) for k, v in __cpu_features__.items()},
-                num_outputs=len(results[0]) if results else 0)
+    out = {
+        f'r{i}_o{j}': o
+        for i, r in enumerate(results)
+        for j, o in enumerate(r)
+    }
+    info = dict(
+        features={
+            k: bool(v)
+            for k, v in __cpu_features__.items()
+        },
+        num_outputs=len(results[0]) if results else 0)
     np.savez(dst, info=np.array(json.dumps(info)), **out)
 
 

@@ -44,12 +44,12 @@ for _path in ('dfine_mmdet.models.detectors.dino_fdr.DINOFDR.forward',
 @FUNCTION_REWRITER.register_rewriter(
     'dfine_mmdet.models.dense_heads.dino_fdr_head.DINOFDRHead.'
     'predict_by_feat')
-def dino_fdr_head__predict_by_feat(self,
-                                   all_layers_cls_scores: Tensor,
-                                   all_layers_bbox_preds: Tensor,
-                                   batch_img_metas: List[dict],
-                                   rescale: bool = True
-                                   ) -> Tuple[Tensor, Tensor]:
+def dino_fdr_head__predict_by_feat(
+        self,
+        all_layers_cls_scores: Tensor,
+        all_layers_bbox_preds: Tensor,
+        batch_img_metas: List[dict],
+        rescale: bool = True) -> Tuple[Tensor, Tensor]:
     """Export-time post-processing of the FDR DETR heads.
 
     Args:

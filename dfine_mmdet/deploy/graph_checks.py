@@ -53,8 +53,9 @@ def op_type_counts(model: Union[str, onnx.ModelProto]) -> Dict[str, int]:
     non-default domains)."""
     counts: Dict[str, int] = {}
     for node in _load(model).graph.node:
-        key = (node.op_type if node.domain in DEFAULT_DOMAINS else
-               f'{node.domain}::{node.op_type}')
+        key = (
+            node.op_type if node.domain in DEFAULT_DOMAINS else
+            f'{node.domain}::{node.op_type}')
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -66,8 +67,8 @@ def custom_domain_ops(model: Union[str, onnx.ModelProto]) -> List[str]:
 
 def unsupported_tensorrt_ops(model: Union[str, onnx.ModelProto]) -> List[str]:
     """Sorted op types that the TensorRT 10 ONNX parser does not support."""
-    return sorted(k for k in op_type_counts(model)
-                  if k not in TENSORRT10_ONNX_OPS)
+    return sorted(
+        k for k in op_type_counts(model) if k not in TENSORRT10_ONNX_OPS)
 
 
 def non_constant_topk(model: Union[str, onnx.ModelProto]) -> List[str]:

@@ -75,12 +75,14 @@ def check_input_shapes(expected: InputShapes,
             continue  # the backend reports unknown inputs itself
         want = tuple(expected[name])
         shape = tuple(int(d) for d in shape)
-        bad = len(shape) != len(want) or any(
-            w is not None and w != g for w, g in zip(want, shape))
+        bad = len(shape) != len(want) or any(w is not None and w != g
+                                             for w, g in zip(want, shape))
         if not bad:
             continue
-        axes = [i for i, (w, g) in enumerate(zip(want, shape))
-                if w is not None and w != g]
+        axes = [
+            i for i, (w, g) in enumerate(zip(want, shape))
+            if w is not None and w != g
+        ]
         hint = ''
         cfg_shape = _deploy_input_shape(deploy_cfg)
         if len(want) == 4 and want[2] is not None and want[3] is not None:
@@ -95,9 +97,9 @@ def check_input_shapes(expected: InputShapes,
             f'{model_file}: input {name!r} has shape {_fmt(shape)}, but the '
             f'graph was built for {_fmt(want)} (? = any size; {where}); '
             'deploy config: '
-            f'{deploy_cfg_name(deploy_cfg)}'
-            + (f' (onnx_config.input_shape={tuple(cfg_shape)})'
-               if cfg_shape else '') + '.' + hint)
+            f'{deploy_cfg_name(deploy_cfg)}' +
+            (f' (onnx_config.input_shape={tuple(cfg_shape)})'
+             if cfg_shape else '') + '.' + hint)
 
 
 def onnxruntime_input_shapes(session) -> InputShapes:

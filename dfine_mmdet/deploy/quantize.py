@@ -157,8 +157,9 @@ def calibration_inputs(deploy_cfg, model_cfg,
 
 def _input_name(onnx_model) -> str:
     initializers = {i.name for i in onnx_model.graph.initializer}
-    names = [i.name for i in onnx_model.graph.input
-             if i.name not in initializers]
+    names = [
+        i.name for i in onnx_model.graph.input if i.name not in initializers
+    ]
     if len(names) != 1:
         raise ValueError(f'expected one graph input, found {names}')
     return names[0]
@@ -213,10 +214,16 @@ def quantize_onnx(fp32_file: str,
     finally:
         os.remove(pre_file)
     report = int8_saturation_report(int8_file)
-    return dict(quantised=len(quantise), kept_fp32=len(keep),
-                reduce_range=reduce_range, **count_quant_ops(int8_file),
-                **{k: report[k] for k in ('saturation_free', 'max_abs_weight',
-                                          'pair_bound', 'layers_at_risk')})
+    return dict(
+        quantised=len(quantise),
+        kept_fp32=len(keep),
+        reduce_range=reduce_range,
+        **count_quant_ops(int8_file),
+        **{
+            k: report[k]
+            for k in ('saturation_free', 'max_abs_weight', 'pair_bound',
+                      'layers_at_risk')
+        })
 
 
 def _quantize(pre_file, int8_file, calib, scope, per_channel, reduce_range):
@@ -291,15 +298,14 @@ def int8_saturation_report(model_file: str) -> Dict[str, object]:
             if dq.input[0] not in inits:  # a quantised activation
                 q = producer.get(dq.input[0])
                 if q is not None and len(q.input) > 2 and q.input[2] in inits:
-                    act_types.add(onnx.TensorProto.DataType.Name(
-                        inits[q.input[2]].data_type))
+                    act_types.add(
+                        onnx.TensorProto.DataType.Name(
+                            inits[q.input[2]].data_type))
                 continue
             w = numpy_helper.to_array(inits[dq.input[0]]).astype(np.int32)
             if len(dq.input) > 2 and dq.input[2] in inits:
-                zp = numpy_helper.to_array(inits[dq.input[2]]).astype(
-                    np.int32)
-                axis = next((a.i for a in dq.attribute if a.name == 'axis'),
-                            1)
+                zp = numpy_helper.to_array(inits[dq.input[2]]).astype(np.int32)
+                axis = next((a.i for a in dq.attribute if a.name == 'axis'), 1)
                 if zp.ndim == 1 and zp.size > 1:
                     shape = [1] * w.ndim
                     shape[axis] = zp.size
@@ -310,9 +316,13 @@ def int8_saturation_report(model_file: str) -> Dict[str, object]:
             worst = max(worst, m)
             if m > limit:
                 at_risk.append(node.name)
-    return dict(saturation_free=not at_risk, max_abs_weight=worst,
-                pair_bound=2 * UINT8_MAX * worst, layers_at_risk=at_risk,
-                num_weights=num_weights, activation_types=sorted(act_types))
+    return dict(
+        saturation_free=not at_risk,
+        max_abs_weight=worst,
+        pair_bound=2 * UINT8_MAX * worst,
+        layers_at_risk=at_risk,
+        num_weights=num_weights,
+        activation_types=sorted(act_types))
 
 
 def cpu_int8_features() -> Dict[str, Optional[bool]]:
@@ -334,9 +344,11 @@ def cpu_int8_features() -> Dict[str, Optional[bool]]:
         pass
     if flags is None:
         return dict(avx2=None, avx512bw=None, vnni=None, amx_int8=None)
-    return dict(avx2='avx2' in flags, avx512bw='avx512bw' in flags,
-                vnni=bool({'avx512_vnni', 'avx_vnni'} & flags),
-                amx_int8='amx_int8' in flags)
+    return dict(
+        avx2='avx2' in flags,
+        avx512bw='avx512bw' in flags,
+        vnni=bool({'avx512_vnni', 'avx_vnni'} & flags),
+        amx_int8='amx_int8' in flags)
 
 
 def describe_int8_portability(report: Dict[str, object],
@@ -375,8 +387,7 @@ def count_quant_ops(model_file: str) -> Dict[str, int]:
                          for op in ov.Core().read_model(model_file).get_ops())
     else:
         import onnx
-        counts = Counter(n.op_type
-                         for n in onnx.load(model_file).graph.node)
+        counts = Counter(n.op_type for n in onnx.load(model_file).graph.node)
     return {k: counts.get(k, 0) for k in names}
 
 
@@ -386,6 +397,6 @@ def onnx_to_openvino_ir(onnx_file: str, xml_file: Optional[str] = None) -> str:
     pairs become ``FakeQuantize``. Returns the ``.xml`` path."""
     import openvino as ov
     xml_file = xml_file or osp.splitext(onnx_file)[0] + '.xml'
-    ov.save_model(ov.convert_model(onnx_file), xml_file,
-                  compress_to_fp16=False)
+    ov.save_model(
+        ov.convert_model(onnx_file), xml_file, compress_to_fp16=False)
     return xml_file

@@ -38,11 +38,12 @@ def match_detections(ref_bboxes: torch.Tensor,
         ``same_order_labels`` (fraction of positions whose labels agree
         without re-pairing).
     """
-    rb, rs, rl = (t.detach().cpu().double() for t in (ref_bboxes, ref_scores,
-                                                      ref_labels))
-    tb, ts, tl = (t.detach().cpu().double() for t in (test_bboxes,
-                                                      test_scores,
-                                                      test_labels))
+    rb, rs, rl = (
+        t.detach().cpu().double()
+        for t in (ref_bboxes, ref_scores, ref_labels))
+    tb, ts, tl = (
+        t.detach().cpu().double()
+        for t in (test_bboxes, test_scores, test_labels))
     used = torch.zeros(len(ts), dtype=torch.bool)
     max_box = max_score = 0.0
     unmatched = 0
@@ -109,7 +110,8 @@ def compare_with_pytorch(deploy_cfg,
     return reports
 
 
-def run_onnxruntime(onnx_file: str, inputs: torch.Tensor,
+def run_onnxruntime(onnx_file: str,
+                    inputs: torch.Tensor,
                     num_threads: int = 0) -> Dict[str, np.ndarray]:
     """Run an exported graph with a **plain** ONNX Runtime session.
 
@@ -127,20 +129,20 @@ def run_onnxruntime(onnx_file: str, inputs: torch.Tensor,
     sess = ort.InferenceSession(
         onnx_file, options, providers=['CPUExecutionProvider'])
     from .input_shape_check import check_input_shapes, onnxruntime_input_shapes
-    check_input_shapes(onnxruntime_input_shapes(sess),
-                       {sess.get_inputs()[0].name: tuple(inputs.shape)},
-                       onnx_file)
+    check_input_shapes(
+        onnxruntime_input_shapes(sess),
+        {sess.get_inputs()[0].name: tuple(inputs.shape)}, onnx_file)
     outputs = sess.run(None, {sess.get_inputs()[0].name: inputs.numpy()})
     return {o.name: v for o, v in zip(sess.get_outputs(), outputs)}
 
 
-def compare_onnx_with_pytorch(deploy_cfg,
-                              model_cfg,
-                              checkpoint: Optional[str],
-                              onnx_file: str,
-                              imgs: Union[str, np.ndarray, List],
-                              score_tol: float = 1e-4
-                              ) -> List[Dict[str, float]]:
+def compare_onnx_with_pytorch(
+        deploy_cfg,
+        model_cfg,
+        checkpoint: Optional[str],
+        onnx_file: str,
+        imgs: Union[str, np.ndarray, List],
+        score_tol: float = 1e-4) -> List[Dict[str, float]]:
     """Like :func:`compare_with_pytorch`, but the graph runs in a plain ONNX
     Runtime session (see :func:`run_onnxruntime`) and no backend wrapper is
     built. This is how a graph exported for TensorRT is checked numerically
@@ -154,8 +156,9 @@ def compare_onnx_with_pytorch(deploy_cfg,
     deploy_cfg, model_cfg = load_config(deploy_cfg, model_cfg)
     task_processor = build_task_processor_cpu(model_cfg, deploy_cfg)
     torch_model = task_processor.build_pytorch_model(checkpoint)
-    data, inputs = task_processor.create_input(
-        imgs, get_input_shape(deploy_cfg), torch_model.data_preprocessor)
+    data, inputs = task_processor.create_input(imgs,
+                                               get_input_shape(deploy_cfg),
+                                               torch_model.data_preprocessor)
     with torch.no_grad():
         ref = torch_model(inputs, data['data_samples'], mode='predict')
     out = run_onnxruntime(onnx_file, inputs)
@@ -163,8 +166,8 @@ def compare_onnx_with_pytorch(deploy_cfg,
         out['labels'])
     reports = []
     for i, sample in enumerate(ref):
-        scale = torch.tensor(sample.metainfo['scale_factor'],
-                             dtype=dets.dtype).repeat(2)
+        scale = torch.tensor(
+            sample.metainfo['scale_factor'], dtype=dets.dtype).repeat(2)
         r = sample.pred_instances
         reports.append(
             match_detections(r.bboxes, r.scores, r.labels,

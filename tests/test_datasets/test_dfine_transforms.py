@@ -8,22 +8,28 @@ from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 
 import dfine_mmdet  # noqa: F401
-from dfine_mmdet.datasets.transforms.iou_crop import RandomIoUCrop, box_iou_xyxy
+from dfine_mmdet.datasets.transforms.iou_crop import (RandomIoUCrop,
+                                                      box_iou_xyxy)
 from dfine_mmdet.datasets.transforms.photometric_distort import (
     RandomPhotometricDistort, adjust_brightness, adjust_contrast, adjust_hue,
     adjust_saturation)
-from dfine_mmdet.datasets.transforms.sanitize_boxes import SanitizeBoundingBoxes
+from dfine_mmdet.datasets.transforms.sanitize_boxes import \
+    SanitizeBoundingBoxes
 
 
 def _results(boxes, h=100, w=120, labels=None, img=None):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     n = boxes.shape[0]
     if img is None:
-        img = np.random.RandomState(0).randint(0, 256, (h, w, 3)).astype(np.uint8)
+        img = np.random.RandomState(0).randint(0, 256,
+                                               (h, w, 3)).astype(np.uint8)
     return dict(
-        img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+        img=img,
+        img_shape=img.shape[:2],
+        ori_shape=img.shape[:2],
         gt_bboxes=HorizontalBoxes(torch.from_numpy(boxes)),
-        gt_bboxes_labels=np.arange(n, dtype=np.int64) if labels is None else labels,
+        gt_bboxes_labels=np.arange(n, dtype=np.int64)
+        if labels is None else labels,
         gt_ignore_flags=np.zeros(n, dtype=bool))
 
 
@@ -53,15 +59,18 @@ def test_photometric_p0_is_identity_and_p1_applies_everything():
     t = RandomPhotometricDistort(p=1.0)
     np.random.seed(3)
     params = t.get_params()
-    assert all(params[k] is not None for k in ('brightness', 'contrast', 'saturation', 'hue'))
-    assert 0.875 <= params['brightness'] <= 1.125 and -0.05 <= params['hue'] <= 0.05
+    assert all(params[k] is not None
+               for k in ('brightness', 'contrast', 'saturation', 'hue'))
+    assert 0.875 <= params['brightness'] <= 1.125 and -0.05 <= params[
+        'hue'] <= 0.05
     assert sorted(params['channel_permutation'].tolist()) == [0, 1, 2]
 
 
 def test_photometric_each_op_has_probability_p():
     t = RandomPhotometricDistort(p=0.5)
     np.random.seed(0)
-    counts = dict(brightness=0, contrast=0, saturation=0, hue=0, channel_permutation=0)
+    counts = dict(
+        brightness=0, contrast=0, saturation=0, hue=0, channel_permutation=0)
     n = 4000
     for _ in range(n):
         params = t.get_params()
@@ -78,7 +87,8 @@ def test_photometric_output_bgr_uint8_and_boxes_untouched():
     assert out['img'].dtype == np.uint8 and out['img'].shape == (100, 120, 3)
     assert out['gt_bboxes'].tensor.tolist() == [[5, 5, 50, 40]]
     with pytest.raises(TypeError, match='uint8'):
-        RandomPhotometricDistort().transform(dict(img=np.zeros((4, 4, 3), np.float32)))
+        RandomPhotometricDistort().transform(
+            dict(img=np.zeros((4, 4, 3), np.float32)))
 
 
 # -------------------------------------------------------------------- IoU crop
@@ -93,8 +103,8 @@ def test_iou_crop_p0_and_no_boxes_unchanged():
 
 def test_iou_crop_invariants():
     t = RandomIoUCrop(p=1.0)
-    boxes = np.array([[10, 10, 40, 30], [60, 50, 110, 95], [0, 0, 120, 100], [80, 5, 84, 9]],
-                     np.float32)
+    boxes = np.array([[10, 10, 40, 30], [60, 50, 110, 95], [0, 0, 120, 100],
+                      [80, 5, 84, 9]], np.float32)
     n_cropped = 0
     for seed in range(200):
         np.random.seed(seed)
@@ -103,12 +113,15 @@ def test_iou_crop_invariants():
         h, w = out['img'].shape[:2]
         assert out['img_shape'] == (h, w)
         b = out['gt_bboxes'].tensor.numpy()
-        assert b.shape == (4, 4) and out['gt_bboxes_labels'].tolist() == [0, 1, 2, 3]
+        assert b.shape == (4, 4) and out['gt_bboxes_labels'].tolist() == [
+            0, 1, 2, 3
+        ]
         if (h, w) == (100, 120):
             continue
         n_cropped += 1
         assert 30 <= w <= 120 and 30 <= h <= 100 and 0.5 <= w / h <= 2.0
-        assert (b >= 0).all() and (b[:, [0, 2]] <= w).all() and (b[:, [1, 3]] <= h).all()
+        assert (b >= 0).all() and (b[:, [0, 2]] <= w).all() and (b[:, [1, 3]]
+                                                                 <= h).all()
         kept = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
         assert kept.any()
     # ~ p * 6/7 of the calls crop
@@ -132,26 +145,28 @@ def test_iou_crop_min_iou_constraint_and_zeroing():
             # big box clamped to the crop == the crop itself (IoU of crop with big >= 0.9)
             assert b[0, 2] - b[0, 0] > 0.9 * w - 3
     # box_iou helper
-    ious = box_iou_xyxy(np.array([[0, 0, 10, 10], [5, 5, 15, 15]], float),
-                        np.array([0, 0, 10, 10], float))
+    ious = box_iou_xyxy(
+        np.array([[0, 0, 10, 10], [5, 5, 15, 15]], float),
+        np.array([0, 0, 10, 10], float))
     assert ious.tolist() == pytest.approx([1.0, 25 / 175])
 
 
 # -------------------------------------------------------------------- sanitize
 def test_sanitize_rules():
     boxes = [
-        [10, 10, 11, 11],    # 1x1: kept (torchvision: w >= min_size)
+        [10, 10, 11, 11],  # 1x1: kept (torchvision: w >= min_size)
         [10, 10, 10.5, 20],  # w 0.5: dropped
-        [0, 0, 0, 0],        # zeroed by the IoU crop: dropped
-        [-1, 5, 20, 20],     # negative coordinate: dropped
+        [0, 0, 0, 0],  # zeroed by the IoU crop: dropped
+        [-1, 5, 20, 20],  # negative coordinate: dropped
         [100, 10, 121, 20],  # x2 > W (120): dropped
-        [0, 0, 120, 100],    # the whole image: kept
+        [0, 0, 120, 100],  # the whole image: kept
     ]
     res = _results(boxes, labels=np.array([5, 4, 3, 2, 1, 0]))
     res['gt_ignore_flags'] = np.array([0, 0, 0, 0, 0, 1], bool)
     out = SanitizeBoundingBoxes(min_size=1).transform(dict(res))
     assert out['gt_bboxes_labels'].tolist() == [5, 0]
-    assert out['gt_bboxes'].tensor.tolist() == [[10, 10, 11, 11], [0, 0, 120, 100]]
+    assert out['gt_bboxes'].tensor.tolist() == [[10, 10, 11, 11],
+                                                [0, 0, 120, 100]]
     assert out['gt_ignore_flags'].tolist() == [False, True]
     res = _results(boxes, labels=np.array([5, 4, 3, 2, 1, 0]))
     res['gt_ignore_flags'] = np.array([0, 0, 0, 0, 0, 1], bool)
@@ -162,13 +177,19 @@ def test_sanitize_rules():
 def test_sanitize_keeps_image_without_boxes():
     res = _results([[0, 0, 0.5, 0.5]])
     out = SanitizeBoundingBoxes().transform(res)
-    assert out is not None and len(out['gt_bboxes']) == 0 and out['gt_bboxes_labels'].shape == (0, )
+    assert out is not None and len(
+        out['gt_bboxes']) == 0 and out['gt_bboxes_labels'].shape == (0, )
 
 
 # -------------------------------------------------------- zoom-out + pipeline
 def test_zoom_out_is_mmdet_expand_with_zero_fill():
-    t = TRANSFORMS.build(dict(type='Expand', mean=(0, 0, 0), to_rgb=False, ratio_range=(1, 4),
-                              prob=1.0))
+    t = TRANSFORMS.build(
+        dict(
+            type='Expand',
+            mean=(0, 0, 0),
+            to_rgb=False,
+            ratio_range=(1, 4),
+            prob=1.0))
     np.random.seed(0)
     img = np.full((20, 30, 3), 200, np.uint8)
     out = t.transform(_results([[2, 3, 12, 13]], img=img))
@@ -183,25 +204,30 @@ def test_zoom_out_is_mmdet_expand_with_zero_fill():
 
 def test_official_train_pipeline_end_to_end(project_root):
     from mmengine.config import Config
-    cfg = Config.fromfile(f'{project_root}/configs/dfine/_base_/datasets/coco.py')
+    cfg = Config.fromfile(
+        f'{project_root}/configs/dfine/_base_/datasets/coco.py')
     names = [t['type'] for t in cfg.train_pipeline]
-    assert names == ['CheckedLoadImageFromFile', 'LoadAnnotations', 'SanitizeBoundingBoxes',
-                     'RandomPhotometricDistort', 'Expand', 'RandomIoUCrop',
-                     'SanitizeBoundingBoxes', 'RandomFlip', 'Resize', 'SanitizeBoundingBoxes',
-                     'PackDetInputs']
+    assert names == [
+        'CheckedLoadImageFromFile', 'LoadAnnotations', 'SanitizeBoundingBoxes',
+        'RandomPhotometricDistort', 'Expand', 'RandomIoUCrop',
+        'SanitizeBoundingBoxes', 'RandomFlip', 'Resize',
+        'SanitizeBoundingBoxes', 'PackDetInputs'
+    ]
     init_default_scope('mmdet')
     pipeline = Compose(cfg.train_pipeline[2:])  # skip file loading
     for seed in range(6):
         np.random.seed(seed)
         res = _results([[10, 10, 40, 30], [60, 50, 110, 95], [3, 3, 3.5, 9]])
-        res['gt_ignore_flags'] = np.array([0, 1, 0], bool)  # a crowd box: dropped first
+        res['gt_ignore_flags'] = np.array([0, 1, 0],
+                                          bool)  # a crowd box: dropped first
         out = pipeline(res)
         inputs, sample = out['inputs'], out['data_samples']
         assert tuple(inputs.shape) == (3, 640, 640)
         b = sample.gt_instances.bboxes.tensor
         assert len(sample.ignored_instances) == 0
         assert set(sample.gt_instances.labels.tolist()) <= {0}
-        assert ((b[:, 2:] - b[:, :2]) >= 1).all() and (b >= 0).all() and (b <= 640).all()
+        assert ((b[:, 2:] - b[:, :2])
+                >= 1).all() and (b >= 0).all() and (b <= 640).all()
 
 
 def test_sanitize_counts_and_logs_invalid_boxes(tmp_path):
@@ -209,8 +235,10 @@ def test_sanitize_counts_and_logs_invalid_boxes(tmp_path):
     log_file = tmp_path / 'sanitize.log'
     MMLogger.get_instance('test_sanitize_log', log_file=str(log_file))
     t = SanitizeBoundingBoxes(min_size=1, drop_ignored=True, log_dropped=True)
-    for _ in range(3):  # 2 invalid boxes per image; the crowd box is not counted
-        res = _results([[10, 10, 10.5, 20], [-1, 5, 20, 20], [0, 0, 30, 30], [5, 5, 50, 50]])
+    for _ in range(
+            3):  # 2 invalid boxes per image; the crowd box is not counted
+        res = _results([[10, 10, 10.5, 20], [-1, 5, 20, 20], [0, 0, 30, 30],
+                        [5, 5, 50, 50]])
         res['gt_ignore_flags'] = np.array([0, 0, 1, 0], bool)
         res['img_path'] = 'img_with_bad_boxes.jpg'
         out = t.transform(res)

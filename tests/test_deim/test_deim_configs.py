@@ -44,8 +44,8 @@ def test_resolves_to_deim_values(v):
         type='MatchabilityAwareLoss', alpha=1.0, gamma=1.5, loss_weight=1.0)
     # deim.yml weight_dict: loss_bbox 5, loss_giou 2, loss_fgl 0.15,
     # loss_ddf 1.5 (unchanged from D-FINE)
-    assert (m.bbox_head.loss_bbox.loss_weight, m.bbox_head.loss_iou.loss_weight,
-            m.bbox_head.loss_fgl.loss_weight,
+    assert (m.bbox_head.loss_bbox.loss_weight,
+            m.bbox_head.loss_iou.loss_weight, m.bbox_head.loss_fgl.loss_weight,
             m.bbox_head.loss_ddf.loss_weight) == (5.0, 2.0, 0.15, 1.5)
     # deim.yml DFINETransformer: activation silu, mlp_act silu
     assert (m.decoder.activation, m.decoder.mlp_act) == ('silu', 'silu')
@@ -74,8 +74,8 @@ def test_resolves_to_deim_values(v):
     # flat_cosine_schedule), flat until flat_epoch, cosine to lr_gamma * lr
     # until epochs - no_aug_epoch
     warm = cfg.param_scheduler[0]
-    assert (warm.type, warm.by_epoch, warm.begin, warm.end) == (
-        'QuadraticWarmupLR', False, 0, 2000)
+    assert (warm.type, warm.by_epoch, warm.begin,
+            warm.end) == ('QuadraticWarmupLR', False, 0, 2000)
     if flat >= epochs:
         assert gamma == 1.0 and len(cfg.param_scheduler) == 1
     else:
@@ -121,12 +121,13 @@ def test_only_the_deim_fields_differ_from_dfine():
         assert deim['backbone']['arch'] == dfine['backbone']['arch']
 
 
-@pytest.mark.parametrize('name', [
-    'custom/deim_hgnetv2_s_custom.py', 'toy/deim_hgnetv2_n_toy.py'])
+@pytest.mark.parametrize(
+    'name', ['custom/deim_hgnetv2_s_custom.py', 'toy/deim_hgnetv2_n_toy.py'])
 def test_other_configs_build(name):
-    import dfine_mmdet  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import dfine_mmdet  # noqa: F401
     cfg = Config.fromfile(osp.join(CFG, name))
     init_default_scope('mmdet')
     model = MODELS.build(cfg.model)
@@ -140,21 +141,23 @@ def test_other_configs_build(name):
 
 def test_model_switches_reach_the_modules():
     import torch.nn as nn
-
-    import dfine_mmdet  # noqa: F401
     from mmdet.registry import MODELS
     from mmengine.registry import init_default_scope
+
+    import dfine_mmdet  # noqa: F401
     init_default_scope('mmdet')
     model = MODELS.build(_cfg('l').model)
     silu = [
         model.decoder.layers[0].activation, model.decoder.query_pos_head.act,
-        model.bbox_head.reg_branches[0].act, model.bbox_head.pre_reg_branch.act,
-        model.bbox_head.enc_reg_branch.act,
+        model.bbox_head.reg_branches[0].act,
+        model.bbox_head.pre_reg_branch.act, model.bbox_head.enc_reg_branch.act,
         model.bbox_head.lqe_layers[0].reg_conf.act
     ]
     assert all(isinstance(a, nn.SiLU) for a in silu)
     # L: BatchNorm trained, not frozen (D-FINE-L freezes it)
-    bns = [m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    bns = [
+        m for m in model.backbone.modules() if isinstance(m, nn.BatchNorm2d)
+    ]
     assert bns and all(p.requires_grad for b in bns for p in b.parameters())
     stem = [p.requires_grad for p in model.backbone.stem.parameters()]
     assert stem and all(stem)

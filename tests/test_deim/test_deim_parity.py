@@ -33,9 +33,14 @@ SHARED_FIXED = ('decoder.anchors', 'decoder.valid_mask')
 
 def _samples():
     from mmdet.structures import DetDataSample
-    return [DetDataSample(metainfo=dict(
-        img_shape=(640, 640), batch_input_shape=(640, 640),
-        ori_shape=(640, 640), scale_factor=(1.0, 1.0)))]
+    return [
+        DetDataSample(
+            metainfo=dict(
+                img_shape=(640, 640),
+                batch_input_shape=(640, 640),
+                ori_shape=(640, 640),
+                scale_factor=(1.0, 1.0)))
+    ]
 
 
 def _fixture(v):
@@ -51,32 +56,43 @@ def deim_state_dict(parity_dir, v):
     fx = _fixture(v)
     with gzip.open(osp.join(DATA, f'deim_{v}_coco_keys.json.gz'), 'rt') as f:
         spec = [(k, tuple(s), d) for k, s, d in json.load(f)['keys']]
-    fixed = {k[len('buffer/'):]: torch.from_numpy(fx[k])
-             for k in fx.files if k.startswith('buffer/')}
+    fixed = {
+        k[len('buffer/'):]: torch.from_numpy(fx[k])
+        for k in fx.files if k.startswith('buffer/')
+    }
     dfx = np.load(osp.join(parity_dir, f'dfine_{v}_coco.npz'))
     for k in SHARED_FIXED:
         fixed[k] = torch.from_numpy(dfx['buffer/' + k])
-    sd = make_state_dict(spec, seed=int(fx['meta/weight_seed']), fixed=fixed,
-                         gain=float(fx['meta/weight_gain']))
+    sd = make_state_dict(
+        spec,
+        seed=int(fx['meta/weight_seed']),
+        fixed=fixed,
+        gain=float(fx['meta/weight_gain']))
     return fx, sd
 
 
 @pytest.mark.parametrize('v', VARIANTS)
 def test_converted_deim_checkpoint_matches_deim(parity_dir, v, tmp_path):
-    import dfine_mmdet  # noqa: F401
     from mmdet.apis import init_detector
+
+    import dfine_mmdet  # noqa: F401
     fx, sd = deim_state_dict(parity_dir, v)
     meta = json.loads(str(fx['meta/json']))
-    digest = __import__('hashlib').sha256(
-        b''.join(t.numpy().tobytes() for t in sd.values())).hexdigest()[:16]
+    digest = __import__('hashlib').sha256(b''.join(
+        t.numpy().tobytes() for t in sd.values())).hexdigest()[:16]
     assert digest == meta['weights']['state_dict_sha256_16']
     src, dst = tmp_path / f'deim_{v}.pth', tmp_path / f'deim_{v}_mmdet.pth'
     torch.save({'model': sd}, src)
     # the documented converter command (docs/deim.md)
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'convert_official_ckpt.py'),
-         str(src), str(dst), '--deim'],
-        capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'convert_official_ckpt.py'),
+        str(src),
+        str(dst), '--deim'
+    ],
+                          capture_output=True,
+                          text=True,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert f'deim_hgnetv2_{v}_coco.py' in proc.stdout
     cfg = osp.join(ROOT, 'configs', 'deim_dfine', f'deim_hgnetv2_{v}_coco.py')
@@ -108,12 +124,13 @@ def test_relu_model_does_not_match_deim(parity_dir):
     from mmengine.registry import init_default_scope
 
     import dfine_mmdet  # noqa: F401
-    from dfine_mmdet.checkpoint.official import \
-        convert_state_dict
+    from dfine_mmdet.checkpoint.official import convert_state_dict
     fx, sd = deim_state_dict(parity_dir, 'n')
     init_default_scope('mmdet')
-    model = MODELS.build(Config.fromfile(osp.join(
-        ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py')).model)
+    model = MODELS.build(
+        Config.fromfile(
+            osp.join(ROOT, 'configs', 'dfine',
+                     'dfine_hgnetv2_n_coco.py')).model)
     model.load_state_dict(convert_state_dict(sd), strict=True)
     model.eval()
     images = np.load(osp.join(parity_dir, 'parity_input.npz'))['images_uint8']

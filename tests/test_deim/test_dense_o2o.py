@@ -10,12 +10,14 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import HorizontalBoxes
 from mmengine.structures import InstanceData
 
+# yapf: disable
 from dfine_mmdet.datasets.transforms.deim_mosaic import (MOSAIC_FLAG,
                                                          DEIMMosaic,
                                                          SkipAfterMosaic,
                                                          affine_boxes,
                                                          affine_matrix,
                                                          short_side_size)
+# yapf: enable
 from dfine_mmdet.models.data_preprocessors import DEIMBatchMixUp
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -44,9 +46,11 @@ def test_grid_placement_and_box_offsets():
     for i, (h, w) in enumerate([(320, 426), (426, 320), (320, 320),
                                 (320, 500)]):
         samples.append(
-            dict(img=np.full((h, w, 3), 50 * (i + 1), np.uint8),
-                 boxes=np.array([[10, 20, 60, 90]], np.float32),
-                 labels=np.array([i]), ignore=np.array([False])))
+            dict(
+                img=np.full((h, w, 3), 50 * (i + 1), np.uint8),
+                boxes=np.array([[10, 20, 60, 90]], np.float32),
+                labels=np.array([i]),
+                ignore=np.array([False])))
     out = mosaic.mosaic(samples, matrix=np.array([[1., 0, 0], [0, 1, 0]]))
     max_h, max_w = 426, 500
     assert out['img'].shape == (2 * max_h, 2 * max_w, 3)
@@ -70,10 +74,11 @@ def test_affine_moves_pixels_and_boxes_together():
         m = mosaic._random_affine(canvas_w, canvas_h)
         img = np.zeros((canvas_h, canvas_w), np.uint8)
         img[100:140, 150:210] = 255
-        warped = cv2.warpAffine(img, m, (canvas_w, canvas_h),
-                                flags=cv2.INTER_NEAREST)
-        box = affine_boxes(np.array([[150, 100, 210, 140]], np.float32), m,
-                           canvas_w, canvas_h)[0]
+        warped = cv2.warpAffine(
+            img, m, (canvas_w, canvas_h), flags=cv2.INTER_NEAREST)
+        box = affine_boxes(
+            np.array([[150, 100, 210, 140]], np.float32), m, canvas_w,
+            canvas_h)[0]
         ys, xs = np.nonzero(warped)
         if len(xs) == 0:
             continue
@@ -101,8 +106,8 @@ def test_boxes_are_clipped_to_the_canvas():
 def test_transform_cache_and_flag():
     random.seed(0)
     mosaic = DEIMMosaic(prob=1.0, max_cached_images=4)
-    res = mosaic(_sample(480, 640, 100, [[0, 0, 64, 48], [320, 240, 640, 480]],
-                         [1, 2]))
+    res = mosaic(
+        _sample(480, 640, 100, [[0, 0, 64, 48], [320, 240, 640, 480]], [1, 2]))
     assert res[MOSAIC_FLAG] is True
     # the cache held only this image: it fills all four cells
     assert res['img_shape'] == (640, 852) == res['img'].shape[:2]
@@ -125,8 +130,12 @@ def test_prob_zero_leaves_the_sample():
 
 
 def test_skip_after_mosaic():
-    expand = dict(type='Expand', mean=(0, 0, 0), to_rgb=False,
-                  ratio_range=(2, 2), prob=1.0)
+    expand = dict(
+        type='Expand',
+        mean=(0, 0, 0),
+        to_rgb=False,
+        ratio_range=(2, 2),
+        prob=1.0)
     skip = SkipAfterMosaic([expand])
     plain = skip(_sample(50, 60, 7, [[1, 2, 30, 40]], [0]))
     assert plain['img'].shape[:2] == (100, 120)  # Expand ran
@@ -223,10 +232,11 @@ def test_policy_hook_switches_by_epoch(toy_coco, tmp_path):
     from mmengine.runner import Runner
 
     cfg_file = tmp_path / 'tiny_deim.py'
-    cfg_file.write_text(TINY_DEIM.format(
-        toy_cfg=osp.join(ROOT, 'configs', 'deim_dfine', 'toy',
-                         'deim_hgnetv2_n_toy.py'),
-        data_root=toy_coco.rstrip('/') + '/'))
+    cfg_file.write_text(
+        TINY_DEIM.format(
+            toy_cfg=osp.join(ROOT, 'configs', 'deim_dfine', 'toy',
+                             'deim_hgnetv2_n_toy.py'),
+            data_root=toy_coco.rstrip('/') + '/'))
     cfg = Config.fromfile(str(cfg_file))
     cfg.work_dir = str(tmp_path / 'work')
     cfg.visualizer.name = f'visualizer:{cfg.work_dir}'
@@ -243,9 +253,13 @@ def test_policy_hook_switches_by_epoch(toy_coco, tmp_path):
             aug = runner.model.data_preprocessor.batch_augments[0]
             self.epochs[runner.epoch] = dict(
                 pipeline=[type(t).__name__ for t in ds.pipeline.transforms],
-                mixup=aug.enabled, boxes=[])
+                mixup=aug.enabled,
+                boxes=[])
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
                              outputs=None):
             self.epochs[runner.epoch]['boxes'].append(
                 [len(s.gt_instances) for s in data_batch['data_samples']])
@@ -260,8 +274,8 @@ def test_policy_hook_switches_by_epoch(toy_coco, tmp_path):
     assert not strong & set(ep[0]['pipeline']) and not ep[0]['mixup']
     assert strong <= set(ep[1]['pipeline']) and ep[1]['mixup']
     assert 'DEIMMosaic' not in ep[2]['pipeline'] and not ep[2]['mixup']
-    assert {'RandomPhotometricDistort', 'SkipAfterMosaic'} <= set(
-        ep[2]['pipeline'])
+    assert {'RandomPhotometricDistort',
+            'SkipAfterMosaic'} <= set(ep[2]['pipeline'])
     assert not strong & set(ep[3]['pipeline']) and not ep[3]['mixup']
     # Mosaic (prob 1) puts four images' boxes in each sample in epoch 1
     # (before MixUp doubles some): more boxes per sample than epoch 0

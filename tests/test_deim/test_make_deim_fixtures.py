@@ -23,7 +23,8 @@ DATA = osp.join(ROOT, 'tests', 'data', 'deim')
 
 def test_help_runs():
     proc = subprocess.run([sys.executable, TOOL, '--help'],
-                          capture_output=True, text=True)
+                          capture_output=True,
+                          text=True)
     assert proc.returncode == 0 and 'forward --variant v' in proc.stdout
 
 
@@ -37,24 +38,25 @@ def deim_root():
     return root
 
 
-def test_regenerates_mal_and_forward_fixtures(deim_root, parity_dir,
-                                              tmp_path):
-    base = [sys.executable, TOOL, '--deim-root', deim_root, '--parity-dir',
-            parity_dir, '--out', str(tmp_path)]
+def test_regenerates_mal_and_forward_fixtures(deim_root, parity_dir, tmp_path):
+    base = [
+        sys.executable, TOOL, '--deim-root', deim_root, '--parity-dir',
+        parity_dir, '--out',
+        str(tmp_path)
+    ]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     for extra in (['mal'], ['criterion'], ['forward', '--variant', 'n']):
-        proc = subprocess.run(base + extra, capture_output=True, text=True,
-                              env=env, cwd=ROOT)
+        proc = subprocess.run(
+            base + extra, capture_output=True, text=True, env=env, cwd=ROOT)
         assert proc.returncode == 0, proc.stderr[-3000:]
     new = torch.load(tmp_path / 'deim_mal_cases.pt', weights_only=True)
     old = torch.load(osp.join(DATA, 'deim_mal_cases.pt'), weights_only=True)
     for a, b in zip(new['cases'], old['cases']):
         assert torch.equal(a['pred_logits'], b['pred_logits'])
-        torch.testing.assert_close(a['loss_mal'], b['loss_mal'], rtol=1e-6,
-                                   atol=0)
-        torch.testing.assert_close(a['grad_pred_logits'],
-                                   b['grad_pred_logits'], rtol=1e-5,
-                                   atol=1e-9)
+        torch.testing.assert_close(
+            a['loss_mal'], b['loss_mal'], rtol=1e-6, atol=0)
+        torch.testing.assert_close(
+            a['grad_pred_logits'], b['grad_pred_logits'], rtol=1e-5, atol=1e-9)
     for name in ('deim_s_criterion_case2.pt', 'deim_x_criterion_case2.pt'):
         a = torch.load(tmp_path / name, weights_only=True)['losses']
         b = torch.load(osp.join(DATA, name), weights_only=True)['losses']
@@ -64,7 +66,7 @@ def test_regenerates_mal_and_forward_fixtures(deim_root, parity_dir,
     a = np.load(tmp_path / 'deim_n_coco.npz')
     b = np.load(osp.join(DATA, 'deim_n_coco.npz'))
     assert int(a['meta/weight_seed']) == int(b['meta/weight_seed'])
-    np.testing.assert_allclose(a['out/pred_logits'], b['out/pred_logits'],
-                               atol=1e-4, rtol=0)
-    np.testing.assert_allclose(a['out/pred_boxes'], b['out/pred_boxes'],
-                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        a['out/pred_logits'], b['out/pred_logits'], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(
+        a['out/pred_boxes'], b['out/pred_boxes'], atol=1e-5, rtol=0)

@@ -16,11 +16,11 @@ import os.path as osp
 
 import pytest
 import torch
-
-from dfine_mmdet.models.losses import (classification_loss, loss_key,
-                                       DFINEVarifocalLoss,
-                                       MatchabilityAwareLoss)
 from mmdet.registry import MODELS
+
+from dfine_mmdet.models.losses import (DFINEVarifocalLoss,
+                                       MatchabilityAwareLoss,
+                                       classification_loss, loss_key)
 
 PROJECT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -29,8 +29,10 @@ def _load_official_loss_outputs():
     """tests/test_models/official_loss_outputs.py (the official-dict adapter
     of the loss-parity tests), loaded from its file."""
     import importlib.util
-    path = osp.join(PROJECT, 'tests', 'test_models', 'official_loss_outputs.py')
-    spec = importlib.util.spec_from_file_location('official_loss_outputs', path)
+    path = osp.join(PROJECT, 'tests', 'test_models',
+                    'official_loss_outputs.py')
+    spec = importlib.util.spec_from_file_location('official_loss_outputs',
+                                                  path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -77,8 +79,8 @@ def test_pure_loss_values_and_grads(mal_cases):
     for case in mal_cases:
         labels, ious = _dense_targets(case)
         logits = case['pred_logits'].clone().requires_grad_(True)
-        loss = _loss(case)(logits, (labels, ious),
-                           avg_factor=case['num_boxes'])
+        loss = _loss(case)(
+            logits, (labels, ious), avg_factor=case['num_boxes'])
         loss.backward()
         ref = case['loss_mal']
         assert abs(float(loss) - float(ref)) <= RTOL * abs(float(ref)), \
@@ -94,10 +96,15 @@ def test_head_path_names_loss_mal_and_matches(mal_cases):
         C = case['pred_logits'].shape[-1]
         alpha = 1.0 if case['mal_alpha'] is None else case['mal_alpha']
         head = MODELS.build(
-            dict(type='DFINEHead', num_classes=C, embed_dims=8,
-                 num_pred_layer=1,
-                 loss_cls=dict(type='MatchabilityAwareLoss', alpha=alpha,
-                               gamma=case['gamma'])))
+            dict(
+                type='DFINEHead',
+                num_classes=C,
+                embed_dims=8,
+                num_pred_layer=1,
+                loss_cls=dict(
+                    type='MatchabilityAwareLoss',
+                    alpha=alpha,
+                    gamma=case['gamma'])))
         logits = case['pred_logits'].clone().requires_grad_(True)
         key, value = classification_loss(head.loss_cls, logits,
                                          case['pred_boxes'], case['targets'],
@@ -115,8 +122,8 @@ def test_mal_is_not_vfl(mal_cases):
     """The fixture discriminates MAL from D-FINE's VFL (same inputs)."""
     case = mal_cases[0]
     labels, ious = _dense_targets(case)
-    vfl = DFINEVarifocalLoss()(case['pred_logits'], (labels, ious),
-                               avg_factor=case['num_boxes'])
+    vfl = DFINEVarifocalLoss()(
+        case['pred_logits'], (labels, ious), avg_factor=case['num_boxes'])
     assert abs(float(vfl) - float(case['loss_mal'])) > \
         1e-3 * abs(float(case['loss_mal']))
 
@@ -124,8 +131,9 @@ def test_mal_is_not_vfl(mal_cases):
 def test_bad_inputs_raise():
     loss = MatchabilityAwareLoss()
     with pytest.raises(ValueError, match='labels and ious of shape'):
-        loss(torch.zeros(2, 5, 3), (torch.zeros(2, 4, dtype=torch.long),
-                                    torch.zeros(2, 4)))
+        loss(
+            torch.zeros(2, 5, 3),
+            (torch.zeros(2, 4, dtype=torch.long), torch.zeros(2, 4)))
     with pytest.raises(ValueError, match=r'labels must lie in \[0, 3\]'):
         loss(torch.zeros(1, 2, 3), (torch.tensor([[0, 4]]), torch.zeros(1, 2)))
     with pytest.raises(ValueError, match='gamma must be > 0'):
@@ -144,8 +152,7 @@ CRITERION_CASES = {
 def _deim_head(cfg_file, num_classes):
     """The DEIM config's head (its loss settings), small branches."""
     from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(PROJECT, 'configs', 'deim_dfine',
-                                   cfg_file))
+    cfg = Config.fromfile(osp.join(PROJECT, 'configs', 'deim_dfine', cfg_file))
     head = copy.deepcopy(cfg.model.bbox_head.to_dict())
     head.update(num_classes=num_classes, embed_dims=8, num_pred_layer=1)
     for k in ('mlp_act', 'lqe_act'):
@@ -159,16 +166,17 @@ def test_whole_loss_matches_deim_criterion(parity_dir, case):
     if not osp.isfile(path):
         pytest.skip(f'{path} missing (tools/make_deim_fixtures.py criterion)')
     ref = torch.load(path, weights_only=True)
-    fx = torch.load(osp.join(parity_dir, CRITERION_CASES[case]),
-                    weights_only=True)
+    fx = torch.load(
+        osp.join(parity_dir, CRITERION_CASES[case]), weights_only=True)
     variant = case.split('_')[1]
     crit = _deim_head(f'deim_hgnetv2_{variant}_coco.py',
                       fx['outputs']['pred_logits'].shape[-1])
-    assert ref['meta']['criterion_config']['losses'] == ['mal', 'boxes',
-                                                         'local']
+    assert ref['meta']['criterion_config']['losses'] == [
+        'mal', 'boxes', 'local'
+    ]
     assert crit.loss_cls.gamma == ref['meta']['criterion_config']['gamma']
-    losses = crit.go_lsd_loss(targets=fx['targets'],
-                              **from_official(fx['outputs']))
+    losses = crit.go_lsd_loss(
+        targets=fx['targets'], **from_official(fx['outputs']))
     expected = ref['losses']
     # DEIM leaves out the DDF term of a layer that is its own teacher (the
     # last one, and the last denoising layer); D-FINE and this head give it

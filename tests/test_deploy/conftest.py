@@ -1,6 +1,5 @@
 """Fixtures of the deployment tests (see ``deploy_fixtures.py``)."""
 import pytest
-
 from deploy_fixtures import save_random_checkpoint
 
 

@@ -40,7 +40,8 @@ def images():
     ]
 
 
-def save_random_checkpoint(path: str, model_cfg: str = MODEL_CFG,
+def save_random_checkpoint(path: str,
+                           model_cfg: str = MODEL_CFG,
                            seed: int = 0) -> str:
     """Write the random model of ``model_cfg`` (D-FINE-N by default) with the
     noise described above as an mmdet checkpoint (``seed``: torch seed of

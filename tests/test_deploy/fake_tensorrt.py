@@ -288,8 +288,8 @@ class ICudaEngine:
 
 def _view(address, shape, np_dtype):
     count = int(np.prod(shape))
-    buf = (ctypes.c_char * (count * np.dtype(np_dtype).itemsize)).from_address(
-        address)
+    buf = (ctypes.c_char *
+           (count * np.dtype(np_dtype).itemsize)).from_address(address)
     return np.frombuffer(buf, dtype=np_dtype, count=count).reshape(shape)
 
 

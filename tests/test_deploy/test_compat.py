@@ -109,8 +109,8 @@ class _TinyTransformerBlock(torch.nn.Module):
 @pytest.fixture(scope='module')
 def tiny_onnx(tmp_path_factory):
     path = str(tmp_path_factory.mktemp('onnx') / 'tiny.onnx')
-    kwargs = dict(opset_version=17, input_names=['input'],
-                  output_names=['out'])
+    kwargs = dict(
+        opset_version=17, input_names=['input'], output_names=['out'])
     if _accepts_kwarg(torch.onnx.export, 'dynamo'):
         kwargs['dynamo'] = False
     torch.onnx.export(_TinyTransformerBlock().eval(), torch.rand(1, 3, 4, 4),
@@ -125,8 +125,11 @@ def _node_names(path, op_type):
 
 def test_builder_fp16_pins_norm_and_softmax(tiny_onnx, tmp_path):
     engine_file = str(tmp_path / 'tiny.engine')
-    shapes = dict(input=dict(min_shape=[1, 3, 4, 4], opt_shape=[1, 3, 4, 4],
-                             max_shape=[2, 3, 4, 4]))
+    shapes = dict(
+        input=dict(
+            min_shape=[1, 3, 4, 4],
+            opt_shape=[1, 3, 4, 4],
+            max_shape=[2, 3, 4, 4]))
     pinned = trt_shims.build_tensorrt_engine(
         tiny_onnx,
         engine_file,
@@ -164,8 +167,11 @@ def test_builder_fp16_pins_norm_and_softmax(tiny_onnx, tmp_path):
 
 
 def test_builder_name_patterns_and_fp32(tiny_onnx, tmp_path):
-    shapes = dict(input=dict(min_shape=[1, 3, 4, 4], opt_shape=[1, 3, 4, 4],
-                             max_shape=[1, 3, 4, 4]))
+    shapes = dict(
+        input=dict(
+            min_shape=[1, 3, 4, 4],
+            opt_shape=[1, 3, 4, 4],
+            max_shape=[1, 3, 4, 4]))
     pinned = trt_shims.build_tensorrt_engine(
         tiny_onnx,
         str(tmp_path / 'a.engine'),
@@ -198,8 +204,11 @@ def test_builder_tensorrt11_fp16_error(tiny_onnx, tmp_path, monkeypatch):
     monkeypatch.setattr(fake_trt, '__version__', '11.0.0')
     monkeypatch.setattr(fake_trt, 'BuilderFlag',
                         type('BuilderFlag', (), dict(TF32='TF32')))
-    shapes = dict(input=dict(min_shape=[1, 3, 4, 4], opt_shape=[1, 3, 4, 4],
-                             max_shape=[1, 3, 4, 4]))
+    shapes = dict(
+        input=dict(
+            min_shape=[1, 3, 4, 4],
+            opt_shape=[1, 3, 4, 4],
+            max_shape=[1, 3, 4, 4]))
     with pytest.raises(RuntimeError, match='AutoCast'):
         trt_shims.build_tensorrt_engine(
             tiny_onnx,
@@ -212,8 +221,8 @@ def test_builder_tensorrt11_fp16_error(tiny_onnx, tmp_path, monkeypatch):
 def test_builder_reports_parser_errors(tmp_path):
     import onnx
     from onnx import helper
-    node = helper.make_node('grid_sampler', ['x', 'g'], ['y'],
-                            domain='mmdeploy')
+    node = helper.make_node(
+        'grid_sampler', ['x', 'g'], ['y'], domain='mmdeploy')
     graph = helper.make_graph([node], 'g', [], [])
     path = str(tmp_path / 'custom.onnx')
     onnx.save(helper.make_model(graph), path)
@@ -263,8 +272,9 @@ def test_onnx_export_shim_forces_torchscript(tmp_path):
     """Inside MMDeploy's RewriterContext torch.onnx.export gets
     dynamo=False (torch >= 2.9 defaults to dynamo)."""
     pytest.importorskip('mmdeploy')
-    import dfine_mmdet.deploy  # noqa: F401  (registers the shim)
     from mmdeploy.core import RewriterContext
+
+    import dfine_mmdet.deploy  # noqa: F401  (registers the shim)
     seen = {}
 
     def fake_export(*args, dynamo=True, **kwargs):

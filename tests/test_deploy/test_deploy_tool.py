@@ -49,8 +49,9 @@ def _names(path, op):
 
 def test_trtexec_fp16_dynamic(onnx_file):
     cfg = load_config(
-        osp.join(ROOT, 'configs/deploy/'
-                 'detection_tensorrt-fp16_dynamic-batch-640x640.py'))[0]
+        osp.join(
+            ROOT, 'configs/deploy/'
+            'detection_tensorrt-fp16_dynamic-batch-640x640.py'))[0]
     cmd = _tool().trtexec_command(onnx_file, cfg).split()
     assert cmd[0] == 'trtexec' and '--fp16' in cmd
     assert '--minShapes=input:1x3x640x640' in cmd
@@ -89,11 +90,13 @@ def _run(cmd, cwd):
     import os
     import subprocess
     import sys
-    env = dict(os.environ, PYTHONUNBUFFERED='1',
-               PATH=osp.dirname(sys.executable) + os.pathsep +
-               os.environ.get('PATH', ''))
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED='1',
+        PATH=osp.dirname(sys.executable) + os.pathsep +
+        os.environ.get('PATH', ''))
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -105,8 +108,8 @@ def test_deploy_py_onnxruntime_check(checkpoint, demo_jpg, tmp_path):
     cmd = [
         sys.executable, 'tools/deploy.py',
         'configs/deploy/detection_onnxruntime_static-640x640.py',
-        'configs/dfine/dfine_hgnetv2_n_coco.py', checkpoint, '--img',
-        demo_jpg, '--work-dir',
+        'configs/dfine/dfine_hgnetv2_n_coco.py', checkpoint, '--img', demo_jpg,
+        '--work-dir',
         str(tmp_path / 'dfine_n_ort'), '--check'
     ]
     rc, out = _run(cmd, ROOT)
@@ -126,8 +129,9 @@ def test_deploy_sh_tensorrt_fp16_without_tensorrt(checkpoint, demo_jpg,
     --check`` (here with N) on a machine without TensorRT or CUDA: the
     TensorRT graph is exported and checked, the trtexec command written."""
     rc, out = _run([
-        'bash', osp.join(ROOT, 'tools', 'deploy.sh'), checkpoint, 'n',
-        'trt-fp16', '--img', demo_jpg, '--check'
+        'bash',
+        osp.join(ROOT, 'tools', 'deploy.sh'), checkpoint, 'n', 'trt-fp16',
+        '--img', demo_jpg, '--check'
     ], str(tmp_path))
     assert rc == 0, out[-3000:]
     work = tmp_path / 'work_dirs' / 'deploy' / 'dfine_n_trt-fp16'

@@ -25,14 +25,12 @@ pytest.importorskip('mmdeploy')
 pytest.importorskip('onnxruntime')
 
 import onnx  # noqa: E402
+from deploy_fixtures import ORT_STATIC  # noqa: E402
+from deploy_fixtures import MODEL_CFG, ORT_DYNAMIC, TRT_FP16_DYNAMIC, images
 
 from dfine_mmdet.deploy.backends import tensorrt as trt_shims  # noqa: E402
-from dfine_mmdet.deploy.graph_checks import (check_graph,  # noqa: E402
-                                             custom_domain_ops,
-                                             op_type_counts)
-
-from deploy_fixtures import (MODEL_CFG, ORT_DYNAMIC, ORT_STATIC,  # noqa: E402
-                             TRT_FP16_DYNAMIC, images)
+from dfine_mmdet.deploy.graph_checks import check_graph  # noqa: E402
+from dfine_mmdet.deploy.graph_checks import custom_domain_ops, op_type_counts
 
 # smallest allowed gap between the 300th and 301st encoder score (logits);
 # float32 noise between batch sizes / backends is ~1e-5
@@ -57,8 +55,8 @@ def _selection_gaps(checkpoint, imgs):
 
     def record(module, args, enc_logits):
         # the logits whose max over classes pre_decoder's top-k ranks
-        top = enc_logits.max(-1).values.topk(model.num_queries + 1,
-                                             dim=-1).values
+        top = enc_logits.max(-1).values.topk(
+            model.num_queries + 1, dim=-1).values
         gaps.extend((top[:, -2] - top[:, -1]).tolist())
 
     handle = model.bbox_head.enc_cls_branch.register_forward_hook(record)
@@ -93,8 +91,7 @@ def ort_dynamic_onnx(checkpoint, tmp_path_factory):
 def trt_fp16_onnx(checkpoint, tmp_path_factory):
     from dfine_mmdet.deploy.export import export_onnx
     return export_onnx(images()[0], str(tmp_path_factory.mktemp('trt16')),
-                       'end2end.onnx', TRT_FP16_DYNAMIC, MODEL_CFG,
-                       checkpoint)
+                       'end2end.onnx', TRT_FP16_DYNAMIC, MODEL_CFG, checkpoint)
 
 
 def test_query_selection_is_well_posed(checkpoint):
@@ -126,10 +123,13 @@ def _io_shapes(path):
             for d in value_info.type.tensor_type.shape.dim
         ]
 
-    return ({i.name: dims(i)
-             for i in model.graph.input},
-            {o.name: dims(o)
-             for o in model.graph.output})
+    return ({
+        i.name: dims(i)
+        for i in model.graph.input
+    }, {
+        o.name: dims(o)
+        for o in model.graph.output
+    })
 
 
 def test_static_graph_io_and_ops(ort_static_onnx):
@@ -200,8 +200,7 @@ def test_tensorrt_graph_matches_pytorch_in_ort(trt_fp16_onnx, checkpoint):
 def test_tensorrt_fp16_builder_pins_layers(trt_fp16_onnx, tmp_path):
     """FP16 config: every LayerNormalization and Softmax node is kept in FP32
     (stand-in TensorRT module, not real TensorRT)."""
-    from mmdeploy.utils import (get_common_config, get_model_inputs,
-                                load_config)
+    from mmdeploy.utils import get_common_config, get_model_inputs, load_config
     sys.path.insert(0, osp.dirname(__file__))
     import fake_tensorrt
     cfg = load_config(TRT_FP16_DYNAMIC)[0]

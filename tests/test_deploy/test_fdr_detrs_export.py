@@ -27,12 +27,11 @@ import torch
 pytest.importorskip('mmdeploy')
 pytest.importorskip('onnxruntime')
 
+from deploy_fixtures import DEPLOY_DIR, ROOT, images  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
-from dfine_mmdet.deploy.graph_checks import (custom_domain_ops,  # noqa: E402
-                                             op_type_counts)
-
-from deploy_fixtures import DEPLOY_DIR, ROOT, images  # noqa: E402
+from dfine_mmdet.deploy.graph_checks import custom_domain_ops  # noqa: E402
+from dfine_mmdet.deploy.graph_checks import op_type_counts
 
 BOX_TOL_PX = 1e-3
 SCORE_TOL = 1e-4
@@ -42,7 +41,8 @@ NUM_QUERIES = 10
 DINO_D = 32
 
 MODELS = {
-    'dino_fdr': dict(
+    'dino_fdr':
+    dict(
         config='configs/dino_fdr/toy/dino-4scale_r18_fdr_toy.py',
         options={
             'model.backbone.base_channels': 8,
@@ -66,7 +66,8 @@ MODELS = {
         },
         # DINO ranks proposals by their best class logit
         rank=lambda logits: logits.max(-1).values),
-    'ddetr_fdr': dict(
+    'ddetr_fdr':
+    dict(
         config='configs/deformable_detr_fdr/toy/'
         'deformable-detr-refine-twostage_r18_fdr_toy.py',
         options={
@@ -88,8 +89,10 @@ def _model_cfg(name, tmp_path):
     spec = MODELS[name]
     cfg = Config.fromfile(osp.join(ROOT, spec['config']))
     cfg.merge_from_dict(spec['options'])
-    cfg.merge_from_dict({'model.num_queries': NUM_QUERIES,
-                         'model.test_cfg.max_per_img': NUM_QUERIES})
+    cfg.merge_from_dict({
+        'model.num_queries': NUM_QUERIES,
+        'model.test_cfg.max_per_img': NUM_QUERIES
+    })
     path = str(tmp_path / f'{name}.py')
     cfg.dump(path)
     return path
@@ -98,6 +101,7 @@ def _model_cfg(name, tmp_path):
 def _checkpoint(model_cfg, path):
     from mmdet.registry import MODELS as REG
     from mmdet.utils import register_all_modules
+
     import dfine_mmdet  # noqa: F401
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(model_cfg)
@@ -172,11 +176,10 @@ def test_query_selection_is_well_posed(model, ort_dynamic):
     from mmdeploy.utils import get_input_shape
     name, model_cfg, ckpt = model
     deploy_cfg = ort_dynamic[0]
-    processor = build_task_processor(Config.fromfile(model_cfg), deploy_cfg,
-                                     'cpu')
+    processor = build_task_processor(
+        Config.fromfile(model_cfg), deploy_cfg, 'cpu')
     torch_model = processor.build_pytorch_model(ckpt)
-    branch = torch_model.bbox_head.cls_branches[
-        torch_model.decoder.num_layers]
+    branch = torch_model.bbox_head.cls_branches[torch_model.decoder.num_layers]
     gaps = []
 
     def record(module, args, logits):
@@ -232,12 +235,17 @@ def test_openvino_static_matches_pytorch(model, tmp_path):
         'openvino',
         reason='openvino is not installed (tools/setup_env.sh installs it)')
     from mmdeploy.apis.utils import to_backend
+
     from dfine_mmdet.deploy.verify import compare_with_pytorch
     _, model_cfg, ckpt = model
     cfg = _deploy_cfg('detection_openvino_static-640x640.py')
     onnx_file = _torch2onnx(copy.deepcopy(cfg), model, tmp_path)
-    ir = to_backend('openvino', [onnx_file], work_dir=str(tmp_path),
-                    deploy_cfg=cfg, device='cpu')
+    ir = to_backend(
+        'openvino', [onnx_file],
+        work_dir=str(tmp_path),
+        deploy_cfg=cfg,
+        device='cpu')
     assert ir[0].endswith('.xml')
-    _assert_exact(compare_with_pytorch(cfg, model_cfg, ckpt, ir,
-                                       images()[0]), 1)
+    _assert_exact(
+        compare_with_pytorch(cfg, model_cfg, ckpt, ir,
+                             images()[0]), 1)

@@ -22,11 +22,10 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from deploy_fixtures import DEPLOY_DIR, ROOT, images  # noqa: E402
 
 from dfine_mmdet.models.layers.ms_deform_attn import (MSDeformableAttention,
                                                       grid_sample_gather)
-
-from deploy_fixtures import DEPLOY_DIR, ROOT, images  # noqa: E402
 
 TOL = 1e-5
 BOX_TOL_PX = 1e-3
@@ -49,8 +48,10 @@ def _grid_with_edge_cases(n, hg, wg, h, w, generator, dtype=torch.float32):
     neighbours)."""
     grid = torch.rand(n, hg, wg, 2, generator=generator, dtype=dtype) * 3 \
         - 1.5
-    special = torch.tensor([-1., 1., -1 - 0.5 / w, 1 + 0.5 / w, -1 + 1 / w,
-                            1 - 1 / w, -5., 5., 0.], dtype=dtype)
+    special = torch.tensor([
+        -1., 1., -1 - 0.5 / w, 1 + 0.5 / w, -1 + 1 / w, 1 - 1 / w, -5., 5., 0.
+    ],
+                           dtype=dtype)
     k = min(wg, len(special))
     grid[0, 0, :k, 0] = special[:k]  # x: border, outside
     grid[0, 0, :k, 1] = 0.3
@@ -86,8 +87,12 @@ def test_gather_equals_grid_sample(shape):
     gen = torch.Generator().manual_seed(sum(shape))
     value = torch.randn(n, c, h, w, generator=gen)
     grid = _lattice(_grid_with_edge_cases(n, hg, wg, h, w, gen))
-    ref = F.grid_sample(value, grid, mode='bilinear', padding_mode='zeros',
-                        align_corners=False)
+    ref = F.grid_sample(
+        value,
+        grid,
+        mode='bilinear',
+        padding_mode='zeros',
+        align_corners=False)
     out = grid_sample_gather(value, grid)
     assert out.shape == ref.shape
     assert (out - ref).abs().max().item() <= TOL
@@ -141,8 +146,8 @@ def test_gather_gradients_equal_grid_sample():
         v = value.clone().requires_grad_()
         g = grid.clone().requires_grad_()
         out = fn(v, g)
-        out.backward(torch.cos(torch.arange(out.numel(), dtype=out.dtype)
-                               ).view_as(out))
+        out.backward(
+            torch.cos(torch.arange(out.numel(), dtype=out.dtype)).view_as(out))
         grads.append((v.grad, g.grad))
     assert (grads[0][0] - grads[1][0]).abs().max() <= TOL
     assert (grads[0][1] - grads[1][1]).abs().max() <= TOL
@@ -210,8 +215,10 @@ def test_deploy_config_key():
         assert deploy_sampler(cfg) == 'gather'
         assert deploy_sampler(base, 'grid_sample') == 'grid_sample'
         # the *_gather config differs from its base only by the key
-        rest = {k: v for k, v in cfg.to_dict().items()
-                if k != 'deform_attn_sampler'}
+        rest = {
+            k: v
+            for k, v in cfg.to_dict().items() if k != 'deform_attn_sampler'
+        }
         assert rest == base.to_dict(), name
     with pytest.raises(ValueError, match="deform_attn_sampler='bicubic'"):
         deploy_sampler(dict(deform_attn_sampler='bicubic'))
@@ -273,8 +280,7 @@ def test_ort_gather_graph_matches_pytorch(random_checkpoints, tmp_path):
 
 
 @pytest.mark.slow
-def test_openvino_gather_graph_matches_pytorch(random_checkpoints,
-                                               tmp_path):
+def test_openvino_gather_graph_matches_pytorch(random_checkpoints, tmp_path):
     pytest.importorskip('openvino', reason='openvino is not installed')
     from mmdeploy.apis.utils import to_backend
     from mmdeploy.utils import load_config
@@ -283,8 +289,11 @@ def test_openvino_gather_graph_matches_pytorch(random_checkpoints,
     ckpt = random_checkpoints('n')
     onnx_file = _export(OV_GATHER, 'n', ckpt, tmp_path)
     _assert_no_grid_sample(onnx_file, 'openvino')
-    ir = to_backend('openvino', [onnx_file], work_dir=str(tmp_path),
-                    deploy_cfg=load_config(OV_GATHER)[0], device='cpu')
+    ir = to_backend(
+        'openvino', [onnx_file],
+        work_dir=str(tmp_path),
+        deploy_cfg=load_config(OV_GATHER)[0],
+        device='cpu')
     import openvino as ov
     ops = {op.get_type_name() for op in ov.Core().read_model(ir[0]).get_ops()}
     assert 'GridSample' not in ops and 'Gather' in ops
@@ -325,8 +334,9 @@ def test_s_gather_graph_matches_grid_sample_graph(random_checkpoints,
         inputs = inputs[0]
     x = inputs.numpy()
     runners = {
-        'onnxruntime': lambda f: ort.InferenceSession(
-            f, providers=['CPUExecutionProvider']).run(None, {'input': x})
+        'onnxruntime':
+        lambda f: ort.InferenceSession(f, providers=['CPUExecutionProvider']).
+        run(None, {'input': x})
     }
     import importlib.util
     if importlib.util.find_spec('openvino') is not None:
@@ -341,9 +351,9 @@ def test_s_gather_graph_matches_grid_sample_graph(random_checkpoints,
     for backend, run in runners.items():
         ref, test = (run(files[k]) for k in ('grid_sample', 'gather'))
         ref, test = ([torch.from_numpy(o) for o in r] for r in (ref, test))
-        report = match_detections(ref[0][0, :, :4], ref[0][0, :, 4],
-                                  ref[1][0], test[0][0, :, :4],
-                                  test[0][0, :, 4], test[1][0], SCORE_TOL)
+        report = match_detections(ref[0][0, :, :4], ref[0][0, :, 4], ref[1][0],
+                                  test[0][0, :, :4], test[0][0, :, 4],
+                                  test[1][0], SCORE_TOL)
         _assert_exact([report], 1)
 
 
@@ -352,8 +362,7 @@ def test_tensorrt_gather_graph(random_checkpoints, tmp_path):
     """TensorRT FP16 dynamic-batch ``*_gather`` graph: TensorRT static checks,
     ONNX Runtime at batch 2 against PyTorch, layer pinning by the FP16
     builder shim (stand-in TensorRT module)."""
-    from mmdeploy.utils import (get_common_config, get_model_inputs,
-                                load_config)
+    from mmdeploy.utils import get_common_config, get_model_inputs, load_config
 
     from dfine_mmdet.deploy.backends import tensorrt as trt_shims
     from dfine_mmdet.deploy.graph_checks import op_type_counts
@@ -392,9 +401,14 @@ def test_deploy_py_gather_check(random_checkpoints, tmp_path):
     work = tmp_path / 'dfine_n_ort_gather'
     proc = subprocess.run([
         sys.executable, 'tools/deploy.py', ORT_GATHER,
-        'configs/dfine/dfine_hgnetv2_n_coco.py', random_checkpoints('n'),
-        '--work-dir', str(work), '--check'
-    ], cwd=ROOT, capture_output=True, text=True, timeout=900)
+        'configs/dfine/dfine_hgnetv2_n_coco.py',
+        random_checkpoints('n'), '--work-dir',
+        str(work), '--check'
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=900)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert 'sampler: gather, GridSample x0' in out, out[-3000:]
@@ -410,8 +424,10 @@ def test_gather_latency_benchmark_command_line(capsys):
     pytest.importorskip('onnxruntime')
     sys.path.insert(0, osp.join(ROOT, 'tools', 'benchmark'))
     from gather_sampler_latency import main
-    rc = main(['--variants', 'n', '--size', '320', '--runs', '1', '--rounds',
-               '1', '--warmup', '0', '--threads', '1'])
+    rc = main([
+        '--variants', 'n', '--size', '320', '--runs', '1', '--rounds', '1',
+        '--warmup', '0', '--threads', '1'
+    ])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert 'gather graph: ' in out and 'GridSample x0' in out, out

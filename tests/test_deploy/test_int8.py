@@ -35,18 +35,17 @@ import pytest
 pytest.importorskip('mmdeploy')
 pytest.importorskip('onnxruntime.quantization')
 
-from deploy_fixtures import DEPLOY_DIR, ROOT, \
-    save_random_checkpoint  # noqa: E402
+from deploy_fixtures import save_random_checkpoint  # noqa: E402
+from deploy_fixtures import DEPLOY_DIR, ROOT
 
 TOY_CFG = osp.join(ROOT, 'configs/dfine/toy/dfine_hgnetv2_n_toy.py')
 ORT_STATIC = osp.join(DEPLOY_DIR, 'detection_onnxruntime_static-640x640.py')
 if osp.join(ROOT, 'tools') not in sys.path:
     sys.path.insert(0, osp.join(ROOT, 'tools'))  # tools/deploy_int8.py
 SIZE = 128
-PROBES = (
-    '/backbone/stages.0/blocks/blocks.0/aggregation/aggregation.1/conv/'
-    'Conv_output_0', '/backbone/stages.1/blocks/blocks.0/layers.2/conv/'
-    'Conv_output_0')
+PROBES = ('/backbone/stages.0/blocks/blocks.0/aggregation/aggregation.1/conv/'
+          'Conv_output_0', '/backbone/stages.1/blocks/blocks.0/layers.2/conv/'
+          'Conv_output_0')
 MIN_CORR = 0.98  # per image, INT8 vs FP32
 MIN_DIFF_CORR = 0.9  # of the image-to-image changes
 # detections: the FP32 top-10 of every eval image, pooled: at least 95 %
@@ -97,15 +96,24 @@ def int8_setup(toy_coco, tmp_path_factory):
     full = str(wd / 'probed_int8_full_range.onnx')
     full_info = quantize_onnx(probed_file, full, calib, reduce_range=False)
     evals = calibration_inputs(deploy_cfg, model_cfg, train + val)
-    return dict(fp32=fp32, probed=probed_file, int8=int8, bad=bad,
-                full=full, info=info, full_info=full_info, calib=calib,
-                evals=evals, train=train, wd=wd, ckpt=ckpt)
+    return dict(
+        fp32=fp32,
+        probed=probed_file,
+        int8=int8,
+        bad=bad,
+        full=full,
+        info=info,
+        full_info=full_info,
+        calib=calib,
+        evals=evals,
+        train=train,
+        wd=wd,
+        ckpt=ckpt)
 
 
 def _run(onnx_file, inputs):
     import onnxruntime as ort
-    sess = ort.InferenceSession(onnx_file,
-                                providers=['CPUExecutionProvider'])
+    sess = ort.InferenceSession(onnx_file, providers=['CPUExecutionProvider'])
     return [sess.run(None, {'input': x}) for x in inputs]
 
 
@@ -138,13 +146,20 @@ def test_int8_graph_has_quant_ops_default_scope(int8_setup):
     assert info['QuantizeLinear'] > 50 and info['DequantizeLinear'] > 100
     assert info['quantised'] > 100 and info['kept_fp32'] > 0
     graph = onnx.load(int8_setup['int8']).graph
-    dq_out = {n.output[0] for n in graph.node if n.op_type ==
-              'DequantizeLinear'}
-    convs = [n for n in graph.node
-             if n.op_type == 'Conv' and n.name.startswith('/backbone/')]
+    dq_out = {
+        n.output[0]
+        for n in graph.node if n.op_type == 'DequantizeLinear'
+    }
+    convs = [
+        n for n in graph.node
+        if n.op_type == 'Conv' and n.name.startswith('/backbone/')
+    ]
     assert convs and all(n.input[1] in dq_out for n in convs)
-    heads = [n for n in graph.node if n.name.startswith('/cls_branches.')
-             and n.op_type in ('MatMul', 'Gemm')]
+    heads = [
+        n for n in graph.node
+        if n.name.startswith('/cls_branches.') and n.op_type in ('MatMul',
+                                                                 'Gemm')
+    ]
     assert heads and not any(n.input[1] in dq_out for n in heads)
     # FP32 export (the default deploy path) has none
     assert count_quant_ops(int8_setup['fp32']) == dict(
@@ -267,13 +282,11 @@ def test_openvino_int8_on_avx2_kernels(int8_setup):
 
 
 @pytest.mark.slow
-def test_full_range_int8_fails_on_cpu_without_vnni(int8_setup,
-                                                   emulated_zen3):
+def test_full_range_int8_fails_on_cpu_without_vnni(int8_setup, emulated_zen3):
     """The control: 8-bit weights saturate in the AVX2 kernels; the
     detection check fails on the emulated Zen 3 (issue 21)."""
     ref = _run(int8_setup['probed'], int8_setup['evals'])
-    frac, mean_iou, reports = _detection_agreement(ref,
-                                                   emulated_zen3['full'])
+    frac, mean_iou, reports = _detection_agreement(ref, emulated_zen3['full'])
     assert frac < MIN_AGREE or mean_iou <= MIN_MEAN_IOU, reports
 
 
@@ -315,8 +328,7 @@ def test_deploy_int8_cli(int8_setup, tmp_path, capsys):
     rc = main([
         str(deploy_cfg), TOY_CFG, int8_setup['ckpt'], '--calib',
         *int8_setup['train'], '--onnx', int8_setup['fp32'], '--work-dir',
-        str(wd), '--check', '--score-thr', '0.0', '--scope',
-        'backbone-neck'
+        str(wd), '--check', '--score-thr', '0.0', '--scope', 'backbone-neck'
     ])
     out = capsys.readouterr().out
     assert rc == 0, out
@@ -357,8 +369,8 @@ def test_deploy_int8_cli_check_cpu(int8_setup, tmp_path, capsys):
         out
     assert f'--check-cpu {EMULATED_CPU} (emulated; VNNI: no, AVX2: yes)' \
         in out, out
-    diff = float(re.search(r"differ from this CPU's by up to (\S+) px",
-                           out).group(1))
+    diff = float(
+        re.search(r"differ from this CPU's by up to (\S+) px", out).group(1))
     assert diff <= 1e-3, out
 
 
@@ -386,8 +398,8 @@ def test_deploy_int8_full_range_needs_vnni(int8_setup, tmp_path, capsys,
 def test_quantize_errors(int8_setup, tmp_path):
     import onnx
 
-    from dfine_mmdet.deploy.quantize import (calibration_inputs,
-                                             quantize_onnx, select_nodes)
+    from dfine_mmdet.deploy.quantize import (calibration_inputs, quantize_onnx,
+                                             select_nodes)
     with pytest.raises(ValueError, match='scope'):
         select_nodes(onnx.load(int8_setup['fp32']), 'everything')
     with pytest.raises(FileNotFoundError, match='nope.png'):
@@ -409,10 +421,9 @@ def test_int8_toy_benchmark_command_line(int8_setup, toy_coco, capsys):
     main = tool.main
     have_ov = __import__('importlib').util.find_spec('openvino') is not None
     rc = main([
-        '--checkpoint', int8_setup['ckpt'], '--data', toy_coco,
-        '--num-calib', '1', '--scopes', 'no-heads', '--variants', 'n',
-        '--size', '320', '--runs', '1', '--rounds', '1', '--warmup', '0',
-        '--threads', '1'
+        '--checkpoint', int8_setup['ckpt'], '--data', toy_coco, '--num-calib',
+        '1', '--scopes', 'no-heads', '--variants', 'n', '--size', '320',
+        '--runs', '1', '--rounds', '1', '--warmup', '0', '--threads', '1'
     ])
     out = capsys.readouterr().out
     assert rc == 0, out

@@ -27,10 +27,11 @@ SCORE_TOL = 1e-4
 
 
 def _export_ir(deploy_cfg_path, checkpoint, work_dir):
-    import dfine_mmdet  # noqa: F401  (rewriters, symbolics, shims)
     from mmdeploy.apis import torch2onnx
     from mmdeploy.apis.utils import to_backend
     from mmdeploy.utils import load_config
+
+    import dfine_mmdet  # noqa: F401  (rewriters, symbolics, shims)
     deploy_cfg, model_cfg = load_config(deploy_cfg_path, MODEL_CFG)
     torch2onnx(images()[0], work_dir, 'end2end.onnx', deploy_cfg, model_cfg,
                checkpoint, 'cpu')
@@ -68,8 +69,8 @@ def test_ir_files_and_dynamic_batch_axis(ov_dynamic_ir):
     assert names == ['dets', 'labels']
     # FP32 weights (not compressed to FP16 on save)
     consts = [op for op in model.get_ops() if op.get_type_name() == 'Constant']
-    assert not any(str(c.get_element_type()) == '<Type: \'float16\'>'
-                   for c in consts)
+    assert not any(
+        str(c.get_element_type()) == '<Type: \'float16\'>' for c in consts)
 
 
 @pytest.mark.parametrize('batch', [1, 2])
@@ -78,7 +79,8 @@ def test_openvino_dynamic_batch_matches_pytorch(ov_dynamic_ir, checkpoint,
     """Traced at batch 1, run through MMDeploy's End2EndModel at 1 and 2."""
     from dfine_mmdet.deploy.verify import compare_with_pytorch
     reports = compare_with_pytorch(OV_DYNAMIC, MODEL_CFG, checkpoint,
-                                   ov_dynamic_ir, images()[:batch])
+                                   ov_dynamic_ir,
+                                   images()[:batch])
     _assert_exact(reports, batch)
 
 
@@ -98,8 +100,8 @@ def test_deploy_py_openvino_static_check(checkpoint, tmp_path):
                           timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert osp.isfile(work / 'end2end.xml') and osp.isfile(work /
-                                                           'end2end.bin')
+    assert osp.isfile(work / 'end2end.xml') and osp.isfile(
+        work / 'end2end.bin')
     assert 'graph check (openvino)' in out and 'custom ops: none' in out
     assert 'check image 0: PASS' in out, out[-3000:]
 

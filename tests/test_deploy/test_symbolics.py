@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 pytest.importorskip('mmdeploy')
-import dfine_mmdet.deploy  # noqa: F401,E402  (registers the records)
 from mmdeploy.apis.onnx import export  # noqa: E402
 
+import dfine_mmdet.deploy  # noqa: F401,E402  (registers the records)
 from dfine_mmdet.deploy.graph_checks import op_type_counts  # noqa: E402
 
 
@@ -25,7 +25,10 @@ class _SampleAndNorm(torch.nn.Module):
 
     def forward(self, x, grid):
         y = F.grid_sample(
-            x, grid, mode='bilinear', padding_mode='zeros',
+            x,
+            grid,
+            mode='bilinear',
+            padding_mode='zeros',
             align_corners=False)
         return self.norm(y)
 

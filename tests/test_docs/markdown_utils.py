@@ -16,10 +16,12 @@ def doc_pages() -> List[str]:
     """The user-facing pages: README.md, projects_readme.md, docs/**/*.md and
     the README.md of config folders (repository-relative paths)."""
     pages = ['README.md', 'projects_readme.md']
-    pages += sorted(osp.relpath(p, ROOT) for p in glob.glob(
-        osp.join(ROOT, 'docs', '**', '*.md'), recursive=True))
-    pages += sorted(osp.relpath(p, ROOT) for p in glob.glob(
-        osp.join(ROOT, 'configs', '**', 'README.md'), recursive=True))
+    pages += sorted(
+        osp.relpath(p, ROOT) for p in glob.glob(
+            osp.join(ROOT, 'docs', '**', '*.md'), recursive=True))
+    pages += sorted(
+        osp.relpath(p, ROOT) for p in glob.glob(
+            osp.join(ROOT, 'configs', '**', 'README.md'), recursive=True))
     return pages
 
 
@@ -47,11 +49,12 @@ def split_fences(text: str) -> Tuple[List[Block], List[Tuple[int, str]]]:
         m = _FENCE.match(line)
         if fence is None:
             if m:
-                fence, lang, body, start = m.group(2), m.group(3).lower(), [], i + 1
+                fence, lang, body, start = m.group(2), m.group(
+                    3).lower(), [], i + 1
             else:
                 prose.append((i, line))
-        elif m and m.group(2).startswith(fence[0]) and len(m.group(2)) >= len(
-                fence) and not m.group(3):
+        elif m and m.group(2).startswith(fence[0]) and len(
+                m.group(2)) >= len(fence) and not m.group(3):
             blocks.append(Block(lang, '\n'.join(body), start))
             fence = None
         else:
@@ -92,7 +95,8 @@ def anchors(text: str) -> set:
 
 # -------------------------------------------------------------------- links
 _INLINE_CODE = re.compile(r'(`+)(.+?)\1')
-_LINK = re.compile(r'!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)')
+_LINK = re.compile(
+    r'!?\[(?:[^\[\]]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+"[^"]*")?\s*\)')
 
 
 def links(text: str) -> List[Tuple[int, str]]:
@@ -109,7 +113,8 @@ def links(text: str) -> List[Tuple[int, str]]:
 SHELL_LANGS = ('bash', 'sh', 'shell', 'console')
 #: inline code spans that are commands (not paths, config keys or snippets)
 _INLINE_COMMAND = re.compile(
-    r'^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?(?:python3?|bash|sh|mim|pip)\s+\S|^tools/\S+\.sh\s+\S')
+    r'^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?(?:python3?|bash|sh|mim|pip)\s+\S|^tools/\S+\.sh\s+\S'
+)
 
 
 def block_commands(body: str) -> List[str]:
@@ -152,8 +157,9 @@ class Command(NamedTuple):
     inline: bool = False  # an inline code span, not a line of a shell block
 
 
-def page_commands(page: str, skip_between: Optional[Tuple[str, str]] = None
-                  ) -> List[Command]:
+def page_commands(
+        page: str,
+        skip_between: Optional[Tuple[str, str]] = None) -> List[Command]:
     """Every command ``page`` shows: the lines of its shell blocks, and
     inline code spans that start like a command (``python ...``,
     ``bash ...``, ``mim ...``, ``pip ...``, ``tools/*.sh``). Text between
@@ -162,15 +168,18 @@ def page_commands(page: str, skip_between: Optional[Tuple[str, str]] = None
     if skip_between and skip_between[0] in text:
         head, rest = text.split(skip_between[0], 1)
         tail = rest.split(skip_between[1], 1)[1]
-        text = head + '\n' * rest.split(skip_between[1], 1)[0].count('\n') + tail
+        text = head + '\n' * rest.split(skip_between[1],
+                                        1)[0].count('\n') + tail
     blocks, prose = split_fences(text)
     out = []
     for b in blocks:
         if b.lang in SHELL_LANGS:
             out += [Command(page, b.line, c) for c in block_commands(b.body)]
         elif not b.lang:  # an unlabelled block: the lines that look like commands
-            out += [Command(page, b.line, c) for c in block_commands(b.body)
-                    if _INLINE_COMMAND.match(c)]
+            out += [
+                Command(page, b.line, c) for c in block_commands(b.body)
+                if _INLINE_COMMAND.match(c)
+            ]
     for i, line in prose:
         for m in _INLINE_CODE.finditer(line):
             code = m.group(2).strip()
@@ -195,7 +204,9 @@ def normalize(cmd: str) -> str:
 
 def options(cmd: str) -> List[str]:
     """The ``--long-options`` a command uses (``--opt=value`` -> ``--opt``)."""
-    return sorted({m.group(1) for m in re.finditer(r'(?<!\S)(--[a-z][\w-]*)', cmd)})
+    return sorted(
+        {m.group(1)
+         for m in re.finditer(r'(?<!\S)(--[a-z][\w-]*)', cmd)})
 
 
 def table_rows(text: str, start: str, end: str) -> List[List[str]]:
@@ -219,7 +230,8 @@ def code_spans(cell: str) -> List[str]:
     return [m.group(2).strip() for m in _INLINE_CODE.finditer(cell)]
 
 
-def resolve_link(page: str, target: str) -> Tuple[Optional[str], Optional[str]]:
+def resolve_link(page: str,
+                 target: str) -> Tuple[Optional[str], Optional[str]]:
     """``(repository-relative file or None for the same page, anchor or
     None)`` of a relative link target."""
     path, _, anchor = target.partition('#')

@@ -25,7 +25,6 @@ import subprocess
 import sys
 
 import pytest
-
 from markdown_utils import (ROOT, code_spans, doc_pages, normalize, options,
                             page_commands, read, table_rows)
 
@@ -53,11 +52,16 @@ def _rows():
         prefixes = code_spans(first)
         assert prefixes, f'{TABLE_PAGE}: no `command` in {first!r}'
         tests = [s for s in code_spans(second) if s.startswith('tests/')]
-        scripts = [s for s in code_spans(second) if re.fullmatch(r'tools/\S+\.(?:sh|py)', s)]
+        scripts = [
+            s for s in code_spans(second)
+            if re.fullmatch(r'tools/\S+\.(?:sh|py)', s)
+        ]
         for script in scripts:
-            assert osp.isfile(osp.join(ROOT, script)), f'{TABLE_PAGE}: {script} does not exist'
+            assert osp.isfile(osp.join(
+                ROOT, script)), f'{TABLE_PAGE}: {script} does not exist'
         ci = second.startswith('CI')
-        not_run = second.split(':', 1)[1].strip() if second.startswith('not run') else None
+        not_run = second.split(
+            ':', 1)[1].strip() if second.startswith('not run') else None
         executed = prefixes[0] if prefixes[0].endswith('.md') else None
         out.append((prefixes, tests, ci, not_run, executed, scripts))
     return out
@@ -69,7 +73,8 @@ ROWS = _rows()
 def _all_commands():
     cmds = []
     for page in doc_pages():
-        cmds += page_commands(page, skip_between=MARKERS if page == TABLE_PAGE else None)
+        cmds += page_commands(
+            page, skip_between=MARKERS if page == TABLE_PAGE else None)
     return cmds
 
 
@@ -82,8 +87,9 @@ def _runs_on_page(cmd):
     words = normalize(cmd.text).split()
     program = ' '.join(words[:2])
     for other in COMMANDS:
-        if other.page == cmd.page and not other.inline and normalize(other.text).startswith(
-                program) and set(options(cmd.text)) <= set(options(other.text)):
+        if other.page == cmd.page and not other.inline and normalize(
+                other.text).startswith(program) and set(options(
+                    cmd.text)) <= set(options(other.text)):
             return True
     return False
 
@@ -99,8 +105,8 @@ def _match(cmd):
     for row in ROWS:
         for prefix in row[0]:
             p = normalize(prefix)
-            if (text == p or text.startswith(p + ' ') or
-                    (p.endswith('.') and text.startswith(p))):
+            if (text == p or text.startswith(p + ' ')
+                    or (p.endswith('.') and text.startswith(p))):
                 if best is None or len(p) > len(best[1]):
                     best = (row, p)
     return best
@@ -110,16 +116,22 @@ def test_commands_are_found():
     """The extraction sees the README's setup, test, deploy and convert lines."""
     texts = [normalize(c.text) for c in COMMANDS if c.page == 'README.md']
     assert 'bash tools/setup_env.sh' in texts and 'python -m pytest' in texts
-    assert any(t.startswith('python tools/deploy.py configs/deploy/') for t in texts)
-    assert sum(t.startswith('python tools/convert_official_ckpt.py') for t in texts) >= 5
+    assert any(
+        t.startswith('python tools/deploy.py configs/deploy/') for t in texts)
+    assert sum(
+        t.startswith('python tools/convert_official_ckpt.py')
+        for t in texts) >= 5
     assert len(COMMANDS) > 60, len(COMMANDS)
 
 
 def test_every_command_is_run_by_a_test_or_ci():
-    missing = [f'{c.page}:{c.line}: {c.text}' for c in COMMANDS if _match(c) is None]
+    missing = [
+        f'{c.page}:{c.line}: {c.text}' for c in COMMANDS if _match(c) is None
+    ]
     assert not missing, (
         'commands shown in the docs that no row of the table in docs/testing.md covers; '
-        'add a test that runs them and a row naming it:\n' + '\n'.join(missing))
+        'add a test that runs them and a row naming it:\n' +
+        '\n'.join(missing))
 
 
 def test_scripts_and_configs_of_commands_exist():
@@ -129,10 +141,11 @@ def test_scripts_and_configs_of_commands_exist():
     for c in COMMANDS:
         for token in normalize(c.text).split():
             token = token.strip('"\'')
-            if re.fullmatch(r'(?:tools|configs)/[\w./-]+\.(?:py|sh)', token) and not osp.isfile(
-                    osp.join(ROOT, token)):
+            if re.fullmatch(r'(?:tools|configs)/[\w./-]+\.(?:py|sh)',
+                            token) and not osp.isfile(osp.join(ROOT, token)):
                 bad.append(f'{c.page}:{c.line}: {token} ({c.text})')
-    assert not bad, 'commands naming files that do not exist:\n' + '\n'.join(bad)
+    assert not bad, 'commands naming files that do not exist:\n' + '\n'.join(
+        bad)
 
 
 def _script(prefix):
@@ -157,12 +170,13 @@ def test_row_names_existing_tests_that_run_the_command(row):
             src = f.read()
         if func:
             name = func.split('[')[0]
-            assert re.search(rf'^\s*(?:def|class) {re.escape(name)}\b', src, re.M), (
-                f'{prefixes}: {path} has no test {name}')
+            assert re.search(rf'^\s*(?:def|class) {re.escape(name)}\b', src,
+                             re.M), (f'{prefixes}: {path} has no test {name}')
         sources.append(src)
     if executed:
         assert osp.isfile(osp.join(ROOT, executed)), executed
-        assert all(executed in s for s in sources), f'{tests} do not read {executed}'
+        assert all(executed in s
+                   for s in sources), f'{tests} do not read {executed}'
         return
     for prefix in prefixes:
         script = _script(prefix)
@@ -173,13 +187,16 @@ def test_row_names_existing_tests_that_run_the_command(row):
     if ci:
         with open(osp.join(ROOT, '.ci', 'run'), encoding='utf-8') as f:
             ci_lines = [normalize(ln.strip()) for ln in f]
-        assert all(normalize(p) in ci_lines for p in prefixes), (prefixes, ci_lines)
+        assert all(normalize(p) in ci_lines
+                   for p in prefixes), (prefixes, ci_lines)
 
 
 #: options a page shows that no test can pass, with the reason
 OPTION_EXEMPT = {
-    ('mim train mmdetection', '--gpus'): 'launching 8 GPU processes needs 8 GPUs',
-    ('python tools/deploy.py', '--device'): 'building a TensorRT engine needs a CUDA GPU',
+    ('mim train mmdetection', '--gpus'):
+    'launching 8 GPU processes needs 8 GPUs',
+    ('python tools/deploy.py', '--device'):
+    'building a TensorRT engine needs a CUDA GPU',
 }
 
 
@@ -194,14 +211,17 @@ def test_every_option_shown_is_passed_by_a_test():
         (prefixes, tests, _, _, _, _), prefix = m
         sources = ''
         for ref in tests + _scripts_of(prefixes):
-            with open(osp.join(ROOT, ref.split('::')[0]), encoding='utf-8') as f:
+            with open(
+                    osp.join(ROOT,
+                             ref.split('::')[0]), encoding='utf-8') as f:
                 sources += f.read()
         for opt in options(c.text):
             if opt in sources or (prefix, opt) in OPTION_EXEMPT:
                 continue
             if not tests:  # CI-only rows: the option must be in .ci/run
                 continue
-            missing.append(f'{c.page}:{c.line}: {opt} of {c.text!r} (tests: {tests})')
+            missing.append(
+                f'{c.page}:{c.line}: {opt} of {c.text!r} (tests: {tests})')
     assert not missing, 'options no test passes:\n' + '\n'.join(missing)
 
 
@@ -219,10 +239,13 @@ def test_an_uncovered_command_fails():
     """The check can fail: a made-up tool matches no row; an inline mention
     on a page run in full is covered only if a block of it runs the same."""
     from markdown_utils import Command
-    assert _match(Command('README.md', 1, 'python tools/no_such_tool.py --x')) is None
+    assert _match(Command('README.md', 1,
+                          'python tools/no_such_tool.py --x')) is None
     page = 'docs/custom_dataset.md'
-    assert _match(Command(page, 1, 'python check_classes.py CFG', True))[1] == page
-    assert _match(Command(page, 1, 'python check_classes.py CFG --nope', True)) is None
+    assert _match(Command(page, 1, 'python check_classes.py CFG',
+                          True))[1] == page
+    assert _match(
+        Command(page, 1, 'python check_classes.py CFG --nope', True)) is None
     assert _match(Command('README.md', 1, '.venv/bin/python tools/train.py a.py'))[1] == \
         'python tools/train.py'
 
@@ -234,11 +257,15 @@ def test_activate_then_import():
     activate = osp.join(ROOT, '.venv', 'bin', 'activate')
     if not osp.isfile(activate):
         pytest.skip('no .venv in the repository (run bash tools/setup_env.sh)')
-    proc = subprocess.run(
-        ['bash', '-c', 'source .venv/bin/activate && python -c '
-         '"import sys, dfine_mmdet; print(sys.prefix)"'],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, PYTHONPATH=ROOT))
+    proc = subprocess.run([
+        'bash', '-c', 'source .venv/bin/activate && python -c '
+        '"import sys, dfine_mmdet; print(sys.prefix)"'
+    ],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert osp.realpath(proc.stdout.strip().splitlines()[-1]) == osp.realpath(
         osp.join(ROOT, '.venv'))
@@ -275,13 +302,20 @@ def test_dist_test_sh(tmp_path):
     on 6 toy images, and the metric covers every image once."""
     import torch
     data = tmp_path / 'toy'
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out',
-                    str(data), '--num-train', '2', '--num-val', '6'], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out',
+        str(data), '--num-train', '2', '--num-val', '6'
+    ],
+                   check=True,
+                   capture_output=True,
+                   timeout=120)
     cfg = tmp_path / 'tiny.py'
-    cfg.write_text(TINY_DIST_TEST_CFG.format(
-        toy=osp.join(ROOT, 'configs', 'dfine', 'toy', 'dfine_hgnetv2_n_toy.py'),
-        data=str(data) + '/'))
+    cfg.write_text(
+        TINY_DIST_TEST_CFG.format(
+            toy=osp.join(ROOT, 'configs', 'dfine', 'toy',
+                         'dfine_hgnetv2_n_toy.py'),
+            data=str(data) + '/'))
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine import Config
@@ -291,15 +325,27 @@ def test_dist_test_sh(tmp_path):
     model = MODELS.build(Config.fromfile(str(cfg)).model)
     ckpt = tmp_path / 'random.pth'
     torch.save({'state_dict': model.state_dict()}, str(ckpt))
-    proc = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_test.sh'), str(cfg), str(ckpt), '2',
-         '--work-dir', str(tmp_path / 'wd')],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
-        env=dict(os.environ, PORT=str(_free_port()), PYTHON=sys.executable,
-                 OMP_NUM_THREADS='1', PYTHONPATH=ROOT))
+    proc = subprocess.run([
+        'bash',
+        osp.join(ROOT, 'tools', 'dist_test.sh'),
+        str(cfg),
+        str(ckpt), '2', '--work-dir',
+        str(tmp_path / 'wd')
+    ],
+                          cwd=str(tmp_path),
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          env=dict(
+                              os.environ,
+                              PORT=str(_free_port()),
+                              PYTHON=sys.executable,
+                              OMP_NUM_THREADS='1',
+                              PYTHONPATH=ROOT))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-5000:]
-    assert re.search(r'Epoch\(test\) \[\d+/\d+\].*coco/bbox_mAP: [0-9.-]+', out), out[-3000:]
+    assert re.search(r'Epoch\(test\) \[\d+/\d+\].*coco/bbox_mAP: [0-9.-]+',
+                     out), out[-3000:]
     # 6 images over 2 processes, batch 2: [2/2] iterations per rank
     assert 'Epoch(test) [2/2]' in out, out[-3000:]
 
@@ -310,14 +356,29 @@ def test_toy_train_minutes_budget(tmp_path):
     the tool's own test uses ``--iters``): a 3-second budget trains, stops and
     evaluates."""
     data = tmp_path / 'toy'
-    subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out',
-                    str(data), '--num-train', '8', '--num-val', '4'], check=True,
-                   capture_output=True, timeout=120)
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'experiments', 'toy_train.py'), '--minutes',
-         '0.05', '--threads', '1', '--data', str(data), '--work-dir', str(tmp_path / 'wd')],
-        cwd=str(tmp_path), capture_output=True, text=True, timeout=900,
-        env=dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=ROOT))
+    subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out',
+        str(data), '--num-train', '8', '--num-val', '4'
+    ],
+                   check=True,
+                   capture_output=True,
+                   timeout=120)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'experiments', 'toy_train.py'), '--minutes',
+        '0.05', '--threads', '1', '--data',
+        str(data), '--work-dir',
+        str(tmp_path / 'wd')
+    ],
+                          cwd=str(tmp_path),
+                          capture_output=True,
+                          text=True,
+                          timeout=900,
+                          env=dict(
+                              os.environ, OMP_NUM_THREADS='1',
+                              PYTHONPATH=ROOT))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert re.search(r'bbox mAP: \d\.\d{3}  mAP@0\.5: \d\.\d{3}', out), out[-3000:]
+    assert re.search(r'bbox mAP: \d\.\d{3}  mAP@0\.5: \d\.\d{3}',
+                     out), out[-3000:]

@@ -9,7 +9,6 @@ External links (``https:``, ``mailto:``) are not fetched.
 import os.path as osp
 
 import pytest
-
 from markdown_utils import (ROOT, anchors, doc_pages, github_slug, is_external,
                             links, read, resolve_link, split_fences)
 
@@ -34,7 +33,8 @@ def test_relative_links_and_anchors_resolve(page):
         if path is not None:
             full = osp.join(ROOT, path)
             if path.startswith('..'):
-                bad.append(f'{page}:{line}: {target} points outside the repository')
+                bad.append(
+                    f'{page}:{line}: {target} points outside the repository')
                 continue
             if not osp.exists(full):
                 bad.append(f'{page}:{line}: {target}: no such file {path}')
@@ -45,11 +45,14 @@ def test_relative_links_and_anchors_resolve(page):
             elif path.endswith('.md') and osp.isfile(osp.join(ROOT, path)):
                 targets = anchors(read(path))
             else:
-                bad.append(f'{page}:{line}: {target}: anchor into a non-Markdown file')
+                bad.append(
+                    f'{page}:{line}: {target}: anchor into a non-Markdown file'
+                )
                 continue
             if anchor not in targets:
-                bad.append(f'{page}:{line}: {target}: no heading with anchor #{anchor} in '
-                           f'{path or page} (anchors: {sorted(targets)[:40]})')
+                bad.append(
+                    f'{page}:{line}: {target}: no heading with anchor #{anchor} in '
+                    f'{path or page} (anchors: {sorted(targets)[:40]})')
     assert not bad, '\n'.join(bad)
 
 
@@ -57,7 +60,10 @@ def test_readme_is_a_front_page():
     """At most about 200 lines, and it links every page of docs/."""
     text = read('README.md')
     assert len(text.split('\n')) <= 210, len(text.split('\n'))
-    linked = {resolve_link('README.md', t)[0] for _, t in links(text) if not is_external(t)}
+    linked = {
+        resolve_link('README.md', t)[0]
+        for _, t in links(text) if not is_external(t)
+    }
     pages = {p for p in PAGES if p.startswith('docs/')}
     # a page may be reached through another docs page; each must be reachable
     reached, todo = set(), [p for p in linked if p in pages]
@@ -66,8 +72,10 @@ def test_readme_is_a_front_page():
         if p in reached:
             continue
         reached.add(p)
-        todo += [q for q in (resolve_link(p, t)[0] for _, t in links(read(p))
-                             if not is_external(t)) if q in pages]
+        todo += [
+            q for q in (resolve_link(p, t)[0] for _, t in links(read(p))
+                        if not is_external(t)) if q in pages
+        ]
     assert pages <= reached, f'docs pages no link leads to from README.md: {sorted(pages - reached)}'
 
 
@@ -78,7 +86,8 @@ def test_readme_is_a_front_page():
      'tensorrt--10-with-mmdeploy-131-dfine_mmdetdeploybackendstensorrtpy'),
     ('CPU latency: every path side by side, against the official export',
      'cpu-latency-every-path-side-by-side-against-the-official-export'),
-    ('Exactness (D-FINE-N, random weights, CPU)', 'exactness-d-fine-n-random-weights-cpu'),
+    ('Exactness (D-FINE-N, random weights, CPU)',
+     'exactness-d-fine-n-random-weights-cpu'),
     ('MMDetection\'s analysis tools on plugin configs',
      'mmdetections-analysis-tools-on-plugin-configs'),
     ('**Bold** and [a link](x.md)', 'bold-and-a-link'),
@@ -100,6 +109,8 @@ def test_checker_finds_a_broken_anchor_and_file():
     found = links(text)
     assert [t for _, t in found] == ['#title', '#nope', 'no_such_file.md']
     assert '#nope'[1:] not in anchors(text)
-    assert not osp.exists(osp.join(ROOT, resolve_link('README.md', 'no_such_file.md')[0]))
+    assert not osp.exists(
+        osp.join(ROOT,
+                 resolve_link('README.md', 'no_such_file.md')[0]))
     blocks, _ = split_fences('```bash\n[x](#inside-code)\n```\n')
     assert links('```bash\n[x](#inside-code)\n```\n') == [] and blocks

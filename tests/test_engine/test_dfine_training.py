@@ -22,7 +22,8 @@ SIZE = 64
 @pytest.fixture(scope='module')
 def model_cfg(project_root):
     init_default_scope('mmdet')
-    cfg = Config.fromfile(f'{project_root}/configs/dfine/toy/dfine_hgnetv2_n_toy.py')
+    cfg = Config.fromfile(
+        f'{project_root}/configs/dfine/toy/dfine_hgnetv2_n_toy.py')
     cfg.model.num_queries = 10
     cfg.model.dn_cfg.num_denoising = 10
     cfg.model.eval_spatial_size = (SIZE, SIZE)
@@ -34,12 +35,14 @@ def build(cfg, lr=1e-3, seed=0):
     model = MODELS.build(cfg.model)
     model.init_weights()
     model.train()
-    ctor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-        type='DFINEOptimWrapperConstructor',
-        optim_wrapper_cfg=dict(type='OptimWrapper',
-                               optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4),
-                               clip_grad=dict(max_norm=0.1)),
-        paramwise_cfg=dict(backbone_lr=lr)))
+    ctor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+        dict(
+            type='DFINEOptimWrapperConstructor',
+            optim_wrapper_cfg=dict(
+                type='OptimWrapper',
+                optimizer=dict(type='AdamW', lr=lr, weight_decay=1e-4),
+                clip_grad=dict(max_norm=0.1)),
+            paramwise_cfg=dict(backbone_lr=lr)))
     return model, ctor(model)
 
 
@@ -51,10 +54,14 @@ def make_batch(boxes_per_image, seed=0):
         img = torch.full((3, SIZE, SIZE), 90, dtype=torch.uint8)
         for (x1, y1, x2, y2), c in zip(boxes, labels):
             img[c, int(y1):int(y2), int(x1):int(x2)] = 255
-        img = (img.int() + torch.randint(-10, 10, img.shape, generator=g)).clamp(0, 255)
+        img = (img.int() +
+               torch.randint(-10, 10, img.shape, generator=g)).clamp(0, 255)
         inputs.append(img.to(torch.uint8))
-        s = DetDataSample(metainfo=dict(img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE),
-                                        scale_factor=(1.0, 1.0)))
+        s = DetDataSample(
+            metainfo=dict(
+                img_shape=(SIZE, SIZE),
+                ori_shape=(SIZE, SIZE),
+                scale_factor=(1.0, 1.0)))
         s.gt_instances = InstanceData(
             bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
             labels=torch.tensor(labels, dtype=torch.long))
@@ -75,8 +82,9 @@ def test_loss_decreases_on_a_fixed_batch(model_cfg):
     first, last = sum(losses[:2]) / 2, sum(losses[-2:]) / 2
     assert last < 0.8 * first, losses
     # the recipe's term names reach the log (official criterion keys)
-    for key in ('loss_vfl', 'loss_bbox', 'loss_giou', 'loss_fgl', 'loss_ddf_aux_0',
-                'loss_vfl_dn_0', 'loss_vfl_enc_0', 'loss_vfl_pre'):
+    for key in ('loss_vfl', 'loss_bbox', 'loss_giou', 'loss_fgl',
+                'loss_ddf_aux_0', 'loss_vfl_dn_0', 'loss_vfl_enc_0',
+                'loss_vfl_pre'):
         assert key in log_vars, key
 
 
@@ -87,12 +95,17 @@ def test_zero_gt_batch_trains(model_cfg):
     data = make_batch([([], []), ([], [])])
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     log_vars = model.train_step(data, optim)
-    assert math.isfinite(float(log_vars['loss'])) and float(log_vars['loss']) > 0
+    assert math.isfinite(float(log_vars['loss'])) and float(
+        log_vars['loss']) > 0
     for name, p in model.named_parameters():
         if p.grad is not None:
             assert torch.isfinite(p.grad).all(), name
-    changed = [k for k, v in model.named_parameters() if not torch.equal(v, before[k])]
-    assert any(k.startswith('bbox_head.cls_branches') for k in changed)  # pushed to background
+    changed = [
+        k for k, v in model.named_parameters()
+        if not torch.equal(v, before[k])
+    ]
+    assert any(k.startswith('bbox_head.cls_branches')
+               for k in changed)  # pushed to background
     # a mixed batch (one image with objects, one without) trains as well
     data = make_batch([([[4, 6, 30, 28]], [1]), ([], [])])
     log_vars = model.train_step(data, optim)

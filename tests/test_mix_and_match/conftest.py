@@ -3,7 +3,6 @@
 import os.path as osp
 
 import pytest
-
 from mixed_fixtures import MIXED_DIR, TINY_BACKBONES, TINY_CONFIG
 
 
@@ -17,9 +16,13 @@ def tiny_config(toy_coco, tmp_path_factory):
         base = osp.join(MIXED_DIR, name)
         assert osp.isfile(base), f'{base} is missing'
         path = folder / f'tiny_{name}'
-        path.write_text(TINY_CONFIG.format(
-            name=name, base=base, data_root=toy_coco + '/', backbone=backbone,
-            in_channels=in_channels or channels))
+        path.write_text(
+            TINY_CONFIG.format(
+                name=name,
+                base=base,
+                data_root=toy_coco + '/',
+                backbone=backbone,
+                in_channels=in_channels or channels))
         return str(path)
 
     return make

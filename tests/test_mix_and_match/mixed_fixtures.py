@@ -7,16 +7,18 @@ backbone widths/depths given by ``TINY_BACKBONES``; the neck's ``in_channels``
 follow the tiny backbone's channels (the wiring rule of the configs).
 """
 import os.path as osp
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MIXED_DIR = osp.join(ROOT, 'configs', 'dfine_mixed')
 
 # config file -> (tiny backbone overrides, channels of its out_indices maps)
 TINY_BACKBONES = {
     'dfine_r50_coco.py': (dict(base_channels=8), [64, 128, 256]),
-    'dfine_swin-t_coco.py': (dict(embed_dims=16, depths=[1, 1, 1, 1],
-                                  num_heads=[1, 2, 2, 4]), [32, 64, 128]),
-    'dfine_pvtv2-b0_coco.py': (dict(embed_dims=16, num_layers=[1, 1, 1, 1]),
-                               [32, 80, 128]),
+    'dfine_swin-t_coco.py':
+    (dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 2,
+                                                         4]), [32, 64, 128]),
+    'dfine_pvtv2-b0_coco.py': (dict(embed_dims=16,
+                                    num_layers=[1, 1, 1, 1]), [32, 80, 128]),
     'dfine_cspnext-l_coco.py': (dict(widen_factor=0.125,
                                      deepen_factor=0.167), [32, 64, 128]),
 }
@@ -80,5 +82,3 @@ val_evaluator = dict(type='CocoMetric', metric='bbox', format_only=False,
                      ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 """
-
-

@@ -34,9 +34,10 @@ from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CFG_DIR = osp.join(ROOT, 'configs', 'deformable_detr_fdr')
-COCO_CFG = osp.join(CFG_DIR,
-                    'deformable-detr-refine-twostage_r50_fdr_16xb2-50e_coco.py')
-PLAIN_TOY = osp.join(CFG_DIR, 'toy', 'deformable-detr-refine-twostage_r18_toy.py')
+COCO_CFG = osp.join(
+    CFG_DIR, 'deformable-detr-refine-twostage_r50_fdr_16xb2-50e_coco.py')
+PLAIN_TOY = osp.join(CFG_DIR, 'toy',
+                     'deformable-detr-refine-twostage_r18_toy.py')
 FDR_TOY = osp.join(CFG_DIR, 'toy',
                    'deformable-detr-refine-twostage_r18_fdr_toy.py')
 
@@ -68,6 +69,7 @@ def _small_cfg(path, data_root):
 def _build(cfg, seed=0):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+
     import dfine_mmdet  # noqa: F401
     register_all_modules(init_default_scope=True)
     torch.manual_seed(seed)
@@ -94,6 +96,7 @@ def plain_cfg(toy_coco):
 
 def test_train_fixed_batch_loss_decreases(fdr_cfg):
     from mmengine.optim import OptimWrapper
+
     from dfine_mmdet.models.layers import FDRDeformableDetrTransformerDecoder
     model = _build(fdr_cfg)
     assert type(model).__name__ == 'DeformableDETRFDR'
@@ -103,19 +106,25 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg):
         torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
         clip_grad=dict(max_norm=0.1))
     model.train()
-    expected = {'loss_cls', 'loss_bbox', 'loss_giou', 'loss_fgl',
-                'loss_cls_enc_0', 'loss_bbox_enc_0', 'loss_giou_enc_0'}
+    expected = {
+        'loss_cls', 'loss_bbox', 'loss_giou', 'loss_fgl', 'loss_cls_enc_0',
+        'loss_bbox_enc_0', 'loss_giou_enc_0'
+    }
     for i in range(NUM_LAYERS - 1):
-        expected |= {f'loss_fgl_aux_{i}', f'loss_ddf_aux_{i}',
-                     f'loss_cls_aux_{i}', f'loss_bbox_aux_{i}'}
+        expected |= {
+            f'loss_fgl_aux_{i}', f'loss_ddf_aux_{i}', f'loss_cls_aux_{i}',
+            f'loss_bbox_aux_{i}'
+        }
     totals, l1 = [], []
     for _ in range(40):
         losses = model.train_step(batch, optim)
         missing = expected - set(losses)
         assert not missing, (sorted(missing), sorted(losses))
         assert not any('_dn' in k for k in losses), sorted(losses)
-        bad = {k: float(v) for k, v in losses.items()
-               if not math.isfinite(float(v.detach()))}
+        bad = {
+            k: float(v)
+            for k, v in losses.items() if not math.isfinite(float(v.detach()))
+        }
         assert not bad, bad
         totals.append(float(losses['loss']))
         l1.append(float(losses['loss_bbox']))
@@ -128,8 +137,8 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg):
 
 
 def _transformer_outputs(model, cfg, training=False):
-    batch = _batch(cfg.val_dataloader if not training else
-                   cfg.train_dataloader)
+    batch = _batch(
+        cfg.val_dataloader if not training else cfg.train_dataloader)
     model.train(training)
     data = model.data_preprocessor(batch, training)
     with torch.no_grad():
@@ -165,8 +174,7 @@ def test_decoder_is_fdr_around_the_proposal(fdr_cfg):
 
     out, data = _transformer_outputs(model, fdr_cfg, training=True)
     torch.testing.assert_close(out['enc_outputs_coord'], out['references'][0])
-    assert out['enc_outputs_class'].shape[:2] == out['references'][0].shape[
-        :2]
+    assert out['enc_outputs_class'].shape[:2] == out['references'][0].shape[:2]
 
 
 def test_predict_and_tensor_mode(fdr_cfg):
@@ -179,8 +187,8 @@ def test_predict_and_tensor_mode(fdr_cfg):
     with torch.no_grad():
         outputs = model.val_step(batch)
         data = model.data_preprocessor(batch, False)
-        logits, boxes = model(data['inputs'], data['data_samples'],
-                              mode='tensor')
+        logits, boxes = model(
+            data['inputs'], data['data_samples'], mode='tensor')
         out, _ = _transformer_outputs(model, fdr_cfg)
     for o in outputs:
         h, w = o.ori_shape
@@ -219,29 +227,32 @@ def test_load_plain_deformable_detr_checkpoint(plain_cfg, fdr_cfg, tmp_path):
     handler = _Records()
     logger.addHandler(handler)
     try:
-        load_checkpoint(model, path, map_location='cpu', strict=False,
-                        logger=logger)
+        load_checkpoint(
+            model, path, map_location='cpu', strict=False, logger=logger)
     finally:
         logger.removeHandler(handler)
     report = '\n'.join(handler.messages)
     mismatched = set(re.findall(r'size mismatch for (\S+?):', report))
     expected = {
         f'bbox_head.reg_branches.{i}.4.{p}'
-        for i in range(NUM_LAYERS) for p in ('weight', 'bias')
+        for i in range(NUM_LAYERS)
+        for p in ('weight', 'bias')
     }
     assert mismatched == expected, report
     assert 'missing keys' not in report and 'unexpected key' not in report, \
         report
     own = model.state_dict()
     assert set(own) == set(sd)
-    differ = [k for k in sd if k not in expected and
-              not torch.equal(own[k], sd[k])]
+    differ = [
+        k for k in sd if k not in expected and not torch.equal(own[k], sd[k])
+    ]
     assert not differ, differ
 
 
 def test_configs():
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+
     import dfine_mmdet  # noqa: F401
     register_all_modules(init_default_scope=True)
     cfg = Config.fromfile(COCO_CFG)

@@ -22,9 +22,8 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
-
 from mixed_fixtures import ROOT, TINY_BACKBONES
+from mmengine.config import Config
 
 NAMES = sorted(TINY_BACKBONES)
 NUM_STEPS = 60
@@ -50,11 +49,10 @@ def _deploy_cfg(tmp_path):
     path = tmp_path / 'deploy_ort_static_64.py'
     base = osp.join(ROOT, 'configs', 'deploy',
                     'detection_onnxruntime_static-640x640.py')
-    path.write_text(
-        f'_base_ = [{base!r}]\n'
-        'onnx_config = dict(input_shape=(64, 64))\n'
-        'codebase_config = dict(post_processing=dict('
-        'max_output_boxes_per_class=10, keep_top_k=10))\n')
+    path.write_text(f'_base_ = [{base!r}]\n'
+                    'onnx_config = dict(input_shape=(64, 64))\n'
+                    'codebase_config = dict(post_processing=dict('
+                    'max_output_boxes_per_class=10, keep_top_k=10))\n')
     return str(path)
 
 
@@ -70,9 +68,9 @@ def test_train_eval_export(name, tiny_config, tmp_path):
 
     # -- train on one fixed batch -----------------------------------------
     batch = next(iter(_loader(cfg.train_dataloader)))
-    optim = OptimWrapper(torch.optim.AdamW(model.parameters(), lr=1e-3,
-                                           weight_decay=1e-4),
-                         clip_grad=dict(max_norm=0.1))
+    optim = OptimWrapper(
+        torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
+        clip_grad=dict(max_norm=0.1))
     model.train()
     totals = []
     for _ in range(NUM_STEPS):
@@ -108,15 +106,20 @@ def test_train_eval_export(name, tiny_config, tmp_path):
     from dfine_mmdet.deploy.export import export_onnx
     from dfine_mmdet.deploy.verify import compare_onnx_with_pytorch
     ckpt = str(tmp_path / 'tiny.pth')
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': val_loader.dataset.metainfo}}, ckpt)
+    torch.save(
+        {
+            'state_dict': model.state_dict(),
+            'meta': {
+                'dataset_meta': val_loader.dataset.metainfo
+            }
+        }, ckpt)
     deploy_cfg = _deploy_cfg(tmp_path)
-    img = np.random.default_rng(0).integers(0, 256, (72, 96, 3),
-                                            dtype=np.uint8)
+    img = np.random.default_rng(0).integers(
+        0, 256, (72, 96, 3), dtype=np.uint8)
     onnx_file = export_onnx(img, str(tmp_path / 'onnx'), 'end2end.onnx',
                             deploy_cfg, cfg_path, ckpt)
-    reports = compare_onnx_with_pytorch(deploy_cfg, cfg_path, ckpt,
-                                        onnx_file, img)
+    reports = compare_onnx_with_pytorch(deploy_cfg, cfg_path, ckpt, onnx_file,
+                                        img)
     assert len(reports) == 1
     r = reports[0]
     assert r['num_ref'] == r['num_test'] == 10, r
@@ -126,8 +129,7 @@ def test_train_eval_export(name, tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize('name', NAMES)
-def test_backbone_init_cfg_loads_local_checkpoint(name, tiny_config,
-                                                  tmp_path):
+def test_backbone_init_cfg_loads_local_checkpoint(name, tiny_config, tmp_path):
     """A local ImageNet-style backbone file, written from a freshly built
     backbone plus noise (so it cannot coincide with any random init), is
     loaded exactly through ``backbone.init_cfg``.
@@ -163,8 +165,10 @@ def test_backbone_init_cfg_loads_local_checkpoint(name, tiny_config,
         prefix = 'backbone.'
     ckpt = str(tmp_path / 'imagenet_backbone.pth')
     if prefix:
-        torch.save({'state_dict': {prefix + k: v for k, v in ref.items()}},
-                   ckpt)
+        torch.save({'state_dict': {
+            prefix + k: v
+            for k, v in ref.items()
+        }}, ckpt)
     else:
         torch.save(ref, ckpt)
     cfg.model.backbone.init_cfg = dict(orig_init, checkpoint=ckpt)
@@ -213,8 +217,8 @@ def test_full_config_wiring(name):
     with torch.no_grad():
         feats = model.backbone(torch.zeros(1, 3, size, size))
         assert [f.shape[1] for f in feats] == list(cfg.model.neck.in_channels)
-        assert [size // f.shape[-1] for f in feats] == list(
-            cfg.model.feat_strides)
+        assert [size // f.shape[-1]
+                for f in feats] == list(cfg.model.feat_strides)
         outs = model.extract_feat(torch.zeros(1, 3, size, size))
     assert len(outs) == len(cfg.model.feat_strides)
 
@@ -226,8 +230,13 @@ def test_missing_local_checkpoint_names_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'dfine_mixed', 'dfine_r50_coco.py'))
-    _build(Config(dict(model=dict(cfg.model, backbone=dict(
-        cfg.model.backbone, init_cfg=None)))))  # registers modules
+    _build(
+        Config(
+            dict(
+                model=dict(
+                    cfg.model,
+                    backbone=dict(cfg.model.backbone,
+                                  init_cfg=None)))))  # registers modules
     backbone = MODELS.build(cfg.model.backbone)
     with pytest.raises(FileNotFoundError, match='checkpoints/resnet50.pth'):
         backbone.init_weights()

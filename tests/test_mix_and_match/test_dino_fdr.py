@@ -88,6 +88,7 @@ def _tiny_cfg(path, data_root):
 def _build(cfg, seed=0):
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+
     import dfine_mmdet  # noqa: F401
     register_all_modules(init_default_scope=True)
     torch.manual_seed(seed)
@@ -124,8 +125,11 @@ def _fdr_terms(num_layers):
     return names
 
 
-PRE_TERMS = {f'loss_{t}_{s}' for t in ('cls', 'bbox', 'giou')
-             for s in ('pre', 'dn_pre')}
+PRE_TERMS = {
+    f'loss_{t}_{s}'
+    for t in ('cls', 'bbox', 'giou')
+    for s in ('pre', 'dn_pre')
+}
 
 
 def _with_pre(cfg, pre_refine):
@@ -134,10 +138,11 @@ def _with_pre(cfg, pre_refine):
     return cfg
 
 
-@pytest.mark.parametrize('pre_refine', [False, True],
-                         ids=['proposal_ref', 'pre_refine'])
+@pytest.mark.parametrize(
+    'pre_refine', [False, True], ids=['proposal_ref', 'pre_refine'])
 def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
     from mmengine.optim import OptimWrapper
+
     from dfine_mmdet.models.layers import FDRDinoTransformerDecoder
     cfg = _with_pre(fdr_cfg, pre_refine)
     model = _build(cfg)
@@ -157,10 +162,13 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
         missing = expected - set(losses)
         assert not missing, (sorted(missing), sorted(losses))
         # D-FINE's pre output: box terms only (no corners, so no FGL / DDF)
-        assert {k for k in losses if k.endswith('pre')} == (
-            PRE_TERMS if pre_refine else set()), sorted(losses)
-        bad = {k: float(v) for k, v in losses.items()
-               if not math.isfinite(float(v.detach()))}
+        assert {k
+                for k in losses if k.endswith('pre')
+                } == (PRE_TERMS if pre_refine else set()), sorted(losses)
+        bad = {
+            k: float(v)
+            for k, v in losses.items() if not math.isfinite(float(v.detach()))
+        }
         assert not bad, bad
         totals.append(float(losses['loss']))
         l1.append(float(losses['loss_bbox']))
@@ -181,17 +189,18 @@ def test_varifocal_classification_loss(fdr_cfg):
     """``loss_cls=DFINEVarifocalLoss`` (D-FINE's) instead of DINO's focal
     loss: term ``loss_vfl`` on every output, finite, and predict runs."""
     cfg = copy.deepcopy(fdr_cfg)
-    cfg.model.bbox_head.loss_cls = dict(type='DFINEVarifocalLoss', alpha=0.75,
-                                        gamma=2.0, loss_weight=1.0)
+    cfg.model.bbox_head.loss_cls = dict(
+        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
     model = _build(cfg)
     batch = _batch(cfg.train_dataloader)
     data = model.data_preprocessor(batch, True)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     vfl = {k for k in losses if k.startswith('loss_vfl')}
-    assert vfl == {'loss_vfl', 'loss_vfl_aux_0', 'loss_vfl_aux_1',
-                   'loss_vfl_enc_0', 'loss_vfl_dn_0', 'loss_vfl_dn_1',
-                   'loss_vfl_dn_2'}, sorted(losses)
+    assert vfl == {
+        'loss_vfl', 'loss_vfl_aux_0', 'loss_vfl_aux_1', 'loss_vfl_enc_0',
+        'loss_vfl_dn_0', 'loss_vfl_dn_1', 'loss_vfl_dn_2'
+    }, sorted(losses)
     assert not any(k.startswith('loss_cls') for k in losses)
     assert all(math.isfinite(float(v.detach())) for v in losses.values())
     model.eval()
@@ -210,8 +219,7 @@ def test_predict_boxes_inside_image(fdr_cfg):
             branch[-1].weight.normal_(0, 0.5)
     model.eval()
     loader = Runner.build_dataloader(fdr_cfg.val_dataloader, seed=0)
-    metric = CocoMetric(ann_file=fdr_cfg.val_evaluator.ann_file,
-                        metric='bbox')
+    metric = CocoMetric(ann_file=fdr_cfg.val_evaluator.ann_file, metric='bbox')
     metric.dataset_meta = loader.dataset.metainfo
     num = 0
     with torch.no_grad():
@@ -232,8 +240,8 @@ def test_predict_boxes_inside_image(fdr_cfg):
     assert 0.0 <= results['coco/bbox_mAP'] <= 1.0, results
 
 
-@pytest.mark.parametrize('pre_refine', [False, True],
-                         ids=['proposal_ref', 'pre_refine'])
+@pytest.mark.parametrize(
+    'pre_refine', [False, True], ids=['proposal_ref', 'pre_refine'])
 def test_tensor_mode_returns_logits_and_fdr_boxes(fdr_cfg, pre_refine):
     """``mode='tensor'`` (mmdet's ``_forward``, used by tracing and
     get_flops) passes every decoder output to the head; it returns the
@@ -243,8 +251,8 @@ def test_tensor_mode_returns_logits_and_fdr_boxes(fdr_cfg, pre_refine):
     model = _build(cfg).eval()
     data = model.data_preprocessor(_batch(cfg.val_dataloader), False)
     with torch.no_grad():
-        logits, boxes = model(data['inputs'], data['data_samples'],
-                              mode='tensor')
+        logits, boxes = model(
+            data['inputs'], data['data_samples'], mode='tensor')
         feats = model.extract_feat(data['inputs'])
         dec = model.forward_transformer(feats, data['data_samples'])
     num_layers = cfg.model.decoder.num_layers
@@ -274,25 +282,23 @@ def _load_report(model, path):
     handler = _Records()
     logger.addHandler(handler)
     try:
-        load_checkpoint(model, path, map_location='cpu', strict=False,
-                        logger=logger)
+        load_checkpoint(
+            model, path, map_location='cpu', strict=False, logger=logger)
     finally:
         logger.removeHandler(handler)
     report = '\n'.join(handler.messages)
     mismatched = set(re.findall(r'size mismatch for (\S+?):', report))
     missing = set()
-    for line in re.findall(r'missing keys in source state_dict: (.*)',
-                           report):
+    for line in re.findall(r'missing keys in source state_dict: (.*)', report):
         missing |= set(line.split(', '))
     unexpected = re.findall(r'unexpected key in source state_dict: (.*)',
                             report)
     return mismatched, missing, unexpected, report
 
 
-@pytest.mark.parametrize('pre_refine', [False, True],
-                         ids=['proposal_ref', 'pre_refine'])
-def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path,
-                                    pre_refine):
+@pytest.mark.parametrize(
+    'pre_refine', [False, True], ids=['proposal_ref', 'pre_refine'])
+def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path, pre_refine):
     """A plain mmdet DINO checkpoint (noised, so no tensor equals an init)
     loads into DINOFDR through MMEngine's non-strict loading.  With
     ``pre_refine`` the pre head (which has no key in a DINO checkpoint) is
@@ -314,7 +320,8 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path,
     mismatched, missing, unexpected, report = _load_report(model, path)
     expected = {
         f'bbox_head.reg_branches.{i}.4.{p}'
-        for i in range(NUM_LAYERS) for p in ('weight', 'bias')
+        for i in range(NUM_LAYERS)
+        for p in ('weight', 'bias')
     }
     assert mismatched == expected, report
     assert not missing and not unexpected, report
@@ -347,8 +354,10 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path,
         path = str(tmp_path / 'dino_fdr.pth')
         torch.save({'state_dict': fdr.state_dict()}, path)
         model = _build(_with_pre(fdr_cfg, True), seed=0)
-        init = {k: v.clone() for k, v in model.state_dict().items()
-                if k in pre_keys}
+        init = {
+            k: v.clone()
+            for k, v in model.state_dict().items() if k in pre_keys
+        }
         mismatched, missing, unexpected, report = _load_report(model, path)
         assert not mismatched and not unexpected, report
         assert missing == pre_keys, report
@@ -422,7 +431,9 @@ def test_pre_refine_reference_is_pre_box(fdr_cfg):
     ref_sd = _build(fdr_cfg).state_dict()
     own_sd = model.state_dict()
     assert set(own_sd) - set(ref_sd) == {
-        k for k in own_sd if k.startswith('bbox_head.pre_reg_branch.')}
+        k
+        for k in own_sd if k.startswith('bbox_head.pre_reg_branch.')
+    }
     assert all(torch.equal(own_sd[k], v) for k, v in ref_sd.items())
     model.eval()
     head = model.bbox_head
@@ -437,8 +448,8 @@ def test_pre_refine_reference_is_pre_box(fdr_cfg):
         torch.testing.assert_close(refs[k], proposal, rtol=0, atol=1e-6)
 
     with torch.no_grad():
-        for branch in list(head.reg_branches[:NUM_LAYERS]) + [
-                head.pre_reg_branch]:
+        for branch in list(
+                head.reg_branches[:NUM_LAYERS]) + [head.pre_reg_branch]:
             branch[-1].weight.normal_(0, 0.5)
             branch[-1].bias.normal_(0, 0.5)
     dec_in, out = _decoder_run(model, fdr_cfg)  # with autograd
@@ -449,15 +460,16 @@ def test_pre_refine_reference_is_pre_box(fdr_cfg):
     p = proposal.double()
     delta = head.pre_reg_branch(out['hidden_states'][0]).double()
     expected = torch.sigmoid(delta + torch.log(p / (1 - p)))
-    torch.testing.assert_close(refs[0].double(), expected, rtol=0,
-                               atol=1e-5)
+    torch.testing.assert_close(refs[0].double(), expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(refs[0], pre.detach(), rtol=0, atol=0)
     assert (refs[0] - proposal).abs().max() > 1e-2
     # every layer decodes around the pre box, not the proposal
     for k in range(NUM_LAYERS):
         torch.testing.assert_close(
-            refs[k + 1].detach(), coder.decode(refs[0], corners[k].detach()),
-            rtol=0, atol=0)
+            refs[k + 1].detach(),
+            coder.decode(refs[0], corners[k].detach()),
+            rtol=0,
+            atol=0)
     # the reference is detached (no gradient from the boxes of any layer to
     # the pre head); the pre head is trained through pre_boxes only
     (torch.stack(refs).sum() + corners.sum()).backward(retain_graph=True)
@@ -480,8 +492,9 @@ def test_coco_config_builds_with_fdr_parts():
     cfg = Config.fromfile(COCO_CFG)
     import mmdet
     base = Config.fromfile(
-        osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', 'dino',
-                 'dino-4scale_r50_8xb2-12e_coco.py'))
+        osp.join(
+            osp.dirname(mmdet.__file__), '.mim', 'configs', 'dino',
+            'dino-4scale_r50_8xb2-12e_coco.py'))
     # only the FDR deltas differ from mmdet's DINO config (inheriting through
     # 'mmdet::' adds `_scope_` keys)
     ours, theirs = _unscoped(cfg.to_dict()), _unscoped(base.to_dict())
@@ -491,8 +504,9 @@ def test_coco_config_builds_with_fdr_parts():
     assert (om.pop('type'), tm.pop('type')) == ('DINOFDR', 'DINO')
     oh, th = om.pop('bbox_head'), tm.pop('bbox_head')
     assert (oh.pop('type'), th.pop('type')) == ('DINOFDRHead', 'DINOHead')
-    assert set(oh) - set(th) == {'bbox_coder', 'go_lsd_assigner', 'loss_fgl',
-                                 'loss_ddf'}
+    assert set(oh) - set(th) == {
+        'bbox_coder', 'go_lsd_assigner', 'loss_fgl', 'loss_ddf'
+    }
     assert {k: oh[k] for k in th} == th
     assert om.pop('train_cfg')['assigner']['type'] == 'DFINEHungarianAssigner'
     tm.pop('train_cfg')
@@ -528,6 +542,7 @@ def _head_settings(head):
 def test_toy_configs_differ_only_by_fdr_deltas():
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+
     import dfine_mmdet  # noqa: F401
     register_all_modules(init_default_scope=True)
     plain = Config.fromfile(PLAIN_TOY).to_dict()
@@ -548,8 +563,11 @@ def test_toy_configs_differ_only_by_fdr_deltas():
     toy = Config.fromfile(FDR_TOY)
     heads = []
     for cfg in (coco, toy):
-        head_cfg = dict(cfg.model.bbox_head, num_classes=3, embed_dims=32,
-                        train_cfg=cfg.model.train_cfg)
+        head_cfg = dict(
+            cfg.model.bbox_head,
+            num_classes=3,
+            embed_dims=32,
+            train_cfg=cfg.model.train_cfg)
         heads.append(MODELS.build(head_cfg))
     assert _head_settings(heads[0]) == _head_settings(heads[1])
     # the benchmark's third model only adds the pre head
@@ -573,29 +591,30 @@ def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
         sys.path.pop(0)
     opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
     out_json = str(tmp_path / 'results.json')
-    means = main(['--iters', '2', '--seeds', '0', '--data', toy_coco,
-                  '--val-every', '2', '--jobs', '1',
-                  '--work-dir', str(tmp_path), '--json', out_json,
-                  '--models', 'DINO', 'DINO+FDR', 'DINO+FDR+pre',
-                  '--ablation', 'up1', 'base=DINO+FDR',
-                  'model.bbox_head.bbox_coder.type=FDRBBoxCoder',
-                  'model.bbox_head.bbox_coder.up=1.0',
-                  '--cfg-options'] + opts)
+    means = main([
+        '--iters', '2', '--seeds', '0', '--data', toy_coco, '--val-every', '2',
+        '--jobs', '1', '--work-dir',
+        str(tmp_path), '--json', out_json, '--models', 'DINO', 'DINO+FDR',
+        'DINO+FDR+pre', '--ablation', 'up1', 'base=DINO+FDR',
+        'model.bbox_head.bbox_coder.type=FDRBBoxCoder',
+        'model.bbox_head.bbox_coder.up=1.0', '--cfg-options'
+    ] + opts)
     assert list(means) == ['DINO', 'DINO+FDR', 'DINO+FDR+pre', 'up1']
     for m in means.values():
         assert 0.0 <= m['mAP75'] <= 1.0 and m['s_per_iter'] > 0
     lines = capsys.readouterr().out.strip().splitlines()
     ratios = [ln for ln in lines if ln.startswith('ratio ')]
     assert [ln.split(':')[0] for ln in ratios] == [
-        'ratio DINO+FDR/DINO', 'ratio DINO+FDR+pre/DINO', 'ratio up1/DINO']
+        'ratio DINO+FDR/DINO', 'ratio DINO+FDR+pre/DINO', 'ratio up1/DINO'
+    ]
     assert all(' AP75 ' in ln for ln in ratios)
     assert any(ln.startswith('DN positives') for ln in lines), lines
     with open(out_json) as f:
         saved = json.load(f)
     run = saved['runs']['up1']['0']
     assert run['curve'][-1][0] == 2
-    assert set(run['offsets']) >= {'proposal', 'layer0', 'final_iou',
-                                   'dn_positive'}
+    assert set(
+        run['offsets']) >= {'proposal', 'layer0', 'final_iou', 'dn_positive'}
     # the ablation is recorded with its overrides
     assert saved['args']['ablation'][0][-1] == \
         'model.bbox_head.bbox_coder.up=1.0'
@@ -605,9 +624,10 @@ def test_benchmark_edge_offsets_invert_the_coder():
     """The offset statistics use Eq. 2 inverted: decoding the offsets
     ``edge_offsets`` returns around the reference gives the GT box back."""
     import sys
+
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
-    from dfine_mmdet.models.task_modules.coders.fdr_coder import \
-        distance2bbox
+
+    from dfine_mmdet.models.task_modules.coders.fdr_coder import distance2bbox
     sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
     try:
         from dino_fdr_toy import edge_offsets, offset_stats, reach_ceiling
@@ -627,8 +647,8 @@ def test_benchmark_edge_offsets_invert_the_coder():
     gt = torch.tensor([[0.25, 0.4, 0.75, 0.6], [0.46, 0.42, 0.56, 0.6]])
     ceiling = reach_ceiling(ref, gt, 4.0, 0.5)
     torch.testing.assert_close(ceiling, torch.tensor([0.6, 1.0]))
-    torch.testing.assert_close(reach_ceiling(ref, gt, 4.0, 1.0),
-                               torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(
+        reach_ceiling(ref, gt, 4.0, 1.0), torch.tensor([1.0, 1.0]))
     st = offset_stats(torch.tensor([0.5, -1.5, 2.5, -5.0]), 4.0, 0.5)
     assert st['coarse'] == 0.5 and st['out'] == 0.25
     assert st['median'] == 1.5
@@ -637,29 +657,40 @@ def test_benchmark_edge_offsets_invert_the_coder():
 def test_misconfigurations_name_the_field():
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
-    from dfine_mmdet.models.detectors import fill_fdr_settings
+
     import dfine_mmdet  # noqa: F401
+    from dfine_mmdet.models.detectors import fill_fdr_settings
     register_all_modules(init_default_scope=True)
     mmdet_assigner = dict(
         type='HungarianAssigner',
         match_costs=[dict(type='FocalLossCost', weight=2.0)])
     with pytest.raises(TypeError, match='HungarianAssigner'):
-        MODELS.build(dict(type='DINOFDRHead', num_classes=3, embed_dims=32,
-                          train_cfg=dict(assigner=mmdet_assigner)))
+        MODELS.build(
+            dict(
+                type='DINOFDRHead',
+                num_classes=3,
+                embed_dims=32,
+                train_cfg=dict(assigner=mmdet_assigner)))
     with pytest.raises(ValueError, match='sigmoid'):
-        MODELS.build(dict(type='DINOFDRHead', num_classes=3,
-                          loss_cls=dict(type='CrossEntropyLoss'),
-                          train_cfg=dict(
-                              assigner=dict(type='DFINEHungarianAssigner'))))
-    with pytest.raises(ValueError, match=r'model\.bbox_head\.reg_max.*'
-                       r'bbox_coder\.reg_max'):
+        MODELS.build(
+            dict(
+                type='DINOFDRHead',
+                num_classes=3,
+                loss_cls=dict(type='CrossEntropyLoss'),
+                train_cfg=dict(assigner=dict(type='DFINEHungarianAssigner'))))
+    with pytest.raises(
+            ValueError,
+            match=r'model\.bbox_head\.reg_max.*'
+            r'bbox_coder\.reg_max'):
         fill_fdr_settings(
             dict(num_layers=2, layer_cfg=dict()),
-            dict(reg_max=16, bbox_coder=dict(type='FDRBBoxCoder',
-                                             reg_max=32)))
-    with pytest.raises(ValueError, match=r'bbox_head\.embed_dims.*'
-                       r'self_attn_cfg\.embed_dims'):
+            dict(reg_max=16, bbox_coder=dict(type='FDRBBoxCoder', reg_max=32)))
+    with pytest.raises(
+            ValueError,
+            match=r'bbox_head\.embed_dims.*'
+            r'self_attn_cfg\.embed_dims'):
         fill_fdr_settings(
-            dict(num_layers=2,
-                 layer_cfg=dict(self_attn_cfg=dict(embed_dims=64))),
+            dict(
+                num_layers=2,
+                layer_cfg=dict(self_attn_cfg=dict(embed_dims=64))),
             dict(embed_dims=128))

@@ -39,8 +39,8 @@ def official_random_state_dict(parity_dir: str, variant: str):
                                          make_state_dict)
     fx = np.load(osp.join(parity_dir, f'dfine_{variant}_coco.npz'))
     sd = make_state_dict(
-        load_keys_spec(osp.join(parity_dir,
-                                f'dfine_{variant}_coco_keys.json')),
+        load_keys_spec(
+            osp.join(parity_dir, f'dfine_{variant}_coco_keys.json')),
         seed=int(fx['meta/weight_seed']),
         fixed=load_fixed_buffers(fx),
         gain=float(fx['meta/weight_gain']))
@@ -50,8 +50,7 @@ def official_random_state_dict(parity_dir: str, variant: str):
 def converted_model(parity_dir: str, variant: str):
     """(fixture, eval model with the official random weights loaded strictly
     through the converter)."""
-    from dfine_mmdet.checkpoint.official import \
-        convert_state_dict
+    from dfine_mmdet.checkpoint.official import convert_state_dict
     fx, sd = official_random_state_dict(parity_dir, variant)
     model = build_model(variant)
     model.load_state_dict(convert_state_dict(sd), strict=True)

@@ -22,8 +22,10 @@ def coder_cfg(outputs: dict) -> dict:
     """``FDRBBoxCoder`` config with the official outputs' ``up`` /
     ``reg_scale`` (int64 in official checkpoints: kept an int)."""
     reg_scale = outputs['reg_scale'].reshape(-1)[0].item()
-    return dict(type='FDRBBoxCoder', reg_scale=reg_scale,
-                up=outputs['up'].reshape(-1)[0].item())
+    return dict(
+        type='FDRBBoxCoder',
+        reg_scale=reg_scale,
+        up=outputs['up'].reshape(-1)[0].item())
 
 
 def _layers(layer_dicts: list, refs: torch.Tensor) -> FDRPredictions:

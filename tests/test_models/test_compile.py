@@ -16,16 +16,19 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIG = osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py')
-TINY = dict(model=dict(num_queries=10, eval_spatial_size=(64, 64),
-                       dn_cfg=dict(num_denoising=10)))
+TINY = dict(
+    model=dict(
+        num_queries=10,
+        eval_spatial_size=(64, 64),
+        dn_cfg=dict(num_denoising=10)))
 
 
 @pytest.fixture(scope='module')
 def tiny():
     from dfine_mmdet.benchmark.profiling import build_training
     torch.manual_seed(0)
-    model, _, data = build_training(CONFIG, batch_size=2, size=64, num_gt=3,
-                                    cfg_options=TINY)
+    model, _, data = build_training(
+        CONFIG, batch_size=2, size=64, num_gt=3, cfg_options=TINY)
     batch = model.data_preprocessor(data, True)
     return model, batch['inputs'], batch['data_samples']
 
@@ -33,8 +36,10 @@ def tiny():
 def _explain(fn, *args):
     torch._dynamo.reset()
     out = torch._dynamo.explain(fn)(*args)
-    reasons = [f'{b.reason} at {b.user_stack[-1] if b.user_stack else "?"}'
-               for b in out.break_reasons]
+    reasons = [
+        f'{b.reason} at {b.user_stack[-1] if b.user_stack else "?"}'
+        for b in out.break_reasons
+    ]
     return out, reasons
 
 

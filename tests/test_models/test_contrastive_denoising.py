@@ -3,21 +3,28 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 
 from dfine_mmdet.models.layers import (DFINEContrastiveDenoising,
                                        dn_match_indices)
-from mmdet.registry import MODELS
 
-DN_CASES = ['dfine_s_loss_case2.pt', 'dfine_s_loss_case3.pt',
-            'dfine_s_loss_case4.pt', 'dfine_x_loss_case2.pt']
+DN_CASES = [
+    'dfine_s_loss_case2.pt', 'dfine_s_loss_case3.pt', 'dfine_s_loss_case4.pt',
+    'dfine_x_loss_case2.pt'
+]
 
 
 @pytest.mark.parametrize('case', DN_CASES)
 def test_matches_official_builder(parity_dir, case):
     fx = torch.load(osp.join(parity_dir, case), weights_only=True)
-    dn = MODELS.build(dict(type='DFINEContrastiveDenoising', num_classes=80,
-                           embed_dims=16, num_denoising=100,
-                           label_noise_ratio=0.5, box_noise_scale=1.0))
+    dn = MODELS.build(
+        dict(
+            type='DFINEContrastiveDenoising',
+            num_classes=80,
+            embed_dims=16,
+            num_denoising=100,
+            label_noise_ratio=0.5,
+            box_noise_scale=1.0))
     labels = [t['labels'] for t in fx['targets']]
     boxes = [t['boxes'] for t in fx['targets']]
     group = fx['dn_group']
@@ -45,8 +52,8 @@ def test_matches_official_builder(parity_dir, case):
     # on every CPU: inverse_sigmoid's vectorised log differs by 1 ulp
     # between CPUs / ISA paths (2.4e-7 on 90 of 1600 values here, an
     # AVX-512 Xeon), while any other draw moves a value by O(0.1).
-    torch.testing.assert_close(ref_unact, group['bbox_unact'], rtol=1e-6,
-                               atol=1e-6)
+    torch.testing.assert_close(
+        ref_unact, group['bbox_unact'], rtol=1e-6, atol=1e-6)
     # the DN matches the criterion derives from this meta
     for ours, official in zip(
             dn_match_indices(meta, [len(x) for x in labels]),
@@ -59,11 +66,17 @@ def test_layout_and_noise_properties():
     torch.manual_seed(0)
     num_classes = 5
     dn = DFINEContrastiveDenoising(num_classes, 8, num_denoising=12)
-    labels = [torch.tensor([1, 2, 3]), torch.tensor([4]),
-              torch.zeros(0, dtype=torch.long)]
-    boxes = [torch.tensor([[0.5, 0.5, 0.2, 0.4], [0.3, 0.6, 0.1, 0.1],
-                           [0.7, 0.2, 0.3, 0.2]]),
-             torch.tensor([[0.4, 0.4, 0.5, 0.5]]), torch.zeros(0, 4)]
+    labels = [
+        torch.tensor([1, 2, 3]),
+        torch.tensor([4]),
+        torch.zeros(0, dtype=torch.long)
+    ]
+    boxes = [
+        torch.tensor([[0.5, 0.5, 0.2, 0.4], [0.3, 0.6, 0.1, 0.1],
+                      [0.7, 0.2, 0.3, 0.2]]),
+        torch.tensor([[0.4, 0.4, 0.5, 0.5]]),
+        torch.zeros(0, 4)
+    ]
     query, ref_unact, mask, meta = dn(labels, boxes, num_queries=4)
     m, groups = 3, 4  # max GT, 12 // 3
     num_dn = 2 * m * groups
@@ -71,8 +84,9 @@ def test_layout_and_noise_properties():
     assert meta['dn_num_split'] == [num_dn, 4]
     assert query.shape == (3, num_dn, 8) and ref_unact.shape == (3, num_dn, 4)
     # positives: first m slots of every 2m group, only real GT
-    assert meta['dn_positive_idx'][0].tolist() == [0, 1, 2, 6, 7, 8, 12, 13,
-                                                   14, 18, 19, 20]
+    assert meta['dn_positive_idx'][0].tolist() == [
+        0, 1, 2, 6, 7, 8, 12, 13, 14, 18, 19, 20
+    ]
     assert meta['dn_positive_idx'][1].tolist() == [0, 6, 12, 18]
     assert meta['dn_positive_idx'][2].numel() == 0
     # mask: matching queries never see DN queries, groups are isolated
@@ -97,14 +111,15 @@ def test_layout_and_noise_properties():
         if negative:
             continue
         moved = ((box[slot, :2] - box[slot, 2:] / 2) -
-                 (gt[k, :2] - gt[k, 2:] / 2)).abs() / (gt[k, 2:] / 2)
+                 (gt[k, :2] - gt[k, 2:] / 2)).abs() / (
+                     gt[k, 2:] / 2)
         assert (moved < 1 + 1e-4).all(), (slot, moved)
 
 
 def test_label_noise_rate_and_padding_never_flip():
     torch.manual_seed(1)
-    dn = DFINEContrastiveDenoising(num_classes=10, embed_dims=4,
-                                   num_denoising=1000)
+    dn = DFINEContrastiveDenoising(
+        num_classes=10, embed_dims=4, num_denoising=1000)
     labels = [torch.zeros(1, dtype=torch.long)]
     boxes = [torch.tensor([[0.5, 0.5, 0.2, 0.2]])]
     query, _, _, meta = dn(labels, boxes, num_queries=1)
@@ -117,11 +132,12 @@ def test_label_noise_rate_and_padding_never_flip():
 
 def test_zero_gt_and_disabled():
     dn = DFINEContrastiveDenoising(3, 4)
-    out = dn([torch.zeros(0, dtype=torch.long)] * 2, [torch.zeros(0, 4)] * 2,
-             num_queries=7)
+    out = dn(
+        [torch.zeros(0, dtype=torch.long)] * 2, [torch.zeros(0, 4)] * 2,
+        num_queries=7)
     assert out[:3] == (None, None, None)
-    assert out[3] == dict(dn_positive_idx=None, dn_num_group=0,
-                          dn_num_split=[0, 7])
+    assert out[3] == dict(
+        dn_positive_idx=None, dn_num_group=0, dn_num_split=[0, 7])
     off = DFINEContrastiveDenoising(3, 4, num_denoising=0)
     assert off([torch.tensor([1])], [torch.rand(1, 4)], 7) == (None, ) * 4
 

@@ -3,11 +3,11 @@ import math
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 
 from dfine_mmdet.models.losses import (DecoupledDistillationFocalLoss,
                                        ddf_balance_factors,
                                        distribution_distillation_kl)
-from mmdet.registry import MODELS
 
 T = 5.0
 
@@ -31,11 +31,18 @@ def test_temperature_scaled_kl():
 
 
 def test_decoupled_reduction_by_hand():
-    ddf = MODELS.build(dict(type='DecoupledDistillationFocalLoss',
-                            temperature=T, loss_weight=1.5))
+    ddf = MODELS.build(
+        dict(
+            type='DecoupledDistillationFocalLoss',
+            temperature=T,
+            loss_weight=1.5))
     student = torch.zeros(4, 2, requires_grad=True)
-    teacher = torch.tensor([_teacher_row(0.8), _teacher_row(0.8),
-                            _teacher_row(0.6), _teacher_row(0.9)])
+    teacher = torch.tensor([
+        _teacher_row(0.8),
+        _teacher_row(0.8),
+        _teacher_row(0.6),
+        _teacher_row(0.9)
+    ])
     weight = torch.tensor([0.5, 0.25, 0.9, 0.3])
     pos_mask = torch.tensor([True, True, False, False])
     kl = [T**2 * _kl([p, 1 - p], [0.5, 0.5]) for p in (0.8, 0.8, 0.6, 0.9)]
@@ -57,9 +64,9 @@ def test_gradient_reaches_only_the_student():
     student = torch.zeros(3, 4, requires_grad=True)
     teacher = torch.randn(3, 4, requires_grad=True)
     weight = torch.rand(3, requires_grad=True)
-    loss = DecoupledDistillationFocalLoss()(
-        student, teacher, weight, torch.tensor([True, False, False]), 1.0,
-        1.0)
+    loss = DecoupledDistillationFocalLoss()(student, teacher, weight,
+                                            torch.tensor([True, False, False]),
+                                            1.0, 1.0)
     loss.backward()
     assert student.grad is not None and student.grad.abs().sum() > 0
     assert teacher.grad is None and weight.grad is None

@@ -5,13 +5,13 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import InstanceData
 
 from dfine_mmdet.models.dense_heads.go_lsd_loss import GOLSDLossMixin
-from mmdet.registry import MODELS
 
 TOY_CFG = osp.join(
     osp.dirname(__file__), '..', '..', 'configs', 'dfine', 'toy',
@@ -40,8 +40,7 @@ def _samples(num_gts, num_classes=3, seed=0):
             DetDataSample(
                 gt_instances=InstanceData(
                     bboxes=torch.cat([xy, xy + wh], 1),
-                    labels=torch.randint(0, num_classes, (n, ),
-                                         generator=g)),
+                    labels=torch.randint(0, num_classes, (n, ), generator=g)),
                 metainfo=dict(
                     img_shape=(IMG, IMG),
                     batch_input_shape=(IMG, IMG),
@@ -57,9 +56,10 @@ def _train_step(model):
     head = model.bbox_head
     # the corner branches' last layer is zero-initialised: only it gets a
     # gradient in the first step
-    before = [p.detach().clone() for p in (head.cls_branches[0].weight,
-                                           head.reg_branches[0].layers[-1]
-                                           .weight)]
+    before = [
+        p.detach().clone() for p in (head.cls_branches[0].weight,
+                                     head.reg_branches[0].layers[-1].weight)
+    ]
     optim = torch.optim.SGD(model.parameters(), lr=0.1)
     torch.manual_seed(0)
     losses = model(torch.rand(2, 3, IMG, IMG), _samples([2, 1]), mode='loss')
@@ -67,8 +67,8 @@ def _train_step(model):
     optim.zero_grad()
     total.backward()
     optim.step()
-    after = (head.cls_branches[0].weight, head.reg_branches[0].layers[-1]
-             .weight)
+    after = (head.cls_branches[0].weight,
+             head.reg_branches[0].layers[-1].weight)
     changed = [not torch.equal(a, b) for a, b in zip(before, after)]
     return losses, total, changed
 
@@ -80,7 +80,10 @@ def test_coder_and_loss_swapped_through_config():
     m.bbox_head.bbox_coder = dict(
         type='FDRBBoxCoder', reg_max=16, reg_scale=4.0, up=0.5)
     m.bbox_head.loss_cls = dict(
-        type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+        type='FocalLoss',
+        use_sigmoid=True,
+        gamma=2.0,
+        alpha=0.25,
         loss_weight=1.0)
     model = MODELS.build(m)
     head = model.bbox_head
@@ -110,10 +113,11 @@ def test_default_head_keeps_official_term_names():
     assert torch.isfinite(total)
     assert 'loss_vfl' in losses and 'loss_cls' not in losses
     assert len(losses) == 38
-    assert {k for k in losses if k.endswith('_dn_2')} == {
-        'loss_vfl_dn_2', 'loss_bbox_dn_2', 'loss_giou_dn_2', 'loss_fgl_dn_2',
-        'loss_ddf_dn_2'
-    }
+    assert {k
+            for k in losses if k.endswith('_dn_2')} == {
+                'loss_vfl_dn_2', 'loss_bbox_dn_2', 'loss_giou_dn_2',
+                'loss_fgl_dn_2', 'loss_ddf_dn_2'
+            }
 
 
 def test_shared_settings_are_filled_from_one_place():
@@ -164,8 +168,7 @@ def test_go_lsd_losses_reusable_by_another_head():
     ``go_lsd_loss``."""
     from mmdet.registry import TASK_UTILS
 
-    from dfine_mmdet.models.dense_heads.supervision_plan import \
-        FDRPredictions
+    from dfine_mmdet.models.dense_heads.supervision_plan import FDRPredictions
 
     class OtherHead(GOLSDLossMixin, torch.nn.Module):
 
@@ -232,9 +235,11 @@ def test_class_loss_key_comes_from_the_loss():
     boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.3, 0.3, 0.1, 0.1]]])
     gt = torch.tensor([[0.5, 0.5, 0.2, 0.4]])  # IoU 0.5 with query 0
     key, value = classification_loss(
-        ScoreLoss(), torch.zeros(1, 2, 3), boxes,
-        [dict(labels=torch.tensor([1]), boxes=gt)],
-        [(torch.tensor([0]), torch.tensor([0]))], avg_factor=2.0)
+        ScoreLoss(),
+        torch.zeros(1, 2, 3),
+        boxes, [dict(labels=torch.tensor([1]), boxes=gt)],
+        [(torch.tensor([0]), torch.tensor([0]))],
+        avg_factor=2.0)
     assert key == 'loss_score'
     assert value.item() == pytest.approx(0.25, rel=1e-6)
 
@@ -247,10 +252,10 @@ def test_activation_fields_reach_every_mlp():
     m.decoder.mlp_act = 'gelu'
     model = MODELS.build(m)
     head, dec = model.bbox_head, model.decoder
-    assert all(isinstance(layer.activation, torch.nn.SiLU)
-               for layer in dec.layers)
-    assert all(isinstance(lqe.reg_conf.act, torch.nn.SiLU)
-               for lqe in head.lqe_layers)
+    assert all(
+        isinstance(layer.activation, torch.nn.SiLU) for layer in dec.layers)
+    assert all(
+        isinstance(lqe.reg_conf.act, torch.nn.SiLU) for lqe in head.lqe_layers)
     mlps = [dec.query_pos_head, head.pre_reg_branch, head.enc_reg_branch
             ] + list(head.reg_branches)
     assert all(isinstance(mlp.act, torch.nn.GELU) for mlp in mlps)
@@ -264,12 +269,12 @@ def test_activation_fields_reach_every_mlp():
 def test_default_activations_are_relu():
     model = MODELS.build(_toy_model_cfg())
     head, dec = model.bbox_head, model.decoder
-    mlps = [dec.query_pos_head, head.pre_reg_branch, head.enc_reg_branch
-            ] + list(head.reg_branches) + [
-                lqe.reg_conf for lqe in head.lqe_layers]
+    mlps = [
+        dec.query_pos_head, head.pre_reg_branch, head.enc_reg_branch
+    ] + list(head.reg_branches) + [lqe.reg_conf for lqe in head.lqe_layers]
     assert all(isinstance(mlp.act, torch.nn.ReLU) for mlp in mlps)
-    assert all(isinstance(layer.activation, torch.nn.ReLU)
-               for layer in dec.layers)
+    assert all(
+        isinstance(layer.activation, torch.nn.ReLU) for layer in dec.layers)
 
 
 def test_level_count_and_channels_are_derived():
@@ -282,6 +287,7 @@ def test_level_count_and_channels_are_derived():
     assert model.in_channels == model.neck.out_channels == [128, 128]
     assert len(model.decoder.layers[0].cross_attn.num_points_list) == 2
     m.in_channels = [128, 64]
-    with pytest.raises(ValueError, match=r'model\.in_channels.*'
-                       r'model\.neck\.out_channels'):
+    with pytest.raises(
+            ValueError, match=r'model\.in_channels.*'
+            r'model\.neck\.out_channels'):
         MODELS.build(m)

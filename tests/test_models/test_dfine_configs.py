@@ -21,8 +21,8 @@ FAMILIES = {'coco': 80, 'obj365': 366, 'obj2coco': 80}
 
 
 def _all_config_files():
-    return sorted(glob.glob(osp.join(CONFIG_DIR, '**', '*.py'),
-                            recursive=True))
+    return sorted(
+        glob.glob(osp.join(CONFIG_DIR, '**', '*.py'), recursive=True))
 
 
 @pytest.mark.parametrize('family', list(FAMILIES))
@@ -50,8 +50,10 @@ def test_variant_configs(variant, family):
     pre = m.data_preprocessor
     assert list(pre.mean) == [0, 0, 0] and list(pre.std) == [255] * 3
     assert pre.bgr_to_rgb
-    resize = [t for t in cfg.test_dataloader.dataset.pipeline
-              if t['type'] == 'Resize'][0]
+    resize = [
+        t for t in cfg.test_dataloader.dataset.pipeline
+        if t['type'] == 'Resize'
+    ][0]
     assert tuple(resize['scale']) == (640, 640)
     assert resize['keep_ratio'] is False
     assert resize['backend'] == 'pillow'

@@ -14,16 +14,17 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 from official_loss_outputs import coder_cfg, from_official
 
 from dfine_mmdet.models.dense_heads.go_lsd_loss import reduce_count
 from dfine_mmdet.models.dense_heads.supervision_plan import (BoxPredictions,
                                                              FDRPredictions)
-from mmdet.registry import MODELS
 
-CASES = ['dfine_s_loss_case1.pt', 'dfine_s_loss_case2.pt',
-         'dfine_s_loss_case3.pt', 'dfine_s_loss_case4.pt',
-         'dfine_x_loss_case2.pt']
+CASES = [
+    'dfine_s_loss_case1.pt', 'dfine_s_loss_case2.pt', 'dfine_s_loss_case3.pt',
+    'dfine_s_loss_case4.pt', 'dfine_x_loss_case2.pt'
+]
 NUM_TERMS = {'dfine_s_loss_case1.pt': 20, 'dfine_x_loss_case2.pt': 68}
 RTOL = 1e-5  # relative tolerance per loss term
 ATOL = 1e-6  # absolute floor for near-zero terms
@@ -45,8 +46,12 @@ def fixtures(parity_dir):
 def _head(num_classes, **kwargs):
     """A small D-FINE head (the branches are not used by the loss)."""
     return MODELS.build(
-        dict(type='DFINEHead', num_classes=num_classes, embed_dims=8,
-             num_pred_layer=1, **kwargs))
+        dict(
+            type='DFINEHead',
+            num_classes=num_classes,
+            embed_dims=8,
+            num_pred_layer=1,
+            **kwargs))
 
 
 def _loss(crit, outputs, targets):
@@ -57,8 +62,8 @@ def _matching(crit, outputs, targets):
     """Matching state of one step, read from the supervision plan."""
     plan = {
         e.suffix: e
-        for e in crit.supervision_plan(targets=targets,
-                                       **from_official(outputs))
+        for e in crit.supervision_plan(
+            targets=targets, **from_official(outputs))
     }
     last = plan['']
     res = dict(
@@ -83,8 +88,9 @@ def _matching(crit, outputs, targets):
     for suffix, e in plan.items():
         if not suffix.startswith('_dn'):
             assert e.box_indices is last.box_indices, suffix
-            assert (e.cls_normaliser, e.box_normaliser) == (
-                res['num_boxes'], res['num_boxes_go']), suffix
+            assert (e.cls_normaliser,
+                    e.box_normaliser) == (res['num_boxes'],
+                                          res['num_boxes_go']), suffix
     if '_aux_0' in plan:
         res['ddf_num_pos'], res['ddf_num_neg'] = plan['_aux_0'].teacher.balance
     if '_dn_0' in plan:
@@ -96,8 +102,9 @@ def _matching(crit, outputs, targets):
 
 def _criterion(fx):
     meta = fx['meta']
-    crit = _head(fx['outputs']['pred_logits'].shape[-1],
-                 bbox_coder=coder_cfg(fx['outputs']))
+    crit = _head(
+        fx['outputs']['pred_logits'].shape[-1],
+        bbox_coder=coder_cfg(fx['outputs']))
     # the defaults are the official configuration the fixtures were made with
     cfg = meta['criterion_config']
     assert cfg['losses'] == ['vfl', 'boxes', 'local']
@@ -201,18 +208,18 @@ def test_matching_state_matches_official(fixtures, case):
         _assert_pairs_equal(res['dn_indices'], fx['dn_indices'], 'dn')
     assert res['num_boxes'] == fx['num_boxes']
     assert res['num_boxes_go'] == fx['num_boxes_go']
-    assert res['ddf_num_pos'].item() == pytest.approx(fx['ddf_num_pos'],
-                                                      rel=1e-6)
-    assert res['ddf_num_neg'].item() == pytest.approx(fx['ddf_num_neg'],
-                                                      rel=1e-6)
+    assert res['ddf_num_pos'].item() == pytest.approx(
+        fx['ddf_num_pos'], rel=1e-6)
+    assert res['ddf_num_neg'].item() == pytest.approx(
+        fx['ddf_num_neg'], rel=1e-6)
     for name in ('fgl_targets', 'fgl_targets_dn'):
         if fx.get(name) is None:
             continue
         assert len(res[name]) == len(fx[name]) == 3, name
         for ours, official in zip(res[name], fx[name]):
             assert ours.shape == official.shape, name
-            torch.testing.assert_close(ours.cpu(), official, rtol=1e-5,
-                                       atol=1e-6)
+            torch.testing.assert_close(
+                ours.cpu(), official, rtol=1e-5, atol=1e-6)
 
 
 def _leaf_copy(outputs, aliases):
@@ -279,20 +286,28 @@ def test_zero_gt_batch_without_denoising_is_finite():
             pred_corners=torch.randn(b, q, 20, requires_grad=True),
             ref_points=torch.rand(b, q, 4))
         if teacher is not None:
-            out.update(teacher_corners=teacher['pred_corners'],
-                       teacher_logits=teacher['pred_logits'])
+            out.update(
+                teacher_corners=teacher['pred_corners'],
+                teacher_logits=teacher['pred_logits'])
         return out
 
     last = layer()
     outputs = dict(
-        last, up=torch.tensor([0.5]), reg_scale=torch.tensor([4]),
+        last,
+        up=torch.tensor([0.5]),
+        reg_scale=torch.tensor([4]),
         aux_outputs=[layer(last)],
-        pre_outputs=dict(pred_logits=torch.randn(b, q, 3),
-                         pred_boxes=torch.rand(b, q, 4)),
-        enc_aux_outputs=[dict(pred_logits=torch.randn(b, q, 3),
-                              pred_boxes=torch.rand(b, q, 4))])
-    targets = [dict(labels=torch.zeros(0, dtype=torch.long),
-                    boxes=torch.zeros(0, 4)) for _ in range(b)]
+        pre_outputs=dict(
+            pred_logits=torch.randn(b, q, 3), pred_boxes=torch.rand(b, q, 4)),
+        enc_aux_outputs=[
+            dict(
+                pred_logits=torch.randn(b, q, 3),
+                pred_boxes=torch.rand(b, q, 4))
+        ])
+    targets = [
+        dict(labels=torch.zeros(0, dtype=torch.long), boxes=torch.zeros(0, 4))
+        for _ in range(b)
+    ]
     losses = _loss(crit, outputs, targets)
     assert len(losses) == 4 + 5 + 3 + 3
     for k, v in losses.items():
@@ -302,8 +317,8 @@ def test_zero_gt_batch_without_denoising_is_finite():
     # without GT every logit is a negative: VFL = sum(a p^2 BCE(x, 0)) / 1
     p = last['pred_logits'].sigmoid()
     expected = (0.75 * p**2 * -torch.log1p(-p)).sum()
-    assert losses['loss_vfl'].item() == pytest.approx(expected.item(),
-                                                      rel=1e-5)
+    assert losses['loss_vfl'].item() == pytest.approx(
+        expected.item(), rel=1e-5)
     sum(losses.values()).backward()
     assert last['pred_logits'].grad.abs().sum() > 0
     res = _matching(crit, outputs, targets)
@@ -312,14 +327,14 @@ def test_zero_gt_batch_without_denoising_is_finite():
 
 def test_rejects_inconsistent_inputs():
     crit = _head(3, bbox_coder=dict(type='FDRBBoxCoder', reg_max=4))
-    empty = [dict(labels=torch.zeros(0, dtype=torch.long),
-                  boxes=torch.zeros(0, 4))]
+    empty = [
+        dict(labels=torch.zeros(0, dtype=torch.long), boxes=torch.zeros(0, 4))
+    ]
 
     def layers(num_classes=3, num_corners=20):
-        return FDRPredictions(torch.zeros(1, 1, 2, num_classes),
-                              torch.rand(1, 1, 2, 4),
-                              torch.zeros(1, 1, 2, num_corners),
-                              torch.rand(1, 2, 4))
+        return FDRPredictions(
+            torch.zeros(1, 1, 2, num_classes), torch.rand(1, 1, 2, 4),
+            torch.zeros(1, 1, 2, num_corners), torch.rand(1, 2, 4))
 
     with pytest.raises(ValueError, match='num_classes=3'):
         crit.go_lsd_loss(layers(num_classes=4), empty)
@@ -329,11 +344,14 @@ def test_rejects_inconsistent_inputs():
         crit.go_lsd_loss(layers(num_corners=132), empty)
     with pytest.raises(KeyError, match='dn_meta'):
         crit.go_lsd_loss(layers(), empty, dn_layers=layers())
-    losses = crit.go_lsd_loss(layers(), empty,
-                              pre=BoxPredictions(torch.zeros(1, 2, 3),
-                                                 torch.rand(1, 2, 4)))
-    assert set(losses) == {'loss_vfl', 'loss_bbox', 'loss_giou', 'loss_fgl',
-                           'loss_vfl_pre', 'loss_bbox_pre', 'loss_giou_pre'}
+    losses = crit.go_lsd_loss(
+        layers(),
+        empty,
+        pre=BoxPredictions(torch.zeros(1, 2, 3), torch.rand(1, 2, 4)))
+    assert set(losses) == {
+        'loss_vfl', 'loss_bbox', 'loss_giou', 'loss_fgl', 'loss_vfl_pre',
+        'loss_bbox_pre', 'loss_giou_pre'
+    }
 
 
 def test_half_precision_outputs_give_float32_losses(fixtures):
@@ -357,14 +375,16 @@ def test_half_precision_outputs_give_float32_losses(fixtures):
     for k, v in losses.items():
         assert v.dtype == torch.float32, k
         # bf16 inputs (8 bit mantissa): a few percent at most
-        assert v.item() == pytest.approx(fx['losses'][k].item(), rel=0.05,
-                                         abs=2e-2), k
+        assert v.item() == pytest.approx(
+            fx['losses'][k].item(), rel=0.05, abs=2e-2), k
 
 
 def _normaliser_worker(rank, world_size, init_file, counts, results):
     import torch.distributed as dist
     dist.init_process_group(
-        'gloo', init_method=f'file://{init_file}', rank=rank,
+        'gloo',
+        init_method=f'file://{init_file}',
+        rank=rank,
         world_size=world_size)
     try:
         results[rank] = reduce_count(counts[rank], torch.device('cpu'))

@@ -117,8 +117,8 @@ def test_training_outputs_structure(model_n):
     head.go_lsd_loss = recorder  # instance attribute shadows the method
     try:
         torch.manual_seed(0)
-        losses = model(torch.rand(2, 3, 320, 320), _train_samples([3, 0]),
-                       mode='loss')
+        losses = model(
+            torch.rand(2, 3, 320, 320), _train_samples([3, 0]), mode='loss')
     finally:
         del head.go_lsd_loss
         model.eval()
@@ -151,8 +151,8 @@ def test_loss_step(model_n):
     model = model_n.train()
     try:
         torch.manual_seed(0)
-        losses = model(torch.rand(2, 3, 320, 320), _train_samples([3, 1]),
-                       mode='loss')
+        losses = model(
+            torch.rand(2, 3, 320, 320), _train_samples([3, 1]), mode='loss')
         total = sum(v for k, v in losses.items() if 'loss' in k)
         total.backward()
     finally:
@@ -177,9 +177,13 @@ def _make_coco(root):
         Image.fromarray(img).save(osp.join(root, name))
         images.append(dict(id=i + 1, file_name=name, width=w, height=h))
         anns.append(
-            dict(id=i + 1, image_id=i + 1, category_id=1,
-                 bbox=[x, y, w // 3, h // 3], area=(w // 3) * (h // 3),
-                 iscrowd=0))
+            dict(
+                id=i + 1,
+                image_id=i + 1,
+                category_id=1,
+                bbox=[x, y, w // 3, h // 3],
+                area=(w // 3) * (h // 3),
+                iscrowd=0))
     cats = [dict(id=1, name='red'), dict(id=2, name='blue')]
     with open(osp.join(root, 'ann.json'), 'w') as f:
         json.dump(dict(images=images, annotations=anns, categories=cats), f)
@@ -195,14 +199,17 @@ def toy_setup(tmp_path_factory):
     cfg.model.bbox_head.num_classes = 2
     classes = ('red', 'blue')
     for loader in ('val_dataloader', 'test_dataloader'):
-        cfg[loader].update(batch_size=2, num_workers=0,
-                           persistent_workers=False)
+        cfg[loader].update(
+            batch_size=2, num_workers=0, persistent_workers=False)
         cfg[loader].dataset.update(
-            data_root=root, ann_file='ann.json', data_prefix=dict(img=''),
+            data_root=root,
+            ann_file='ann.json',
+            data_prefix=dict(img=''),
             metainfo=dict(classes=classes))
     for ev in ('val_evaluator', 'test_evaluator'):
-        cfg[ev].update(ann_file=osp.join(root, 'ann.json'),
-                       outfile_prefix=osp.join(root, 'results'))
+        cfg[ev].update(
+            ann_file=osp.join(root, 'ann.json'),
+            outfile_prefix=osp.join(root, 'results'))
     # smaller network input than the official 640 to keep the test fast
     for step in cfg.test_dataloader.dataset.pipeline:
         if step['type'] == 'Resize':
@@ -214,8 +221,10 @@ def toy_setup(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model('n', cfg=cfg)
     ckpt = osp.join(root, 'random_n.pth')
-    torch.save(dict(state_dict=model.state_dict(),
-                    meta=dict(dataset_meta=dict(classes=classes))), ckpt)
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(dataset_meta=dict(classes=classes))), ckpt)
     return dict(root=root, images=images, cfg_file=cfg_file, ckpt=ckpt)
 
 
@@ -231,8 +240,10 @@ def test_coco_evaluation_with_runner(toy_setup):
     with open(osp.join(toy_setup['root'], 'results.bbox.json')) as f:
         dets = json.load(f)
     assert len(dets) == 300 * len(toy_setup['images'])
-    sizes = {im['id']: (im['width'], im['height'])
-             for im in toy_setup['images']}
+    sizes = {
+        im['id']: (im['width'], im['height'])
+        for im in toy_setup['images']
+    }
     for d in dets:
         assert d['category_id'] in (1, 2)
         w, h = sizes[d['image_id']]
@@ -244,12 +255,14 @@ def test_det_inferencer_matches_init_detector(toy_setup):
     from mmdet.apis import DetInferencer, inference_detector, init_detector
     img = osp.join(toy_setup['root'], 'img_0.jpg')
     inferencer = DetInferencer(
-        model=toy_setup['cfg_file'], weights=toy_setup['ckpt'],
-        device='cpu', show_progress=False)
+        model=toy_setup['cfg_file'],
+        weights=toy_setup['ckpt'],
+        device='cpu',
+        show_progress=False)
     res = inferencer(img, return_datasamples=True, no_save_vis=True)
     pred = res['predictions'][0].pred_instances
-    model = init_detector(toy_setup['cfg_file'], toy_setup['ckpt'],
-                          device='cpu')
+    model = init_detector(
+        toy_setup['cfg_file'], toy_setup['ckpt'], device='cpu')
     ref = inference_detector(model, img).pred_instances
     assert len(pred) == len(ref) == 300
     torch.testing.assert_close(pred.scores, ref.scores)
@@ -261,7 +274,8 @@ def test_det_inferencer_matches_init_detector(toy_setup):
     # arguments; the same Pillow-decoded pixels give the same detections
     import numpy as np
     from PIL import Image
-    bgr = np.ascontiguousarray(np.array(Image.open(img).convert('RGB'))[..., ::-1])
+    bgr = np.ascontiguousarray(
+        np.array(Image.open(img).convert('RGB'))[..., ::-1])
     arr = inference_detector(model, bgr).pred_instances
     assert len(arr) == 300
     torch.testing.assert_close(arr.scores, ref.scores)
@@ -280,8 +294,8 @@ def test_init_weights_gives_official_init():
     for branch in list(head.cls_branches) + [head.enc_cls_branch]:
         torch.testing.assert_close(branch.bias,
                                    torch.full_like(branch.bias, prior))
-    for reg in list(head.reg_branches) + [head.pre_reg_branch,
-                                          head.enc_reg_branch]:
+    for reg in list(
+            head.reg_branches) + [head.pre_reg_branch, head.enc_reg_branch]:
         assert torch.all(reg.layers[-1].weight == 0)
     for lqe in head.lqe_layers:
         assert torch.all(lqe.reg_conf.layers[-1].weight == 0)

@@ -13,7 +13,8 @@ class Tiny(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(2, 1)
-        self.bn = nn.BatchNorm1d(1)  # running stats (float) + num_batches_tracked (int)
+        self.bn = nn.BatchNorm1d(
+            1)  # running stats (float) + num_batches_tracked (int)
         self.register_buffer('int_buf', torch.tensor([7], dtype=torch.int64))
 
 
@@ -27,8 +28,10 @@ def official_update(ema_sd, model_sd, updates, decay=0.9999, warmups=1000):
 
 
 def test_decay_ramp_values():
-    assert dfine_ema_decay(1) == pytest.approx(0.9999 * (1 - math.exp(-1e-3)), rel=1e-15)
-    assert dfine_ema_decay(1000) == pytest.approx(0.9999 * (1 - math.exp(-1)), rel=1e-15)
+    assert dfine_ema_decay(1) == pytest.approx(
+        0.9999 * (1 - math.exp(-1e-3)), rel=1e-15)
+    assert dfine_ema_decay(1000) == pytest.approx(
+        0.9999 * (1 - math.exp(-1)), rel=1e-15)
     assert dfine_ema_decay(10**6) == pytest.approx(0.9999, rel=1e-12)
     assert dfine_ema_decay(5, warmups=0) == 0.9999
 
@@ -53,8 +56,10 @@ def test_hand_computed_sequence_params_and_buffers():
         prod *= 0.9999 * (1 - math.exp(-u / 4))
         expected = 1.0 - prod
         sd = ema.module.state_dict()
-        for key in ('fc.weight', 'fc.bias', 'bn.weight', 'bn.running_mean', 'bn.running_var'):
-            assert torch.allclose(sd[key], torch.full_like(sd[key], expected), atol=1e-6), key
+        for key in ('fc.weight', 'fc.bias', 'bn.weight', 'bn.running_mean',
+                    'bn.running_var'):
+            assert torch.allclose(
+                sd[key], torch.full_like(sd[key], expected), atol=1e-6), key
     # integer entries are never averaged (official: floating-point only)
     assert ema.module.int_buf.item() == 7
     assert ema.module.bn.num_batches_tracked.item() == 0

@@ -4,11 +4,11 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import TASK_UTILS
 from mmengine.structures import InstanceData
 
 from dfine_mmdet.models.task_modules.assigners import DFINEHungarianAssigner
 from dfine_mmdet.models.utils import bbox_cxcywh_to_xyxy_clamped
-from mmdet.registry import TASK_UTILS
 
 
 def test_clamped_box_conversion():
@@ -71,8 +71,7 @@ def test_match_and_assign_agree():
 
     res = assigner.assign(
         InstanceData(scores=logits[0], bboxes=boxes[0]),
-        InstanceData(labels=targets[0]['labels'],
-                     bboxes=targets[0]['boxes']))
+        InstanceData(labels=targets[0]['labels'], bboxes=targets[0]['boxes']))
     pos = torch.nonzero(res.gt_inds > 0).squeeze(1)
     assert torch.equal(pos, q)
     assert torch.equal(res.gt_inds[pos] - 1, g)
@@ -84,8 +83,8 @@ def test_matches_official_indices(parity_dir):
         osp.join(parity_dir, 'dfine_x_loss_case2.pt'), weights_only=True)
     assigner = DFINEHungarianAssigner()
     out = fx['outputs']
-    named = dict(last=out, pre=out['pre_outputs'],
-                 enc_0=out['enc_aux_outputs'][0])
+    named = dict(
+        last=out, pre=out['pre_outputs'], enc_0=out['enc_aux_outputs'][0])
     named.update({f'aux_{i}': o for i, o in enumerate(out['aux_outputs'])})
     for name, o in named.items():
         ours = assigner.match(o['pred_logits'], o['pred_boxes'], fx['targets'])

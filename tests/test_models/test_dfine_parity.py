@@ -16,8 +16,7 @@ entry points are checked end to end on N.
 import numpy as np
 import pytest
 import torch
-from dfine_model_utils import (converted_model, data_samples_for,
-                               parity_inputs)
+from dfine_model_utils import converted_model, data_samples_for, parity_inputs
 
 VARIANTS = ['n', 's', 'm', 'l', 'x']
 LOGITS_ATOL = 1e-4
@@ -71,8 +70,10 @@ def query_order(out):
 def reorder(x, orders, batch_dim=0):
     """Rows of ``x`` ([..., B, Q, ...]) in the fixture's query order."""
     x = x.numpy() if isinstance(x, torch.Tensor) else x
-    parts = [np.take(np.take(x, b, axis=batch_dim), o, axis=batch_dim)
-             for b, o in enumerate(orders)]
+    parts = [
+        np.take(np.take(x, b, axis=batch_dim), o, axis=batch_dim)
+        for b, o in enumerate(orders)
+    ]
     return np.stack(parts, axis=batch_dim)
 
 
@@ -96,12 +97,12 @@ def test_decoder_boxes(parity_dir, variant):
     fx, orders = out['fx'], query_order(out)
     hi = out['head_inputs']
     ref_init = reorder(hi['ref_points'], orders)
-    np.testing.assert_allclose(ref_init, fx['full/ref_init'], atol=BOXES_ATOL,
-                               rtol=0)
+    np.testing.assert_allclose(
+        ref_init, fx['full/ref_init'], atol=BOXES_ATOL, rtol=0)
     dec_boxes = reorder(hi['pred_boxes'], orders, batch_dim=1)
     assert dec_boxes.shape == fx['full/dec_boxes'].shape
-    np.testing.assert_allclose(dec_boxes, fx['full/dec_boxes'],
-                               atol=BOXES_ATOL, rtol=0)
+    np.testing.assert_allclose(
+        dec_boxes, fx['full/dec_boxes'], atol=BOXES_ATOL, rtol=0)
     # W(n) from the converted buffers is bit-exact
     np.testing.assert_array_equal(out['project'].numpy(), fx['full/project_W'])
 
@@ -131,16 +132,19 @@ def test_postprocess(parity_dir, variant):
         assert len(res) == 300
         scores = res.scores.numpy()
         assert np.all(np.diff(scores) <= 0)
-        np.testing.assert_allclose(scores, fx['post/scores'][b],
-                                   atol=SCORES_ATOL, rtol=0)
+        np.testing.assert_allclose(
+            scores, fx['post/scores'][b], atol=SCORES_ATOL, rtol=0)
         tokens = topk[b][res.query_index.numpy()]
-        ours = {(int(t), int(lab)): box
-                for t, lab, box in zip(tokens, res.labels.numpy(),
-                                       res.bboxes.numpy())}
-        ref = {(int(t), int(lab)): box
-               for t, lab, box in zip(fx['post/token_index'][b],
-                                      fx['post/labels'][b],
-                                      fx['post/boxes'][b])}
+        ours = {
+            (int(t), int(lab)): box
+            for t, lab, box in zip(tokens, res.labels.numpy(),
+                                   res.bboxes.numpy())
+        }
+        ref = {
+            (int(t), int(lab)): box
+            for t, lab, box in zip(fx['post/token_index'][b], fx['post/labels']
+                                   [b], fx['post/boxes'][b])
+        }
         assert set(ours) == set(ref)
         diff = max(np.abs(ours[k] - ref[k]).max() for k in ref)
         print(f'{variant} image {b}: max|dscore|='
@@ -158,21 +162,24 @@ def test_public_modes_match_stages(parity_dir):
     samples = data_samples_for(fx['post/orig_sizes_wh'])
     with torch.no_grad():
         tensor_out = model(inputs, samples, mode='tensor')
-        preds = model(inputs, data_samples_for(fx['post/orig_sizes_wh']),
-                      mode='predict')
-    torch.testing.assert_close(tensor_out[0], out['logits'], atol=1e-6,
-                               rtol=0)
-    torch.testing.assert_close(tensor_out[1], out['boxes'], atol=1e-7,
-                               rtol=0)
+        preds = model(
+            inputs, data_samples_for(fx['post/orig_sizes_wh']), mode='predict')
+    torch.testing.assert_close(tensor_out[0], out['logits'], atol=1e-6, rtol=0)
+    torch.testing.assert_close(tensor_out[1], out['boxes'], atol=1e-7, rtol=0)
     for b, sample in enumerate(preds):
         inst = sample.pred_instances
         assert len(inst) == 300
         assert inst.labels.min() >= 0 and inst.labels.max() < 80
-        np.testing.assert_allclose(inst.scores.numpy(), fx['post/scores'][b],
-                                   atol=SCORES_ATOL, rtol=0)
-        np.testing.assert_allclose(inst.bboxes.numpy(),
-                                   out['results'][b].bboxes.numpy(),
-                                   atol=1e-3, rtol=0)
+        np.testing.assert_allclose(
+            inst.scores.numpy(),
+            fx['post/scores'][b],
+            atol=SCORES_ATOL,
+            rtol=0)
+        np.testing.assert_allclose(
+            inst.bboxes.numpy(),
+            out['results'][b].bboxes.numpy(),
+            atol=1e-3,
+            rtol=0)
 
 
 def test_anchors_match_official_buffers(parity_dir):
@@ -185,8 +192,9 @@ def test_anchors_match_official_buffers(parity_dir):
     from the machine that made the fixture.
     """
     from dfine_mmdet.models.detectors.dfine import generate_anchors
-    for variant, shapes in (('n', [(40, 40), (20, 20)]),
-                            ('s', [(80, 80), (40, 40), (20, 20)])):
+    for variant, shapes in (('n', [(40, 40), (20, 20)]), ('s', [(80, 80),
+                                                                (40, 40),
+                                                                (20, 20)])):
         fx = np.load(f'{parity_dir}/dfine_{variant}_coco.npz')
         anchors, valid = generate_anchors(shapes)
         ours, ref = anchors.numpy(), fx['buffer/decoder.anchors']

@@ -38,17 +38,18 @@ pytestmark = pytest.mark.skipif(
 
 #: official constructor defaults of keys some YAML files leave out
 OFFICIAL_DEFAULTS = {
-    'HGNetv2': dict(use_lab=False, freeze_stem_only=True, freeze_at=0,
-                    freeze_norm=True),
-    'DFINETransformer': dict(nhead=8, dim_feedforward=1024, dropout=0.0),
+    'HGNetv2':
+    dict(use_lab=False, freeze_stem_only=True, freeze_at=0, freeze_norm=True),
+    'DFINETransformer':
+    dict(nhead=8, dim_feedforward=1024, dropout=0.0),
 }
 
 #: keys of the toy config that differ from D-FINE-N COCO on purpose
 TOY_DEVIATIONS = {
     'num_classes', 'eval_spatial_size', 'num_queries', 'num_denoising',
     'num_top_queries', 'lr', 'backbone_lr', 'warmup_iters', 'ema_decay',
-    'ema_warmups', 'epochs', 'stop_epoch', 'total_batch_size',
-    'batch_per_gpu', 'use_amp'
+    'ema_warmups', 'epochs', 'stop_epoch', 'total_batch_size', 'batch_per_gpu',
+    'use_amp'
 }
 #: keys of a mixed config that follow its (MMDetection) backbone
 MIXED_BACKBONE_KEYS = {
@@ -151,8 +152,8 @@ def ours(cfg: Config) -> dict:
     warm = [s for s in cfg.param_scheduler if s.type == 'LinearLR']
     assert len(warm) == len(cfg.param_scheduler) <= 1, cfg.param_scheduler
     augs = m.data_preprocessor.get('batch_augments') or []
-    assert len(augs) <= 1 and all(
-        a.type == 'DFINEBatchMultiScaleResize' for a in augs), augs
+    assert len(augs) <= 1 and all(a.type == 'DFINEBatchMultiScaleResize'
+                                  for a in augs), augs
     return dict(
         num_classes=head.num_classes,
         eval_spatial_size=list(m.eval_spatial_size),
@@ -232,8 +233,12 @@ def _reference(rel):
     if '/toy/' in rel:
         return 'configs/dfine/dfine_hgnetv2_n_coco.yml', set(), \
             TOY_DEVIATIONS
-    folder = {'custom': 'custom/', 'obj365': 'objects365/',
-              'obj2coco': 'objects365/', 'coco': ''}[name.split('_')[-1]]
+    folder = {
+        'custom': 'custom/',
+        'obj365': 'objects365/',
+        'obj2coco': 'objects365/',
+        'coco': ''
+    }[name.split('_')[-1]]
     skip = {'num_classes'} if name.endswith('_custom') else set()
     return f'configs/dfine/{folder}{name}.yml', skip, set()
 

@@ -24,8 +24,8 @@ def test_weighting_function_matches_formula(reg_scale):
     up = torch.tensor([0.5])
     w = weighting_function(32, up, torch.tensor([reg_scale]))
     assert w.shape == (33, ) and w.dtype == torch.float32
-    np.testing.assert_allclose(w.numpy(), _w_formula(32, 0.5, reg_scale),
-                               atol=2e-6)
+    np.testing.assert_allclose(
+        w.numpy(), _w_formula(32, 0.5, reg_scale), atol=2e-6)
     # symmetric, monotonic, centred
     assert torch.all(w[1:] > w[:-1])
     assert w[16] == 0
@@ -60,7 +60,7 @@ def test_integral_is_expectation():
         onehot[0, e * 33 + b] = 1e4
     torch.testing.assert_close(
         fdr_integral(onehot, project)[0], project[[0, 16, 20, 32]])
-    with pytest.raises(ValueError, match='expected 4 \* 33'):
+    with pytest.raises(ValueError, match=r'expected 4 \* 33'):
         fdr_integral(torch.zeros(3, 100), project)
 
 
@@ -86,8 +86,7 @@ def test_bbox2distance_inverts_distance2bbox(reg_scale):
     dist = (torch.rand(2, 4) - 0.5) * 2 * project[-2]
     gt = distance2bbox(ref, dist, reg_scale)
     cx, cy, w, h = gt.unbind(-1)
-    gt_xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2],
-                          -1)
+    gt_xyxy = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
     pos, wr, wl = bbox2distance(ref, gt_xyxy, 32, reg_scale, up)
     assert pos.shape == wr.shape == wl.shape == (8, )
     idx = pos.floor().long()

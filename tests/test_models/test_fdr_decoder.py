@@ -5,8 +5,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+# yapf: disable
 from dfine_mmdet.models.layers.fdr_decoder import (
     DFINETransformerDecoder, DFINETransformerDecoderLayer)
+# yapf: enable
 from dfine_mmdet.models.layers.gate import Gate
 from dfine_mmdet.models.layers.lqe import LQE
 from dfine_mmdet.models.layers.ms_deform_attn import MSDeformableAttention
@@ -71,8 +73,8 @@ def test_deformable_attention_matches_naive_sampling():
                     img = tokens.T.reshape(4, h, w)
                     acc += weights[b, q, m, p] * _bilinear(
                         img, loc[0] * w - 0.5, loc[1] * h - 0.5)
-                torch.testing.assert_close(out[b, q, m * 4:(m + 1) * 4],
-                                           acc, atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(
+                    out[b, q, m * 4:(m + 1) * 4], acc, atol=1e-5, rtol=1e-5)
 
 
 def test_deformable_attention_init_offsets():
@@ -80,8 +82,7 @@ def test_deformable_attention_init_offsets():
     bias = attn.sampling_offsets.bias.reshape(8, 12, 2)
     # head 0 points along +x with magnitudes 1..n_l per level
     torch.testing.assert_close(
-        bias[0, :, 0],
-        torch.tensor([1., 2, 3, 1, 2, 3, 4, 5, 6, 1, 2, 3]))
+        bias[0, :, 0], torch.tensor([1., 2, 3, 1, 2, 3, 4, 5, 6, 1, 2, 3]))
     assert torch.all(bias[0, :, 1].abs() < 1e-6)
     assert torch.all(attn.attention_weights.weight == 0)
 
@@ -89,8 +90,8 @@ def test_deformable_attention_init_offsets():
 def test_gate_init_is_even_mix():
     gate = Gate(6)
     x1, x2 = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
-    torch.testing.assert_close(gate(x1, x2),
-                               F.layer_norm(0.5 * x1 + 0.5 * x2, (6, )))
+    torch.testing.assert_close(
+        gate(x1, x2), F.layer_norm(0.5 * x1 + 0.5 * x2, (6, )))
     _randomize(gate)
     g = torch.sigmoid(gate.gate(torch.cat([x1, x2], -1)))
     expected = gate.norm(g[..., :6] * x1 + g[..., 6:] * x2)
@@ -111,13 +112,19 @@ def test_lqe_adds_quality_of_topk_statistics():
 
 
 def _tiny_decoder(num_layers=3, eval_idx=-1):
-    layer_cfg = dict(embed_dims=16, num_heads=2, feedforward_channels=32,
-                     num_levels=2, num_points=[2, 2])
+    layer_cfg = dict(
+        embed_dims=16,
+        num_heads=2,
+        feedforward_channels=32,
+        num_levels=2,
+        num_points=[2, 2])
     dec = _randomize(
         DFINETransformerDecoder(
-            num_layers, layer_cfg,
+            num_layers,
+            layer_cfg,
             bbox_coder=dict(type='FDRBBoxCoder', reg_max=8, reg_scale=4.0),
-            eval_idx=eval_idx), std=0.2)
+            eval_idx=eval_idx),
+        std=0.2)
     dec.up.fill_(0.5)
     dec.reg_scale.fill_(4.0)
     reg = torch.nn.ModuleList(
@@ -160,9 +167,11 @@ def test_fdr_loop_recurrence():
     project = weighting_function(8, torch.tensor([0.5]), 4.0)
     torch.testing.assert_close(corners[0], reg[0](hs[0]))
     for i in (1, 2):
-        torch.testing.assert_close(corners[i] - corners[i - 1],
-                                   reg[i](hs[i] + hs[i - 1]), atol=1e-5,
-                                   rtol=1e-5)
+        torch.testing.assert_close(
+            corners[i] - corners[i - 1],
+            reg[i](hs[i] + hs[i - 1]),
+            atol=1e-5,
+            rtol=1e-5)
     for i in range(3):
         expected = distance2bbox(out['ref_points'],
                                  fdr_integral(corners[i], project), 4.0)
@@ -192,8 +201,8 @@ def test_denoising_mask_blocks_attention():
     g = torch.Generator().manual_seed(0)
     query = torch.randn(1, 4, 16, generator=g)
     ref = torch.rand(1, 4, 1, 4, generator=g) * 0.5 + 0.25
-    value = layer.cross_attn.split_value(torch.randn(1, 9, 16, generator=g),
-                                         [(3, 3)])
+    value = layer.cross_attn.split_value(
+        torch.randn(1, 9, 16, generator=g), [(3, 3)])
     mask = torch.zeros(4, 4, dtype=torch.bool)
     mask[2:, :2] = True  # queries 2,3 cannot see 0,1
     out1 = layer(query, ref, value, [(3, 3)], mask)
@@ -219,7 +228,7 @@ def test_loaded_buffers_are_written_into_the_coder():
     assert torch.equal(coder.project(), dec.project())
     ref = torch.tensor([[0.5, 0.5, 0.2, 0.3]])
     gt = torch.tensor([[0.35, 0.3, 0.62, 0.7]])
-    for ours, buffers in zip(coder.encode(ref, gt),
-                             coder.encode(ref, gt, up=dec.up,
-                                          reg_scale=dec.reg_scale)):
+    for ours, buffers in zip(
+            coder.encode(ref, gt),
+            coder.encode(ref, gt, up=dec.up, reg_scale=dec.reg_scale)):
         assert torch.equal(ours, buffers)

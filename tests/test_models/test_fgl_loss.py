@@ -3,12 +3,12 @@ import math
 
 import pytest
 import torch
+from mmdet.registry import MODELS
 
 from dfine_mmdet.models.losses import (FineGrainedLocalizationLoss,
                                        fine_grained_localization_loss)
 from dfine_mmdet.models.task_modules.coders.fdr_coder import (
     bbox2distance, weighting_function)
-from mmdet.registry import MODELS
 
 
 def test_two_bin_interpolated_cross_entropy():
@@ -19,8 +19,10 @@ def test_two_bin_interpolated_cross_entropy():
     weight_left = 1 - weight_right
     loss = fine_grained_localization_loss(
         pred, (position, weight_right, weight_left), reduction='none')
-    expected = [0.6 * math.log(2) + 0.4 * math.log(4),
-                0.1 * math.log(4) + 0.9 * math.log(4)]
+    expected = [
+        0.6 * math.log(2) + 0.4 * math.log(4),
+        0.1 * math.log(4) + 0.9 * math.log(4)
+    ]
     assert loss.tolist() == pytest.approx(expected, rel=1e-6)
 
 
@@ -32,8 +34,7 @@ def test_module_weight_and_normaliser():
     iou = torch.tensor([1.0, 0.5, 0.5, 0.0])
     loss = fgl(pred, target, iou, avg_factor=2.0)
     # sum(iou * log 2) / 2 * 0.15
-    assert loss.item() == pytest.approx(0.15 * 2.0 * math.log(2) / 2,
-                                        rel=1e-6)
+    assert loss.item() == pytest.approx(0.15 * 2.0 * math.log(2) / 2, rel=1e-6)
 
 
 def test_targets_on_the_weighting_grid():
@@ -50,7 +51,8 @@ def test_targets_on_the_weighting_grid():
     # the loss is then the cross entropy of bin 16, times the IoU
     corners = torch.randn(4, 33)
     loss = FineGrainedLocalizationLoss()(
-        corners, (position, w_right, w_left), torch.full((4, ), 0.5),
+        corners, (position, w_right, w_left),
+        torch.full((4, ), 0.5),
         avg_factor=1.0)
     ce16 = -torch.log_softmax(corners, -1)[:, 16]
     assert loss.item() == pytest.approx(0.5 * ce16.sum().item(), rel=1e-5)
@@ -81,5 +83,5 @@ def test_gradient_moves_mass_towards_the_target_bins():
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match='fine_grained_localization_loss'):
         fine_grained_localization_loss(
-            torch.zeros(3, 5), (torch.zeros(2), torch.zeros(2),
-                                torch.zeros(2)))
+            torch.zeros(3, 5),
+            (torch.zeros(2), torch.zeros(2), torch.zeros(2)))

@@ -3,9 +3,9 @@ import os.path as osp
 
 import pytest
 import torch
+from mmdet.registry import TASK_UTILS
 
 from dfine_mmdet.models.task_modules.assigners import GOLSDAssigner
-from mmdet.registry import TASK_UTILS
 
 
 def _pairs(q, g):
@@ -16,7 +16,7 @@ def test_union_counts_and_keeps_most_frequent_pair_per_query():
     assigner = TASK_UTILS.build(dict(type='GOLSDAssigner'))
     # one image, three outputs, GT 0..2
     last = [_pairs([5, 7, 9], [0, 1, 2])]
-    aux = [_pairs([5, 7, 3], [0, 2, 1])]   # query 7 -> gt 2 once
+    aux = [_pairs([5, 7, 3], [0, 2, 1])]  # query 7 -> gt 2 once
     pre = [_pairs([5, 8, 9], [0, 1, 2])]
     (q, g), = assigner.assign([last, aux, pre])
     # counts: (5,0)x3, (9,2)x2, (3,1)x1, (7,1)x1, (7,2)x1, (8,1)x1

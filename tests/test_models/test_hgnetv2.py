@@ -196,6 +196,7 @@ def test_pretrained_missing_file(tmp_path):
 
 def test_registered():
     from mmdet.registry import MODELS
+
     import dfine_mmdet  # noqa: F401
     model = MODELS.build(dict(type='HGNetV2', arch='B0', out_indices=(3, )))
     assert isinstance(model, HGNetV2)

@@ -275,6 +275,7 @@ def test_bad_arguments():
 
 def test_registered():
     from mmdet.registry import MODELS
+
     import dfine_mmdet  # noqa: F401
     neck = MODELS.build(
         dict(

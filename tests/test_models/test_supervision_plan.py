@@ -4,18 +4,22 @@ teacher (the table of ``go_lsd_loss.py``'s docstring), built from
 hand-made records without fixtures."""
 import pytest
 import torch
+from mmdet.registry import MODELS
 
 from dfine_mmdet.models.dense_heads.supervision_plan import (BoxPredictions,
                                                              FDRPredictions)
-from mmdet.registry import MODELS
 
 B, Q, C, L, R = 2, 8, 3, 3, 4  # batch, queries, classes, layers, reg_max
 
 
 def _head():
     return MODELS.build(
-        dict(type='DFINEHead', num_classes=C, embed_dims=8, num_pred_layer=1,
-             bbox_coder=dict(type='FDRBBoxCoder', reg_max=R)))
+        dict(
+            type='DFINEHead',
+            num_classes=C,
+            embed_dims=8,
+            num_pred_layer=1,
+            bbox_coder=dict(type='FDRBBoxCoder', reg_max=R)))
 
 
 def _layers(num_queries, seed):
@@ -29,17 +33,20 @@ def _layers(num_queries, seed):
 
 def _boxes(seed):
     g = torch.Generator().manual_seed(seed)
-    return BoxPredictions(torch.randn(B, Q, C, generator=g),
-                          torch.rand(B, Q, 4, generator=g) * 0.4 + 0.3)
+    return BoxPredictions(
+        torch.randn(B, Q, C, generator=g),
+        torch.rand(B, Q, 4, generator=g) * 0.4 + 0.3)
 
 
 def _targets():
     g = torch.Generator().manual_seed(5)
     return [
-        dict(labels=torch.tensor([0, 2]),
-             boxes=torch.rand(2, 4, generator=g) * 0.3 + 0.3),
-        dict(labels=torch.tensor([1]),
-             boxes=torch.rand(1, 4, generator=g) * 0.3 + 0.3)
+        dict(
+            labels=torch.tensor([0, 2]),
+            boxes=torch.rand(2, 4, generator=g) * 0.3 + 0.3),
+        dict(
+            labels=torch.tensor([1]),
+            boxes=torch.rand(1, 4, generator=g) * 0.3 + 0.3)
     ]
 
 
@@ -50,8 +57,9 @@ def _dn_meta(groups=2, max_gt=2):
         for n in (2, 1)
     ]
     num_dn = groups * 2 * max_gt
-    return dict(dn_positive_idx=pos, dn_num_group=groups,
-                dn_num_split=[num_dn, Q]), num_dn
+    return dict(
+        dn_positive_idx=pos, dn_num_group=groups, dn_num_split=[num_dn,
+                                                                Q]), num_dn
 
 
 def test_plan_states_every_output_once():
@@ -61,9 +69,14 @@ def test_plan_states_every_output_once():
     dn_layers, dn_pre = _layers(num_dn, 3), _boxes(4)
     dn_pre = BoxPredictions(dn_pre.logits[:, :num_dn],
                             dn_pre.boxes[:, :num_dn])
-    plan = head.supervision_plan(layers, targets, pre=pre, enc=[enc],
-                                 dn_layers=dn_layers, dn_pre=dn_pre,
-                                 dn_meta=dn_meta)
+    plan = head.supervision_plan(
+        layers,
+        targets,
+        pre=pre,
+        enc=[enc],
+        dn_layers=dn_layers,
+        dn_pre=dn_pre,
+        dn_meta=dn_meta)
     assert [e.suffix for e in plan] == [
         '', '_aux_0', '_aux_1', '_pre', '_enc_0', '_dn_0', '_dn_1', '_dn_2',
         '_dn_pre'
@@ -100,8 +113,7 @@ def test_plan_states_every_output_once():
         e = by[f'_dn_{i}']
         assert e.cls_normaliser == e.box_normaliser == 3.0 * 2
         assert e.output.indices is e.box_indices
-        assert [q.tolist() for q, _ in e.box_indices] == [[0, 1, 4, 5],
-                                                          [0, 4]]
+        assert [q.tolist() for q, _ in e.box_indices] == [[0, 1, 4, 5], [0, 4]]
         assert torch.equal(e.teacher.corners, dn_layers.corners[-1])
         assert e.teacher.balance is by['_aux_0'].teacher.balance
     assert len(by['_dn_0'].fgl_targets[0]) == 4 * 6
@@ -109,8 +121,10 @@ def test_plan_states_every_output_once():
 
 def test_no_gt_gives_unit_normalisers():
     head = _head()
-    empty = [dict(labels=torch.zeros(0, dtype=torch.long),
-                  boxes=torch.zeros(0, 4)) for _ in range(B)]
+    empty = [
+        dict(labels=torch.zeros(0, dtype=torch.long), boxes=torch.zeros(0, 4))
+        for _ in range(B)
+    ]
     plan = head.supervision_plan(_layers(Q, 0), empty)
     assert [e.suffix for e in plan] == ['', '_aux_0', '_aux_1']
     assert all(e.cls_normaliser == e.box_normaliser == 1.0 for e in plan)
@@ -122,8 +136,8 @@ def test_reduced_precision_records_give_float32_terms(dtype):
     head, targets = _head(), _targets()
     layers = FDRPredictions(*(t.to(dtype) for t in _layers(Q, 0)))
     losses = head.go_lsd_loss(layers, targets, pre=_boxes(1))
-    ref = head.go_lsd_loss(FDRPredictions(*(t.float() for t in layers)),
-                           targets, pre=_boxes(1))
+    ref = head.go_lsd_loss(
+        FDRPredictions(*(t.float() for t in layers)), targets, pre=_boxes(1))
     assert list(losses) == list(ref)
     for k, v in losses.items():
         assert v.dtype == torch.float32, k

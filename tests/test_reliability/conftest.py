@@ -15,8 +15,7 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def _tools_conftest():
     spec = importlib.util.spec_from_file_location(
-        'tools_conftest', osp.join(ROOT, 'tests', 'test_tools',
-                                   'conftest.py'))
+        'tools_conftest', osp.join(ROOT, 'tests', 'test_tools', 'conftest.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -35,25 +34,30 @@ def toy_copy(toy_coco, tmp_path):
 
 def tiny_config_text(data_root, extra=''):
     """The tiny config text (tests/test_tools/conftest.py) + ``extra``."""
-    return TOOLS.TINY_CONFIG.format(toy_cfg=TOOLS.TOY_CONFIG,
-                                    data_root=data_root) + extra
+    return TOOLS.TINY_CONFIG.format(
+        toy_cfg=TOOLS.TOY_CONFIG, data_root=data_root) + extra
 
 
 def run_tool(args, cwd=ROOT, timeout=600, env=None):
     """Run ``python tools/<args>``; returns (returncode, stdout+stderr)."""
     import os
-    proc = subprocess.run([sys.executable] + list(args), cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, PYTHONUNBUFFERED='1',
-                                   **(env or {})))
+    proc = subprocess.run(
+        [sys.executable] + list(args),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
     return proc.returncode, proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope='session')
 def rel():
     """Helpers: ``rel.config_text(data_root, extra)``, ``rel.run(args)``."""
+
     class _Rel:
         config_text = staticmethod(tiny_config_text)
         run = staticmethod(run_tool)
         root = ROOT
+
     return _Rel

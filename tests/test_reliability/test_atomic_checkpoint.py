@@ -31,8 +31,7 @@ import time
 import pytest
 import torch
 
-from dfine_mmdet.checkpoint import \
-    checkpoint_file_problem
+from dfine_mmdet.checkpoint import checkpoint_file_problem
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -53,11 +52,14 @@ def _train_until_second_save_fails(cfg, wd, log):
     """Run tools/train.py; after the first checkpoint, limit the process's
     file size to half a checkpoint. Returns (returncode, output)."""
     with open(log, 'w') as out:
-        proc = subprocess.Popen(
-            [sys.executable, osp.join(ROOT, 'tools', 'train.py'), cfg,
-             '--work-dir', wd], cwd=ROOT, stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED='1'))
+        proc = subprocess.Popen([
+            sys.executable,
+            osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd
+        ],
+                                cwd=ROOT,
+                                stdout=out,
+                                stderr=subprocess.STDOUT,
+                                env=dict(os.environ, PYTHONUNBUFFERED='1'))
         last = osp.join(wd, 'last_checkpoint')
         deadline = time.monotonic() + 600
         try:
@@ -113,8 +115,8 @@ def test_interrupted_save_leaves_last_checkpoint_complete(interrupted):
     named = open(osp.join(wd, 'last_checkpoint')).read().strip()
     assert named == osp.join(wd, 'epoch_1.pth')
     assert not osp.exists(named)  # deleted before epoch_2 was written
-    assert checkpoint_file_problem(osp.join(wd, 'epoch_2.pth')).startswith(
-        'truncated (')
+    assert checkpoint_file_problem(osp.join(
+        wd, 'epoch_2.pth')).startswith('truncated (')
 
 
 @pytest.mark.slow
@@ -155,8 +157,8 @@ def test_resume_falls_back_from_a_truncated_last_checkpoint(
     ckpt = torch.load(final, map_location='cpu', weights_only=False)
     assert (ckpt['meta']['epoch'], ckpt['meta']['iter']) == (3, 6)
     # max_keep_ckpts=1: the outdated checkpoints were deleted after saving
-    assert sorted(n for n in os.listdir(wd) if n.endswith('.pth')) == [
-        'epoch_3.pth']
+    assert sorted(n for n in os.listdir(wd)
+                  if n.endswith('.pth')) == ['epoch_3.pth']
 
 
 @pytest.mark.slow

@@ -18,16 +18,20 @@ def _fresh_counter():
 
 
 def _build(ann_file, filter_empty_gt=False, test_mode=False):
+    from mmdet.registry import DATASETS
     from mmengine.registry import init_default_scope
 
-    from mmdet.registry import DATASETS
     import dfine_mmdet  # noqa: F401
     init_default_scope('mmdet')
     return DATASETS.build(
-        dict(type='CheckedCocoDataset', ann_file=str(ann_file),
-             data_prefix=dict(img=''), metainfo=dict(classes=CLASSES),
-             filter_cfg=dict(filter_empty_gt=filter_empty_gt),
-             test_mode=test_mode, pipeline=[]))
+        dict(
+            type='CheckedCocoDataset',
+            ann_file=str(ann_file),
+            data_prefix=dict(img=''),
+            metainfo=dict(classes=CLASSES),
+            filter_cfg=dict(filter_empty_gt=filter_empty_gt),
+            test_mode=test_mode,
+            pipeline=[]))
 
 
 def _coco(tmp_path, anns, images=None, name='ann.json'):
@@ -35,8 +39,11 @@ def _coco(tmp_path, anns, images=None, name='ann.json'):
         dict(id=1, file_name='a.jpg', width=100, height=80),
         dict(id=2, file_name='b.jpg', width=100, height=80),
     ]
-    cats = [dict(id=1, name='square'), dict(id=2, name='circle'),
-            dict(id=7, name='other')]
+    cats = [
+        dict(id=1, name='square'),
+        dict(id=2, name='circle'),
+        dict(id=7, name='other')
+    ]
     for i, ann in enumerate(anns):
         ann.setdefault('id', i + 1)
         ann.setdefault('image_id', 1)
@@ -46,24 +53,26 @@ def _coco(tmp_path, anns, images=None, name='ann.json'):
             ann['area'] = ann['bbox'][2] * ann['bbox'][3]
     path = tmp_path / name
     # allow_nan: NaN / Infinity tokens as a user's exporter may write them
-    path.write_text(json.dumps(dict(images=images, annotations=anns,
-                                    categories=cats), allow_nan=True))
+    path.write_text(
+        json.dumps(
+            dict(images=images, annotations=anns, categories=cats),
+            allow_nan=True))
     return path
 
 
 def test_bad_boxes_are_counted_by_cause(tmp_path):
     anns = [
-        dict(bbox=[10, 10, 20, 20]),                       # kept
-        dict(bbox=[10, 10, 20, 20], category_id=2),        # kept
-        dict(bbox=[10, 10, -5, 20]),                       # negative
-        dict(bbox=[10, 10, 0, 20]),                        # zero area
-        dict(bbox=[200, 10, 20, 20]),                      # outside
-        dict(bbox=[-50, -50, 20, 20]),                     # outside
-        dict(bbox=[10, 10, 0.5, 20]),                      # < 1 px
-        dict(bbox=[math.nan, 10, 20, 20], area=400),       # NaN
-        dict(bbox=[10, 10, math.inf, 20], area=400),       # inf
-        dict(bbox=[10, 10, 20, 20], category_id=7),        # not in classes
-        dict(bbox=[10, 10, 20, 20], image_id=2),           # kept, image 2
+        dict(bbox=[10, 10, 20, 20]),  # kept
+        dict(bbox=[10, 10, 20, 20], category_id=2),  # kept
+        dict(bbox=[10, 10, -5, 20]),  # negative
+        dict(bbox=[10, 10, 0, 20]),  # zero area
+        dict(bbox=[200, 10, 20, 20]),  # outside
+        dict(bbox=[-50, -50, 20, 20]),  # outside
+        dict(bbox=[10, 10, 0.5, 20]),  # < 1 px
+        dict(bbox=[math.nan, 10, 20, 20], area=400),  # NaN
+        dict(bbox=[10, 10, math.inf, 20], area=400),  # inf
+        dict(bbox=[10, 10, 20, 20], category_id=7),  # not in classes
+        dict(bbox=[10, 10, 20, 20], image_id=2),  # kept, image 2
     ]
     ds = _build(_coco(tmp_path, anns))
     assert len(ds) == 2
@@ -107,8 +116,9 @@ def test_unusable_annotation_file(tmp_path, content, match):
 
 
 def test_missing_annotation_file(tmp_path):
-    with pytest.raises(ValueError, match='nope.json: annotation file not '
-                       'found'):
+    with pytest.raises(
+            ValueError, match='nope.json: annotation file not '
+            'found'):
         _build(tmp_path / 'nope.json')
 
 
@@ -118,8 +128,10 @@ def test_missing_or_malformed_bbox_field(tmp_path):
     del data['annotations'][0]['bbox']
     data['annotations'][0]['area'] = 1
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="ann.json: annotation id 1 of image "
-                       "a.jpg has no field 'bbox'"):
+    with pytest.raises(
+            ValueError,
+            match="ann.json: annotation id 1 of image "
+            "a.jpg has no field 'bbox'"):
         _build(path)
     data['annotations'][0]['bbox'] = [1, 2, 3]
     path.write_text(json.dumps(data))
@@ -132,16 +144,19 @@ def test_missing_category_id_field(tmp_path):
     data = json.loads(path.read_text())
     del data['annotations'][0]['category_id']
     path.write_text(json.dumps(data))
-    with pytest.raises(ValueError, match="ann.json: an image or annotation "
-                       "entry has no field 'category_id'"):
+    with pytest.raises(
+            ValueError,
+            match="ann.json: an image or annotation "
+            "entry has no field 'category_id'"):
         _build(path)
 
 
 def test_split_whose_every_image_is_dropped(tmp_path):
     """Every category id outside metainfo.classes: with filter_empty_gt the
     split ends empty -> an error naming the file and the causes."""
-    anns = [dict(bbox=[10, 10, 20, 20], category_id=7, image_id=i)
-            for i in (1, 2)]
+    anns = [
+        dict(bbox=[10, 10, 20, 20], category_id=7, image_id=i) for i in (1, 2)
+    ]
     with pytest.raises(ValueError) as info:
         _build(_coco(tmp_path, anns), filter_empty_gt=True)
     msg = str(info.value)

@@ -165,8 +165,9 @@ def test_image_size_differs_from_annotation(tmp_path):
     assert _load(path, height=100, width=100) is None
     counts, example = skip_counter.collect()
     assert counts == {'image size differs from the annotation': 1}
-    with pytest.raises(ValueError, match='exif.jpg.*annotation width x '
-                       'height 100x100'):
+    with pytest.raises(
+            ValueError, match='exif.jpg.*annotation width x '
+            'height 100x100'):
         _load(path, on_error='raise', height=100, width=100)
 
 

@@ -47,7 +47,8 @@ def test_official_files_are_described_by_the_same_table(parity_dir):
         spec = load_keys_spec(
             osp.join(parity_dir, f'dfine_{v}_coco_keys.json'))
         sd = {
-            k: torch.zeros(shape, dtype=getattr(torch, dtype.split('.')[-1]))
+            k: torch.zeros(shape, dtype=getattr(torch,
+                                                dtype.split('.')[-1]))
             for k, shape, dtype in spec
         }
         info = detect_variant(sd)
@@ -57,8 +58,8 @@ def test_official_files_are_described_by_the_same_table(parity_dir):
 
 def test_one_error_class_for_guard_and_converter():
     from dfine_mmdet.checkpoint import (CheckpointMismatchError,
-                                        check_state_dict, convert_state_dict)
-    from dfine_mmdet.checkpoint import errors, guard, official
+                                        check_state_dict, convert_state_dict,
+                                        errors, guard, official)
     assert guard.CheckpointMismatchError is errors.CheckpointMismatchError
     assert official.CheckpointMismatchError is errors.CheckpointMismatchError
     with pytest.raises(CheckpointMismatchError, match='does not fit'):
@@ -72,8 +73,15 @@ def test_one_error_class_for_guard_and_converter():
 
 def test_fit_report():
     from dfine_mmdet.checkpoint import state_dict_fit
-    fit = state_dict_fit({'a': (2, ), 'b': (3, ), 'c': (1, )},
-                         {'a': (2, ), 'b': (4, ), 'd': (5, )})
+    fit = state_dict_fit({
+        'a': (2, ),
+        'b': (3, ),
+        'c': (1, )
+    }, {
+        'a': (2, ),
+        'b': (4, ),
+        'd': (5, )
+    })
     assert fit.mismatched == [('b', (4, ), (3, ))]
     assert fit.missing == ['c'] and fit.unexpected == ['d']
     assert not fit.fits
@@ -106,8 +114,11 @@ def test_import_prints_nothing_of_its_own():
     """``python -c "import dfine_mmdet"`` prints only onedl-mmdetection's
     own 'Could not import OneDL' lines (no backend re-registration INFO)."""
     proc = subprocess.run([sys.executable, '-c', 'import dfine_mmdet'],
-                          cwd=ROOT, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ))
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=300,
+                          env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     lines = [
         ln for ln in (proc.stdout + proc.stderr).splitlines()

@@ -45,8 +45,7 @@ def _init_detector(cfg_path, ckpt, **model_overrides):
 
 
 def test_checkpoint_of_another_variant_is_one_clear_error(n_ckpt):
-    from dfine_mmdet.checkpoint import \
-        CheckpointMismatchError
+    from dfine_mmdet.checkpoint import CheckpointMismatchError
     with pytest.raises(CheckpointMismatchError) as info:
         _init_detector(S_CFG, n_ckpt)
     msg = str(info.value)
@@ -74,9 +73,9 @@ def test_partial_load_opt_out(n_ckpt):
 
 
 def test_other_class_count_names_the_adaptation_hook(n_ckpt):
-    from dfine_mmdet.checkpoint import \
-        CheckpointMismatchError
     from mmengine.config import Config
+
+    from dfine_mmdet.checkpoint import CheckpointMismatchError
     cfg = Config.fromfile(N_CFG)
     cfg.model.bbox_head.num_classes = 3
     cfg.model.backbone.init_cfg = None
@@ -108,10 +107,9 @@ def test_other_class_count_with_the_adaptation_hook_loads(n_ckpt):
 def test_unconverted_official_checkpoint(parity_dir, tmp_path):
     """An official D-FINE-N file (keys/shapes of the official model, from
     shared/docs/official_state_dict_keys.txt) given to init_detector."""
-    from dfine_mmdet.checkpoint import \
-        CheckpointMismatchError
-    keys_file = osp.join(osp.dirname(parity_dir), 'docs',
-                         'official_state_dict_keys.txt')
+    from dfine_mmdet.checkpoint import CheckpointMismatchError
+    keys_file = osp.join(
+        osp.dirname(parity_dir), 'docs', 'official_state_dict_keys.txt')
     state, section = {}, None
     with open(keys_file) as f:
         for line in f:
@@ -126,15 +124,17 @@ def test_unconverted_official_checkpoint(parity_dir, tmp_path):
     # a bare official state dict, and the official training-file layout
     bare = str(tmp_path / 'dfine_n_bare.pth')
     torch.save(state, bare)
-    with pytest.raises(CheckpointMismatchError,
-                       match='unconverted official D-FINE checkpoint.*'
-                       'tools/convert_official_ckpt.py'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match='unconverted official D-FINE checkpoint.*'
+            'tools/convert_official_ckpt.py'):
         _init_detector(N_CFG, bare)
     nested = str(tmp_path / 'dfine_n_coco.pth')
     torch.save({'model': state}, nested)
-    with pytest.raises(CheckpointMismatchError,
-                       match=r"nested dicts under \['model'\].*"
-                       'tools/convert_official_ckpt.py'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r"nested dicts under \['model'\].*"
+            'tools/convert_official_ckpt.py'):
         _init_detector(N_CFG, nested)
 
 
@@ -147,12 +147,13 @@ def _convert(src, tmp_path):
                           capture_output=True,
                           text=True,
                           timeout=300)
-    errors = [l for l in proc.stderr.splitlines() if l.startswith('error:')]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
     return proc.returncode, errors, proc.stderr
 
 
 def test_converter_on_a_non_dfine_state_dict(tmp_path):
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8))
     src = str(tmp_path / 'resnet_like.pth')
     torch.save({'state_dict': net.state_dict()}, src)
     rc, errors, err = _convert(src, tmp_path)
@@ -187,15 +188,19 @@ def test_converter_on_ema_only_and_model_only_files(parity_dir, tmp_path,
     from dfine_model_utils import official_random_state_dict
     _, sd = official_random_state_dict(parity_dir, 'n')
     src = str(tmp_path / f'{layout}.pth')
-    torch.save({'ema': {'module': sd, 'updates': 5}} if layout == 'ema_only'
-               else {'model': sd}, src)
+    torch.save({'ema': {
+        'module': sd,
+        'updates': 5
+    }} if layout == 'ema_only' else {'model': sd}, src)
     rc, errors, err = _convert(src, tmp_path)
     assert rc == 0 and not errors, err
     model = _init_detector(N_CFG, str(tmp_path / 'out.pth'))
-    saved = torch.load(str(tmp_path / 'out.pth'), map_location='cpu',
-                       weights_only=False)['state_dict']
+    saved = torch.load(
+        str(tmp_path / 'out.pth'), map_location='cpu',
+        weights_only=False)['state_dict']
     assert set(model.state_dict()) - set(saved) <= {
-        k for k in model.state_dict() if k.endswith('num_batches_tracked')
+        k
+        for k in model.state_dict() if k.endswith('num_batches_tracked')
     }
     key = 'backbone.stem.stem1.conv.weight'
     assert torch.equal(model.state_dict()[key], saved[key])

@@ -43,8 +43,9 @@ def _damage(root):
         dict(bbox=[img['width'] + 10.0, 1.0, 5.0, 5.0], category_id=1),
     ]
     for i, ann in enumerate(extra):
-        anns.append(dict(ann, id=next_id + i, image_id=img['id'], area=25.0,
-                         iscrowd=0))
+        anns.append(
+            dict(
+                ann, id=next_id + i, image_id=img['id'], area=25.0, iscrowd=0))
     with open(ann_file, 'w') as f:
         json.dump(data, f)
 
@@ -53,16 +54,18 @@ def test_training_on_damaged_data_reports_skips(toy_copy, tmp_path, rel):
     _damage(toy_copy)
     cfg = tmp_path / 'damaged.py'
     cfg.write_text(rel.config_text(toy_copy, EXTRA))
-    rc, out = rel.run(['tools/train.py', str(cfg), '--work-dir',
-                        str(tmp_path / 'wd')])
+    rc, out = rel.run(
+        ['tools/train.py',
+         str(cfg), '--work-dir',
+         str(tmp_path / 'wd')])
     assert rc == 0, out[-4000:]
     reports = re.findall(r'data skips in train epoch (\d):\n((?:  .*\n)+)',
                          out)
     assert [e for e, _ in reports] == ['1', '2'], out[-4000:]
     per_epoch = [
         dict((m.group(1), (int(m.group(2)), int(m.group(3))))
-             for m in re.finditer(r'  (.+?): (\d+) \(run total (\d+);',
-                                  body)) for _, body in reports
+             for m in re.finditer(r'  (.+?): (\d+) \(run total (\d+);', body))
+        for _, body in reports
     ]
     # annotation drops: parsed once, before epoch 1
     for cause in ('non-finite (NaN/inf) box coordinates',

@@ -13,15 +13,15 @@ MODEL = 'configs/dfine/dfine_hgnetv2_n_coco.py'
 
 
 @pytest.mark.parametrize('args,expected', [
-    ([MODEL, MODEL, 'none'],
-     f'error: {MODEL} is not an MMDeploy detection deploy config: '
+    ([MODEL, MODEL, 'none'
+      ], f'error: {MODEL} is not an MMDeploy detection deploy config: '
      'codebase_config type/task = None/None, expected mmdet/ObjectDetection '
      'with a backend_config (it looks like a model config: the order is '
      'DEPLOY_CFG MODEL_CFG CHECKPOINT); use configs/deploy/*.py'),
-    (['configs/deploy/nope.py', MODEL, 'none'],
-     'error: deploy config not found: configs/deploy/nope.py'),
-    ([ORT, MODEL, 'checkpoints/missing.pth'],
-     'error: checkpoint not found: checkpoints/missing.pth'),
+    (['configs/deploy/nope.py', MODEL, 'none'
+      ], 'error: deploy config not found: configs/deploy/nope.py'),
+    ([ORT, MODEL, 'checkpoints/missing.pth'
+      ], 'error: checkpoint not found: checkpoints/missing.pth'),
 ])
 def test_deploy_tool_clear_errors(args, expected, rel, tmp_path):
     rc, out = rel.run(['tools/deploy.py'] + args +
@@ -68,8 +68,12 @@ def static_64(toy_coco, tmp_path_factory, rel):
     other = tmp / 'tiny128x96.py'
     other.write_text(f'_base_ = [{str(model)!r}]\n' + OTHER_TEST_SIZE)
     wd = tmp / 'wd'
-    rc, out = rel.run(['tools/deploy.py', str(deploy), str(model), 'none',
-                       '--work-dir', str(wd)])
+    rc, out = rel.run([
+        'tools/deploy.py',
+        str(deploy),
+        str(model), 'none', '--work-dir',
+        str(wd)
+    ])
     assert rc == 0, out[-3000:]
     from dfine_mmdet.deploy.backends.openvino import convert_onnx_to_ir
     convert_onnx_to_ir(str(wd / 'end2end.onnx'), str(wd / 'end2end.xml'))
@@ -78,16 +82,15 @@ def static_64(toy_coco, tmp_path_factory, rel):
 
 @pytest.mark.slow
 @pytest.mark.parametrize('backend_file', ['end2end.onnx', 'end2end.xml'])
-def test_input_size_the_static_graph_was_not_built_for(static_64,
-                                                       backend_file,
+def test_input_size_the_static_graph_was_not_built_for(static_64, backend_file,
                                                        toy_coco):
     from mmdeploy.apis import build_task_processor
     from mmdeploy.utils import get_input_shape, load_config
 
     from dfine_mmdet.deploy.input_shape_check import InputShapeMismatchError
     deploy, model, other, wd = static_64
-    img = osp.join(toy_coco, 'val', sorted(os.listdir(
-        osp.join(toy_coco, 'val')))[0])
+    img = osp.join(toy_coco, 'val',
+                   sorted(os.listdir(osp.join(toy_coco, 'val')))[0])
     if backend_file.endswith('.xml'):
         # the same graph as an OpenVINO IR (backend_config type openvino)
         deploy_cfg = load_config(deploy)[0]
@@ -95,8 +98,8 @@ def test_input_size_the_static_graph_was_not_built_for(static_64,
         deploy_cfg.filename = deploy  # named in the error
     else:
         deploy_cfg = deploy
-    deploy_cfg, other_cfg, model_cfg = (load_config(deploy_cfg, other)
-                                        + load_config(model)[:1])
+    deploy_cfg, other_cfg, model_cfg = (
+        load_config(deploy_cfg, other) + load_config(model)[:1])
     files = [str(wd / backend_file)]
 
     # control: the model config's own size (64x64) runs

@@ -47,8 +47,10 @@ def _weights(path):
 
 def _differing(a, b):
     assert a.keys() == b.keys()
-    return [k for k in a if isinstance(a[k], torch.Tensor)
-            and not torch.equal(a[k], b[k])]
+    return [
+        k for k in a
+        if isinstance(a[k], torch.Tensor) and not torch.equal(a[k], b[k])
+    ]
 
 
 @pytest.mark.slow
@@ -58,9 +60,12 @@ def test_kill_and_resume_equals_uninterrupted_run(toy_copy, tmp_path, rel):
     assert rc == 0, out[-3000:]
 
     wd = tmp_path / 'killed'
-    proc = subprocess.Popen([sys.executable] + _train(cfg, wd), cwd=ROOT,
-                            stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable] + _train(cfg, wd),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ))
     delay = random.uniform(0.0, 1.0)  # a random point after epoch 1
     try:
         deadline = time.monotonic() + 300
@@ -75,8 +80,8 @@ def test_kill_and_resume_equals_uninterrupted_run(toy_copy, tmp_path, rel):
     last = (wd / 'last_checkpoint').read_text().strip()
     epoch = _weights(last)[2]['epoch']
     assert epoch < 3, f'not interrupted (delay {delay:.2f}s)'
-    assert 'rng_state' in torch.load(last, map_location='cpu',
-                                     weights_only=False)
+    assert 'rng_state' in torch.load(
+        last, map_location='cpu', weights_only=False)
     copy = tmp_path / 'killed_copy'
     shutil.copytree(wd, copy)
     (copy / 'last_checkpoint').write_text(str(copy / osp.basename(last)))

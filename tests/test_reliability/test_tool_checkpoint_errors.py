@@ -12,10 +12,10 @@ def tiny(toy_copy, tmp_path, rel):
 
 
 def _build(cfg_path, **head):
+    from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
-    from mmdet.registry import MODELS
     import dfine_mmdet  # noqa: F401
     init_default_scope('mmdet')
     cfg = Config.fromfile(cfg_path)
@@ -28,8 +28,9 @@ def test_test_py_errors(tiny, tmp_path, rel):
     ckpt80 = str(tmp_path / 'coco80.pth')
     torch.save({'state_dict': _build(tiny, num_classes=80).state_dict()},
                ckpt80)
-    rc, out = rel.run(['tools/test.py', tiny, ckpt80, '--work-dir',
-                       str(tmp_path / 'wd1')])
+    rc, out = rel.run(
+        ['tools/test.py', tiny, ckpt80, '--work-dir',
+         str(tmp_path / 'wd1')])
     assert rc == 1 and 'Traceback' not in out, out[-3000:]
     assert 'error: the checkpoint has 80 classes but the config builds 3' \
         in out, out[-3000:]
@@ -39,8 +40,10 @@ def test_test_py_errors(tiny, tmp_path, rel):
         data = f.read()
     with open(truncated, 'wb') as f:
         f.write(data[:len(data) // 2])
-    rc, out = rel.run(['tools/test.py', tiny, truncated, '--work-dir',
-                       str(tmp_path / 'wd2')])
+    rc, out = rel.run([
+        'tools/test.py', tiny, truncated, '--work-dir',
+        str(tmp_path / 'wd2')
+    ])
     assert rc == 1 and 'Traceback' not in out, out[-3000:]
     assert out.strip().splitlines()[-1].startswith(
         f'error: cannot load checkpoint {truncated}: the file is truncated ('

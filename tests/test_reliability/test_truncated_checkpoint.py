@@ -61,8 +61,7 @@ def test_init_detector_names_the_damaged_file(good_ckpt, tmp_path, how,
                                               expected):
     from mmdet.apis import init_detector
 
-    from dfine_mmdet.checkpoint import \
-        CorruptCheckpointError
+    from dfine_mmdet.checkpoint import CorruptCheckpointError
     bad = _damage(good_ckpt, str(tmp_path / f'{how}.pth'), how)
     with pytest.raises(CorruptCheckpointError) as info:
         init_detector(_cfg(), bad, device='cpu')
@@ -73,13 +72,12 @@ def test_init_detector_names_the_damaged_file(good_ckpt, tmp_path, how,
     assert isinstance(info.value, RuntimeError)
 
 
-def test_complete_checkpoint_and_other_errors_are_untouched(good_ckpt,
-                                                            tmp_path):
+def test_complete_checkpoint_and_other_errors_are_untouched(
+        good_ckpt, tmp_path):
     from mmdet.apis import init_detector
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    from dfine_mmdet.checkpoint import \
-        CorruptCheckpointError
+    from dfine_mmdet.checkpoint import CorruptCheckpointError
     model = init_detector(_cfg(), good_ckpt, device='cpu')
     saved = torch.load(good_ckpt, map_location='cpu')['state_dict']
     got = model.state_dict()
@@ -101,8 +99,7 @@ def test_complete_checkpoint_and_other_errors_are_untouched(good_ckpt,
 def test_checkpoint_file_problem_finds_flipped_bytes(good_ckpt, tmp_path):
     """torch.load reads a zip member with a flipped byte without complaint;
     the CRC check (used before a resume) finds it."""
-    from dfine_mmdet.checkpoint import \
-        checkpoint_file_problem
+    from dfine_mmdet.checkpoint import checkpoint_file_problem
     with open(good_ckpt, 'rb') as f:
         data = bytearray(f.read())
     with zipfile.ZipFile(good_ckpt) as zf:

@@ -5,8 +5,8 @@ import glob
 import os.path as osp
 
 
-def test_zero_detections_are_logged_and_training_goes_on(toy_copy, tmp_path,
-                                                        rel):
+def test_zero_detections_are_logged_and_training_goes_on(
+        toy_copy, tmp_path, rel):
     from mmengine.config import Config
     from mmengine.runner import Runner
     path = tmp_path / 'tiny.py'
@@ -16,12 +16,12 @@ def test_zero_detections_are_logged_and_training_goes_on(toy_copy, tmp_path,
     cfg.experiment_name = 'zero_det'
     cfg.model.test_cfg.max_per_img = 0  # no detection at all
     cfg.train_cfg = dict(by_epoch=True, max_epochs=2, val_interval=1)
-    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=1,
-                                        save_best='coco/bbox_mAP')
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', interval=1, save_best='coco/bbox_mAP')
     runner = Runner.from_cfg(cfg)
     runner.train()
     assert runner.iter > 0 and runner.epoch == 2
-    (log,) = glob.glob(osp.join(cfg.work_dir, '*', '*.log'))
+    (log, ) = glob.glob(osp.join(cfg.work_dir, '*', '*.log'))
     text = open(log).read()
     assert text.count('The testing results of the whole dataset is '
                       'empty.') == 2

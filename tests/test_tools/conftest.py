@@ -15,7 +15,8 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TOY_CONFIG = osp.join(ROOT, 'configs', 'dfine', 'toy', 'dfine_hgnetv2_n_toy.py')
+TOY_CONFIG = osp.join(ROOT, 'configs', 'dfine', 'toy',
+                      'dfine_hgnetv2_n_toy.py')
 
 TINY_CONFIG = """\
 # D-FINE-N, 64x64, 1 epoch of 2 iterations (written by tests/test_tools/conftest.py)
@@ -54,14 +55,20 @@ def tiny_config(toy_coco, tmp_path_factory):
     """Path of the tiny plugin config (see the module docstring)."""
     assert osp.isfile(TOY_CONFIG), f'{TOY_CONFIG} is missing'
     path = tmp_path_factory.mktemp('tiny_cfg') / 'tiny_dfine_n.py'
-    path.write_text(TINY_CONFIG.format(toy_cfg=TOY_CONFIG, data_root=toy_coco + '/'))
+    path.write_text(
+        TINY_CONFIG.format(toy_cfg=TOY_CONFIG, data_root=toy_coco + '/'))
     return str(path)
 
 
 def run_cli(cmd, cwd, timeout=900, env=None):
     """Run a command line tool; return its combined output, failing the test on rc != 0."""
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f'{" ".join(map(str, cmd))} failed ({proc.returncode}):\n{out[-5000:]}'
     return out
@@ -92,6 +99,9 @@ def mim_trained(tiny_config, tmp_path_factory):
     Returns ``(work_dir, checkpoint, output)``.
     """
     work = tmp_path_factory.mktemp('mim_train')
-    out = run_cli([venv_script('mim'), 'train', 'mmdetection', tiny_config,
-                   '--work-dir', str(work / 'wd')], cwd=str(work))
+    out = run_cli([
+        venv_script('mim'), 'train', 'mmdetection', tiny_config, '--work-dir',
+        str(work / 'wd')
+    ],
+                  cwd=str(work))
     return str(work / 'wd'), str(work / 'wd' / 'epoch_1.pth'), out

@@ -27,6 +27,7 @@ def test_compare_alternates_real_timers():
     """Both sides run as real processes: one ratio per round, parsed from
     the timers' output; a failing timer is an error with its output."""
     from dfine_mmdet.benchmark.official_compare import compare, python_cmd
+
     # a real (fast) timer process on both sides; the project's timer with
     # a bad flag for the failure path
     script = ('import time; t=time.perf_counter(); sum(range(10**6)); '
@@ -49,11 +50,16 @@ def test_compare_alternates_real_timers():
     reason='side-by-side run needs an official D-FINE checkout (DFINE_ROOT, '
     'Peterande/D-FINE at 4a1f73a) and ../shared/tools/train_step_official.py')
 def test_train_step_vs_official_tool():
-    proc = subprocess.run(
-        [sys.executable, osp.join(BENCH, 'train_step_vs_official.py'),
-         '--dfine-root', os.environ['DFINE_ROOT'], '--variant', 'n',
-         '--rounds', '1', '--iters', '1', '--warmup', '0'],
-        capture_output=True, text=True, timeout=3000, cwd=ROOT)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(BENCH, 'train_step_vs_official.py'), '--dfine-root',
+        os.environ['DFINE_ROOT'], '--variant', 'n', '--rounds', '1', '--iters',
+        '1', '--warmup', '0'
+    ],
+                          capture_output=True,
+                          text=True,
+                          timeout=3000,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert 'official/ours median' in proc.stdout
 
@@ -65,13 +71,18 @@ def test_train_step_vs_official_tool():
     '(not completed in this project\'s CI budget); set DFINE_COMPILE_TESTS=1 '
     'to run (tests/test_models/test_compile.py always checks the graphs)')
 def test_compile_speed_tool_tiny():
-    proc = subprocess.run(
-        [sys.executable, osp.join(BENCH, 'compile_speed.py'),
-         '--config', osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'), '--size', '64',
-         '--batch-size', '1', '--gt', '2', '--iters', '1', '--skip-train',
-         '--cfg-options', 'model.num_queries=10',
-         'model.dn_cfg.num_denoising=10'],
-        capture_output=True, text=True, timeout=3000, cwd=ROOT)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(BENCH, 'compile_speed.py'), '--config',
+        osp.join(ROOT, 'configs', 'dfine',
+                 'dfine_hgnetv2_n_coco.py'), '--size', '64', '--batch-size',
+        '1', '--gt', '2', '--iters', '1', '--skip-train', '--cfg-options',
+        'model.num_queries=10', 'model.dn_cfg.num_denoising=10'
+    ],
+                          capture_output=True,
+                          text=True,
+                          timeout=3000,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     line = [x for x in proc.stdout.splitlines() if 'inference batch 1' in x]
     assert line and 'compiled' in line[0], proc.stdout

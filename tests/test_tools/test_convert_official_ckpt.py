@@ -14,20 +14,21 @@ import torch
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tests', 'test_models'))
-from dfine_model_utils import (config_path,  # noqa: E402
-                               data_samples_for,
-                               official_random_state_dict, parity_inputs)
+from dfine_model_utils import config_path  # noqa: E402
+from dfine_model_utils import (data_samples_for, official_random_state_dict,
+                               parity_inputs)
 
 from dfine_mmdet.checkpoint import CheckpointMismatchError  # noqa: E402
-from dfine_mmdet.checkpoint.official import (  # noqa: E402
-    KEY_MAP, convert_state_dict, default_config, detect_variant,
-    extract_state_dict, map_key)
+from dfine_mmdet.checkpoint.official import KEY_MAP  # noqa: E402
+from dfine_mmdet.checkpoint.official import (convert_state_dict,
+                                             default_config, detect_variant,
+                                             extract_state_dict, map_key)
 
 
 def _load_tool():
     spec = importlib.util.spec_from_file_location(
-        'convert_official_ckpt', osp.join(ROOT, 'tools',
-                                          'convert_official_ckpt.py'))
+        'convert_official_ckpt',
+        osp.join(ROOT, 'tools', 'convert_official_ckpt.py'))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
@@ -90,8 +91,11 @@ def test_converted_file_loads_strictly_with_init_detector(
     samples = data_samples_for(fx['post/orig_sizes_wh'][:1])
     with torch.no_grad():
         pred = model(parity_inputs(parity_dir)[:1], samples, mode='predict')
-    np.testing.assert_allclose(pred[0].pred_instances.scores.numpy(),
-                               fx['post/scores'][0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        pred[0].pred_instances.scores.numpy(),
+        fx['post/scores'][0],
+        atol=1e-5,
+        rtol=0)
 
 
 def test_cli_prints_variant(official_n, tmp_path, capsys):
@@ -124,8 +128,14 @@ def test_mismatched_config_is_refused(official_n, tmp_path, capsys):
 def test_ema_module_is_preferred(official_n):
     _, sd = official_n
     ema = {k: (v + 1 if v.is_floating_point() else v) for k, v in sd.items()}
-    ckpt = {'model': sd, 'ema': {'module': ema, 'updates': 10},
-            'last_epoch': 3}
+    ckpt = {
+        'model': sd,
+        'ema': {
+            'module': ema,
+            'updates': 10
+        },
+        'last_epoch': 3
+    }
     picked, source = extract_state_dict(ckpt)
     assert source == 'ema.module'
     assert torch.equal(picked['decoder.enc_score_head.bias'],
@@ -142,8 +152,7 @@ def test_obj365_checkpoint_is_detected(official_n, tmp_path):
     _, sd = official_n
     obj = {}
     for k, v in sd.items():
-        if v.dim() >= 1 and v.shape[0] == 80 and (
-                'score_head' in k):
+        if v.dim() >= 1 and v.shape[0] == 80 and ('score_head' in k):
             v = torch.randn((366, ) + tuple(v.shape[1:]))
         if k == 'decoder.denoising_class_embed.weight':
             v = torch.randn(367, v.shape[1])
@@ -202,7 +211,10 @@ def test_demo_draws_detections(converted_n, tmp_path, capsys):
     spec.loader.exec_module(demo)
     out = tmp_path / 'out.jpg'
     _, ckpt = converted_n
-    assert demo.main([str(img), config_path('n'), ckpt, '--out-file',
-                      str(out), '--score-thr', '0.5']) == 0
+    assert demo.main([
+        str(img),
+        config_path('n'), ckpt, '--out-file',
+        str(out), '--score-thr', '0.5'
+    ]) == 0
     assert Image.open(out).size == (200, 150)
     assert 'of 300' in capsys.readouterr().out

@@ -14,8 +14,11 @@ TOOL = osp.join(ROOT, 'tools', 'gpu_check.py')
 
 
 def _run(*args, timeout=900):
-    return subprocess.run([sys.executable, TOOL, *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+    return subprocess.run([sys.executable, TOOL, *args],
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout,
+                          cwd=ROOT)
 
 
 def _rows(stdout):
@@ -58,11 +61,21 @@ def test_gpu_check_cpu_tiny():
 def test_gpu_check_cpu_tiny_compiled():
     """The compiled-latency rows (inductor; minutes on a loaded 2-core
     machine)."""
-    proc = _run('--device', 'cpu', '--tiny', '--variants', 'n', '--threads',
-                '1', '--precisions', 'fp32', '--latency-batches', '1',
-                timeout=1800)
-    rows = _check_rows(proc, ['train/fp32', 'latency/eager/b1',
-                              'latency/compiled/b1'])
+    proc = _run(
+        '--device',
+        'cpu',
+        '--tiny',
+        '--variants',
+        'n',
+        '--threads',
+        '1',
+        '--precisions',
+        'fp32',
+        '--latency-batches',
+        '1',
+        timeout=1800)
+    rows = _check_rows(
+        proc, ['train/fp32', 'latency/eager/b1', 'latency/compiled/b1'])
     assert 'x eager' in rows[('N', 'latency/compiled/b1')][4]
 
 
@@ -73,12 +86,12 @@ def test_agreement_check_fails_on_a_wrong_reference():
     cfg = osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py')
     opts = dict(model=dict(num_queries=10, eval_spatial_size=(64, 64)))
     model, images, _ = parity_model(cfg, None, 'n', 64, opts)
-    res, ref = check_agreement(model, images, torch.device('cpu'), 'bf16',
-                               min_common=0.0)
+    res, ref = check_agreement(
+        model, images, torch.device('cpu'), 'bf16', min_common=0.0)
     assert res['status'] == 'PASS', res
     wrong = (ref[0] + 3.0, ref[1].flip(-1), ref[2])
-    res, _ = check_agreement(model, images, torch.device('cpu'), 'bf16',
-                             wrong, min_common=0.0)
+    res, _ = check_agreement(
+        model, images, torch.device('cpu'), 'bf16', wrong, min_common=0.0)
     assert res['status'] == 'FAIL', res
 
 

@@ -24,8 +24,8 @@ def test_param_count_and_eager_path(tmp_path):
     model = ip.build_dfine('n')
     # official count (spec 1.1) incl. the two W(n) scalars
     assert count_params(model) == latency.OFFICIAL_PARAMS['n']
-    paths = ip.build_paths('n', 320, 1, str(tmp_path),
-                           skip=['onnxruntime', 'openvino'])
+    paths = ip.build_paths(
+        'n', 320, 1, str(tmp_path), skip=['onnxruntime', 'openvino'])
     assert list(paths) == ['torch-eager', 'torch-eager-fused']
     times = time_interleaved(paths, rounds=2, warmup=0, runs=1)
     assert all(len(t) == 2 and all(x > 0 for x in t) for t in times.values())
@@ -41,6 +41,7 @@ def test_official_graph_computes_what_the_plugin_graph_computes(tmp_path):
     same weights and image."""
     import numpy as np
     import onnxruntime as ort
+
     from dfine_mmdet.benchmark import inference_paths as bench
     size = 320  # D-FINE-N: 2 levels (stride 16, 32) -> 500 tokens >= 300
     model = bench.build_dfine('n')
@@ -54,8 +55,7 @@ def test_official_graph_computes_what_the_plugin_graph_computes(tmp_path):
     assert bench.switch_to_deploy(fused) > 0
     official = bench.export_official_graph(fused, size,
                                            str(tmp_path / 'official.onnx'))
-    dets, labels = ort.InferenceSession(plugin).run(None,
-                                                    {'input': x.numpy()})
+    dets, labels = ort.InferenceSession(plugin).run(None, {'input': x.numpy()})
     o_labels, o_boxes, o_scores = ort.InferenceSession(official).run(
         None, {
             'images': x.numpy(),
@@ -89,8 +89,9 @@ def test_latency_command_line(cli, tmp_path):
         str(out_json)
     ],
               cwd=ROOT)
-    expected = ['torch-eager', 'torch-eager-fused', 'plugin-ort',
-                'official-ort']
+    expected = [
+        'torch-eager', 'torch-eager-fused', 'plugin-ort', 'official-ort'
+    ]
     if importlib.util.find_spec('openvino') is not None:
         expected += ['plugin-openvino', 'official-openvino']
     for v in 'NSMLX':

@@ -22,16 +22,21 @@ TARGETS = ['dfine_mmdet', 'tools', 'tests', 'configs', 'setup.py']
 
 
 def _run(*args):
-    proc = subprocess.run([sys.executable, '-m', *args, *TARGETS], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, '-m', *args, *TARGETS],
+                          cwd=ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
     return proc.returncode, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize('tool', [
-    ('flake8', ),
-    ('isort', '--check-only', '--diff'),
-    ('yapf', '--diff', '--recursive', '--parallel'),
-], ids=lambda t: t[0])
+@pytest.mark.parametrize(
+    'tool', [
+        ('flake8', ),
+        ('isort', '--check-only', '--diff'),
+        ('yapf', '--diff', '--recursive', '--parallel'),
+    ],
+    ids=lambda t: t[0])
 def test_lint(tool):
     rc, out = _run(*tool)
     assert 'No module named' not in out, (

@@ -5,11 +5,10 @@ import copy
 
 import pytest
 import torch
+from mmdet.registry import HOOKS
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
-
-from mmdet.registry import HOOKS
 
 
 @HOOKS.register_module(force=True)
@@ -28,20 +27,26 @@ class _InjectNaNLossHook(Hook):
             self.module.forward = lambda *a, **k: forward(*a, **k) * float(
                 'nan')
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None,
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
                          outputs=None):
         if self.module is not None:
             del self.module.forward  # back to the class's forward
             self.module = None
 
 
-def _runner(tiny_config, work_dir, action, wrapper='NonFiniteGuardOptimWrapper',
+def _runner(tiny_config,
+            work_dir,
+            action,
+            wrapper='NonFiniteGuardOptimWrapper',
             at_iter=1):
     cfg = Config.fromfile(tiny_config)
     cfg.work_dir = str(work_dir)
     cfg.optim_wrapper.type = wrapper
-    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=3,
-                         val_interval=100)
+    cfg.train_cfg = dict(
+        type='IterBasedTrainLoop', max_iters=3, val_interval=100)
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', interval=100)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     cfg.test_cfg = cfg.test_dataloader = cfg.test_evaluator = None
@@ -59,8 +64,7 @@ class _Snapshot(Hook):
         self.states = {}
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        self.states[runner.iter] = copy.deepcopy(
-            runner.model.state_dict())
+        self.states[runner.iter] = copy.deepcopy(runner.model.state_dict())
 
 
 def test_nan_step_is_skipped_and_counted(tiny_config, tmp_path, caplog):
@@ -90,9 +94,10 @@ def test_nan_step_is_skipped_and_counted(tiny_config, tmp_path, caplog):
 
 def test_nan_stops_training_naming_iteration_and_term(tiny_config, tmp_path):
     runner = _runner(tiny_config, tmp_path, 'stop')
-    with pytest.raises(FloatingPointError,
-                       match=r'non-finite gradients \(finite loss\) at '
-                       r'iteration 2 .*training stops'):
+    with pytest.raises(
+            FloatingPointError,
+            match=r'non-finite gradients \(finite loss\) at '
+            r'iteration 2 .*training stops'):
         runner.train()
     assert runner.optim_wrapper.num_skipped == 1
     for name, p in runner.model.named_parameters():

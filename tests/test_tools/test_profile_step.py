@@ -20,10 +20,10 @@ def profile():
     from dfine_mmdet.benchmark.profiling import (build_training,
                                                  profile_train_step)
     torch.set_num_threads(1)
-    model, optim, data = build_training(CONFIG, batch_size=2, size=64,
-                                        num_gt=3, cfg_options=TINY)
-    return model, profile_train_step(model, optim, data, warmup=1, iters=1,
-                                     max_depth=2)
+    model, optim, data = build_training(
+        CONFIG, batch_size=2, size=64, num_gt=3, cfg_options=TINY)
+    return model, profile_train_step(
+        model, optim, data, warmup=1, iters=1, max_depth=2)
 
 
 def test_scopes_cover_the_step(profile):
@@ -31,8 +31,8 @@ def test_scopes_cover_the_step(profile):
     sc = res['scopes']
     assert res['missing_methods'] == []
     for name in ('fwd:backbone', 'fwd:neck', 'fwd:decoder', 'loss',
-                 'loss.matching', 'loss.go_lsd_union', 'backward',
-                 'optimizer', 'fwd:bbox_head.loss_cls'):
+                 'loss.matching', 'loss.go_lsd_union', 'backward', 'optimizer',
+                 'fwd:bbox_head.loss_cls'):
         assert name in sc and sc[name]['total_ms'] > 0, name
     # one Hungarian matching per output: 3 decoder layers, pre head, encoder
     assert sc['loss.matching']['calls'] == 5
@@ -76,14 +76,19 @@ def test_format_report(profile):
 
 def test_profile_step_tool(tmp_path):
     out = tmp_path / 'profile.md'
-    proc = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'benchmark',
-                                  'profile_step.py'),
-         '--config', osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'),
-         '--size', '64', '--batch-size', '1', '--gt', '2', '--depth', '1',
-         '--warmup', '0', '--out', str(out), '--cfg-options',
-         'model.num_queries=10', 'model.dn_cfg.num_denoising=10'],
-        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'profile_step.py'), '--config',
+        osp.join(ROOT, 'configs', 'dfine',
+                 'dfine_hgnetv2_n_coco.py'), '--size', '64', '--batch-size',
+        '1', '--gt', '2', '--depth', '1', '--warmup', '0', '--out',
+        str(out), '--cfg-options', 'model.num_queries=10',
+        'model.dn_cfg.num_denoising=10'
+    ],
+                          capture_output=True,
+                          text=True,
+                          timeout=600,
+                          cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert '| module (forward scope) |' in proc.stdout
     assert '| backbone |' in proc.stdout

@@ -14,7 +14,8 @@ import sys
 import pytest
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-README = osp.join(ROOT, 'docs', 'components.md')  # the table moved out of README.md
+README = osp.join(ROOT, 'docs',
+                  'components.md')  # the table moved out of README.md
 TABLE_START = '<!-- registered-components:start -->'
 TABLE_END = '<!-- registered-components:end -->'
 
@@ -45,8 +46,11 @@ print(json.dumps(dict(
 
 @pytest.fixture(scope='module')
 def collected():
-    proc = subprocess.run([sys.executable, '-c', COLLECT], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    proc = subprocess.run([sys.executable, '-c', COLLECT],
+                          capture_output=True,
+                          text=True,
+                          cwd=ROOT,
+                          timeout=300)
     assert proc.returncode == 0, f'import dfine_mmdet failed:\n{proc.stderr[-3000:]}'
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -60,8 +64,11 @@ def readme_table():
     body = text.split(TABLE_START, 1)[1].split(TABLE_END, 1)[0]
     rows = []
     for line in body.splitlines():
-        cells = [c.strip().strip('`') for c in line.strip().strip('|').split('|')]
-        if len(cells) < 3 or cells[0] in ('Registry', '') or set(cells[0]) <= set('-: '):
+        cells = [
+            c.strip().strip('`') for c in line.strip().strip('|').split('|')
+        ]
+        if len(cells) < 3 or cells[0] in ('Registry', '') or set(
+                cells[0]) <= set('-: '):
             continue
         rows.append((cells[0], cells[1], cells[2]))
     return rows
@@ -70,26 +77,30 @@ def readme_table():
 def test_readme_table_parses():
     rows = readme_table()
     keys = [(r, n) for r, n, _ in rows]
-    assert len(keys) == len(set(keys)), f'duplicate rows in README table: {keys}'
+    assert len(keys) == len(
+        set(keys)), f'duplicate rows in README table: {keys}'
     for reg, name, module in rows:
         assert re.fullmatch(r'[A-Z_]+', reg), f'bad registry cell {reg!r}'
-        assert module.startswith('dfine_mmdet.'), f'{name}: module cell {module!r}'
+        assert module.startswith(
+            'dfine_mmdet.'), f'{name}: module cell {module!r}'
 
 
 def test_every_readme_component_is_registered(collected):
     registered = {(r, n): m for r, scope, n, m in collected['mmdet']}
-    missing = [(r, n) for r, n, _ in readme_table() if (r, n) not in registered]
+    missing = [(r, n) for r, n, _ in readme_table()
+               if (r, n) not in registered]
     assert not missing, (
         f'README.md lists components that `import dfine_mmdet` does not register in '
         f'mmdet.registry: {missing}')
-    wrong_module = [(r, n, m, registered[(r, n)]) for r, n, m in readme_table()
-                    if registered[(r, n)] != m]
+    wrong_module = [(r, n, m, registered[(r, n)])
+                    for r, n, m in readme_table() if registered[(r, n)] != m]
     assert not wrong_module, f'README module column differs from the class module: {wrong_module}'
 
 
 def test_every_registered_component_is_in_readme(collected):
     listed = {(r, n) for r, n, _ in readme_table()}
-    unlisted = [(r, n, m) for r, scope, n, m in collected['mmdet'] if (r, n) not in listed]
+    unlisted = [(r, n, m) for r, scope, n, m in collected['mmdet']
+                if (r, n) not in listed]
     assert not unlisted, (
         'add these rows to the "Registered components" table in README.md '
         f'(registry | name | module | concept): {unlisted}')
@@ -106,7 +117,8 @@ def test_components_use_the_mmdet_scope(collected):
 
 def _registering_modules():
     """Plugin modules whose source registers something (mmdet registries or mmdeploy rewriters)."""
-    pattern = re.compile(r'\.register_module\(|register_rewriter\(|register_symbolic\(')
+    pattern = re.compile(
+        r'\.register_module\(|register_rewriter\(|register_symbolic\(')
     found = []
     pkg_root = osp.join(ROOT, 'dfine_mmdet')
     for dirpath, _, files in __import__('os').walk(pkg_root):
@@ -118,15 +130,18 @@ def _registering_modules():
                 if not pattern.search(f.read()):
                     continue
             rel = osp.relpath(path, ROOT)[:-3].replace(osp.sep, '.')
-            found.append(rel[:-len('.__init__')] if rel.endswith('.__init__') else rel)
+            found.append(
+                rel[:-len('.__init__')] if rel.endswith('.__init__') else rel)
     return sorted(found)
 
 
 def test_import_dfine_mmdet_imports_every_registering_module(collected):
     imported = set(collected['modules'])
     mmdeploy_present = 'dfine_mmdet.deploy' in imported
-    expected = [m for m in _registering_modules()
-                if mmdeploy_present or not m.startswith('dfine_mmdet.deploy')]
+    expected = [
+        m for m in _registering_modules()
+        if mmdeploy_present or not m.startswith('dfine_mmdet.deploy')
+    ]
     not_imported = [m for m in expected if m not in imported]
     assert not not_imported, (
         'these modules register components but `import dfine_mmdet` never imports them; '

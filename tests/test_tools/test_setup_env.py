@@ -19,8 +19,11 @@ SCRIPT = osp.join(ROOT, 'tools', 'setup_env.sh')
 
 
 def run_setup(*args, env=None, timeout=300):
-    return subprocess.run(['bash', SCRIPT, *args], capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ, **(env or {})))
+    return subprocess.run(['bash', SCRIPT, *args],
+                          capture_output=True,
+                          text=True,
+                          timeout=timeout,
+                          env=dict(os.environ, **(env or {})))
 
 
 def fake_python(path, lines):
@@ -41,12 +44,14 @@ def test_check_mode_on_project_venv():
     venv = osp.join(ROOT, '.venv')
     if osp.realpath(sys.prefix) != osp.realpath(venv):
         import pytest
-        pytest.skip(f'tests are not running from {venv} (sys.prefix={sys.prefix})')
+        pytest.skip(
+            f'tests are not running from {venv} (sys.prefix={sys.prefix})')
     proc = run_setup('--check')
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
-    for expected in ('[setup] Python 3.', 'pip', 'torch', 'mmengine', 'with compiled ops',
-                     'mmdet', 'mmdeploy', 'already installed from', '[setup] versions: torch'):
+    for expected in ('[setup] Python 3.', 'pip', 'torch', 'mmengine',
+                     'with compiled ops', 'mmdet', 'mmdeploy',
+                     'already installed from', '[setup] versions: torch'):
         assert expected in out, (expected, out)
     # the script refuses nothing and installs nothing in --check mode
     assert 'pip install' not in out, out
@@ -64,14 +69,18 @@ def test_wrong_python_is_refused(tmp_path):
 
 
 def test_missing_python_is_refused(tmp_path):
-    proc = run_setup(env=dict(PYTHON=str(tmp_path / 'nope'), DFINE_VENV=str(tmp_path / 'v')))
+    proc = run_setup(
+        env=dict(
+            PYTHON=str(tmp_path / 'nope'), DFINE_VENV=str(tmp_path / 'v')))
     assert proc.returncode == 1
     assert 'interpreter found' in proc.stderr and 'Python 3.11' in proc.stderr, proc.stderr
 
 
 def test_torch_too_new_is_refused(tmp_path):
-    venv = fake_venv(tmp_path, ['python=3.11', 'pip=26.3', 'torch=2.14.1+cpu', 'torch_cuda=',
-                                'mmengine=0.10.12', 'mmcv=', 'mmcv_ops=0'])
+    venv = fake_venv(tmp_path, [
+        'python=3.11', 'pip=26.3', 'torch=2.14.1+cpu', 'torch_cuda=',
+        'mmengine=0.10.12', 'mmcv=', 'mmcv_ops=0'
+    ])
     proc = run_setup(env=dict(DFINE_VENV=venv))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     err = proc.stderr
@@ -81,16 +90,18 @@ def test_torch_too_new_is_refused(tmp_path):
 
 
 def test_torch_too_old_is_refused(tmp_path):
-    venv = fake_venv(tmp_path, ['python=3.11', 'pip=26.3', 'torch=2.3.1', 'mmcv_ops=0'])
+    venv = fake_venv(tmp_path,
+                     ['python=3.11', 'pip=26.3', 'torch=2.3.1', 'mmcv_ops=0'])
     proc = run_setup(env=dict(DFINE_VENV=venv))
     assert proc.returncode == 1
     assert 'torch 2.3.1 is too old' in proc.stderr, proc.stderr
 
 
 def test_missing_compiler_is_reported(tmp_path):
-    venv = fake_venv(tmp_path, ['python=3.11', 'pip=26.3', 'torch=2.13.0+cpu', 'torch_cuda=',
-                                'mmengine=0.10.12', 'mmcv=', 'mmcv_ops=0',
-                                'pyinclude=' + str(tmp_path)])
+    venv = fake_venv(tmp_path, [
+        'python=3.11', 'pip=26.3', 'torch=2.13.0+cpu', 'torch_cuda=',
+        'mmengine=0.10.12', 'mmcv=', 'mmcv_ops=0', 'pyinclude=' + str(tmp_path)
+    ])
     proc = run_setup(env=dict(DFINE_VENV=venv, CXX=str(tmp_path / 'no-g++')))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert 'ERROR (MMCV (compiled ops)): no C/C++ compiler found' in proc.stderr, proc.stderr
@@ -100,8 +111,10 @@ def test_missing_compiler_is_reported(tmp_path):
 
 def _command_lines(path):
     with open(path, encoding='utf-8') as f:
-        return [ln.rstrip('\n') for ln in f
-                if ln.strip() and not ln.startswith('#') and not ln.startswith('set ')]
+        return [
+            ln.rstrip('\n') for ln in f if ln.strip()
+            and not ln.startswith('#') and not ln.startswith('set ')
+        ]
 
 
 def test_ci_runs_exactly_the_readme_commands():

@@ -66,7 +66,6 @@ default_hooks = dict(
 custom_hooks = [dict(type='ClassHeadAdaptHook')]
 """
 
-
 # one OpenMP thread per process: on a shared 2-core machine oversubscribed
 # threads make a D-FINE step up to ~20x slower (tools/experiments/train_step.py)
 ONE_THREAD = dict(OMP_NUM_THREADS='1')
@@ -86,15 +85,19 @@ def toy_data(tmp_path_factory):
 
 
 def _write_cfg(path, toy_data, batch_size=4):
-    path.write_text(TINY_DFINE.format(
-        toy_cfg=osp.join(ROOT, 'configs', 'dfine', 'toy', 'dfine_hgnetv2_n_toy.py'),
-        data_root=toy_data + '/', batch_size=batch_size))
+    path.write_text(
+        TINY_DFINE.format(
+            toy_cfg=osp.join(ROOT, 'configs', 'dfine', 'toy',
+                             'dfine_hgnetv2_n_toy.py'),
+            data_root=toy_data + '/',
+            batch_size=batch_size))
     return str(path)
 
 
 @pytest.fixture(scope='session')
 def tiny_dfine_cfg(toy_data, tmp_path_factory):
-    return _write_cfg(tmp_path_factory.mktemp('dfine_cfg') / 'tiny_dfine_toy.py', toy_data)
+    return _write_cfg(
+        tmp_path_factory.mktemp('dfine_cfg') / 'tiny_dfine_toy.py', toy_data)
 
 
 # ------------------------------------------------------------------ toy data
@@ -104,20 +107,24 @@ def test_make_toy_dataset_is_deterministic_and_varied(tmp_path):
     make_toy_dataset(b, seed=3, num_train=40, num_val=8)
     make_toy_dataset(c, seed=4, num_train=40, num_val=8)
     ja = open(osp.join(a, 'annotations', 'instances_train.json')).read()
-    assert ja == open(osp.join(b, 'annotations', 'instances_train.json')).read()
-    assert ja != open(osp.join(c, 'annotations', 'instances_train.json')).read()
+    assert ja == open(osp.join(b, 'annotations',
+                               'instances_train.json')).read()
+    assert ja != open(osp.join(c, 'annotations',
+                               'instances_train.json')).read()
     for name in ('000000.png', '000017.png'):
         assert open(osp.join(a, 'train', name), 'rb').read() == \
             open(osp.join(b, 'train', name), 'rb').read()
     coco = json.loads(ja)
-    assert [c['name'] for c in coco['categories']] == ['square', 'circle', 'triangle']
+    assert [c['name']
+            for c in coco['categories']] == ['square', 'circle', 'triangle']
     assert len(coco['images']) == 40
     sizes = {im['id']: (im['width'], im['height']) for im in coco['images']}
     anns = coco['annotations']
     assert {a['category_id'] for a in anns} == {1, 2, 3}
     sides = [min(a['bbox'][2:]) for a in anns]
     assert min(sides) < 8 and max(sides) > 64  # tiny to large
-    assert len({a['image_id'] for a in anns}) < 40  # some images without objects
+    assert len({a['image_id']
+                for a in anns}) < 40  # some images without objects
     for a in anns:
         x, y, w, h = a['bbox']
         W, H = sizes[a['image_id']]
@@ -140,27 +147,44 @@ def test_make_toy_dataset_command_line(tmp_path, cli):
     sets the json ids in class order; bad ids are refused by name."""
     out = str(tmp_path / 'cli')
     lib = str(tmp_path / 'lib')
-    log = cli([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out', out,
-               '--seed', '5', '--num-train', '6', '--num-val', '2',
-               '--category-ids', '40', '7', '23'], cwd=str(tmp_path))
+    log = cli([
+        sys.executable,
+        osp.join(ROOT, 'tools',
+                 'make_toy_dataset.py'), '--out', out, '--seed', '5',
+        '--num-train', '6', '--num-val', '2', '--category-ids', '40', '7', '23'
+    ],
+              cwd=str(tmp_path))
     assert 'square (id 40), circle (id 7), triangle (id 23)' in log
-    make_toy_dataset(lib, seed=5, num_train=6, num_val=2, cat_ids=(40, 7, 23), log=lambda m: None)
+    make_toy_dataset(
+        lib,
+        seed=5,
+        num_train=6,
+        num_val=2,
+        cat_ids=(40, 7, 23),
+        log=lambda m: None)
     for split in ('train', 'val'):
         name = osp.join('annotations', f'instances_{split}.json')
-        assert open(osp.join(out, name)).read() == open(osp.join(lib, name)).read()
-    coco = json.load(open(osp.join(out, 'annotations', 'instances_train.json')))
+        assert open(osp.join(out, name)).read() == open(osp.join(lib,
+                                                                 name)).read()
+    coco = json.load(
+        open(osp.join(out, 'annotations', 'instances_train.json')))
     assert [(c['id'], c['name']) for c in coco['categories']] == \
         [(40, 'square'), (7, 'circle'), (23, 'triangle')]
     assert {a['category_id'] for a in coco['annotations']} <= {40, 7, 23}
-    bad = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'make_toy_dataset.py'),
-                          '--out', str(tmp_path / 'bad'), '--category-ids', '3', '3', '4'],
-                         capture_output=True, text=True)
+    bad = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'make_toy_dataset.py'), '--out',
+        str(tmp_path / 'bad'), '--category-ids', '3', '3', '4'
+    ],
+                         capture_output=True,
+                         text=True)
     assert bad.returncode == 2 and '--category-ids' in bad.stderr
 
 
 # ------------------------------------------- train.py, stop epoch, resume, finetune
 @pytest.mark.slow
-def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, tmp_path, cli):
+def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data,
+                                                     tmp_path, cli):
     """Epoch 1 fine-tunes from an 80-class checkpoint (class layers re-initialised);
     the run then resumes into epoch 2, where the strong augs and multi-scale stop and
     the best stage-1 checkpoint is reloaded; the counters continue from the checkpoint."""
@@ -176,27 +200,38 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
     torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, coco_ckpt)
 
     wd = str(tmp_path / 'wd')
-    train = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), tiny_dfine_cfg, '--work-dir', wd]
-    out1 = cli(train + ['--cfg-options', f'load_from={coco_ckpt}'], cwd=str(tmp_path),
-               env=ONE_THREAD)
-    assert re.search(r"ClassHeadAdaptHook: class count differs .*re-initialised \[.*"
-                     r"bbox_head\.cls_branches\.0\.weight.*"
-                     r"dn_query_generator\.label_embedding", out1)
+    train = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'train.py'), tiny_dfine_cfg, '--work-dir', wd
+    ]
+    out1 = cli(
+        train + ['--cfg-options', f'load_from={coco_ckpt}'],
+        cwd=str(tmp_path),
+        env=ONE_THREAD)
+    assert re.search(
+        r"ClassHeadAdaptHook: class count differs .*re-initialised \[.*"
+        r"bbox_head\.cls_branches\.0\.weight.*"
+        r"dn_query_generator\.label_embedding", out1)
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out1), out1[-3000:]
     assert 'DFINEStopAugHook: epoch' not in out1
     assert osp.isfile(osp.join(wd, 'epoch_1.pth'))
 
-    out2 = cli(train + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2'],
-               cwd=str(tmp_path), env=ONE_THREAD)
+    out2 = cli(
+        train + ['--resume', '--cfg-options', 'train_cfg.max_epochs=2'],
+        cwd=str(tmp_path),
+        env=ONE_THREAD)
     assert 'resumed epoch: 1, iter: 2' in out2, out2[-3000:]
     assert not re.search(r'Epoch\(train\) \[1\]\[', out2)
     assert re.search(r'Epoch\(train\) \[2\]\[2/2\]', out2), out2[-3000:]
-    assert re.search(r"DFINEStopAugHook: epoch 1 >= stop_epoch 1: removed "
-                     r"\['RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'\] transforms, "
-                     r"disabled 1 batch multi-scale augment", out2), out2[-3000:]
-    assert re.search(r'reloaded model, EMA and optimizer from the best stage-1 checkpoint '
-                     r'.*best_coco_bbox_mAP_epoch_1\.pth', out2), out2[-3000:]
-    ckpt = torch.load(osp.join(wd, 'epoch_2.pth'), map_location='cpu', weights_only=False)
+    assert re.search(
+        r"DFINEStopAugHook: epoch 1 >= stop_epoch 1: removed "
+        r"\['RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'\] transforms, "
+        r"disabled 1 batch multi-scale augment", out2), out2[-3000:]
+    assert re.search(
+        r'reloaded model, EMA and optimizer from the best stage-1 checkpoint '
+        r'.*best_coco_bbox_mAP_epoch_1\.pth', out2), out2[-3000:]
+    ckpt = torch.load(
+        osp.join(wd, 'epoch_2.pth'), map_location='cpu', weights_only=False)
     assert (ckpt['meta']['epoch'], ckpt['meta']['iter']) == (2, 4)
     assert int(ckpt['ema_state_dict']['steps']) == 4
 
@@ -205,23 +240,35 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data, t
 @pytest.mark.slow
 def test_two_process_cpu_ddp(toy_data, tmp_path, cli):
     cfg = _write_cfg(tmp_path / 'tiny_ddp.py', toy_data, batch_size=2)
-    out = cli([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-               '--master_port', str(_free_port()), osp.join(ROOT, 'tools', 'train.py'), cfg,
-               '--launcher', 'pytorch', '--work-dir', str(tmp_path / 'wd')],
-              cwd=str(tmp_path), env=ONE_THREAD)
+    out = cli([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
+        '--master_port',
+        str(_free_port()),
+        osp.join(ROOT, 'tools',
+                 'train.py'), cfg, '--launcher', 'pytorch', '--work-dir',
+        str(tmp_path / 'wd')
+    ],
+              cwd=str(tmp_path),
+              env=ONE_THREAD)
     assert 'Distributed training: True' in out
     # 8 images, 2 per process, 2 processes -> 2 iterations per epoch
     losses = re.findall(r'Epoch\(train\) \[1\]\[\d/2\].* loss: ([0-9.]+)', out)
-    assert len(losses) == 2 and all(0 < float(v) < 1e3 for v in losses), out[-3000:]
-    assert re.search(r'Epoch\(val\) \[1\]\[1/1\].*coco/bbox_mAP', out), out[-3000:]
+    assert len(losses) == 2 and all(0 < float(v) < 1e3
+                                    for v in losses), out[-3000:]
+    assert re.search(r'Epoch\(val\) \[1\]\[1/1\].*coco/bbox_mAP',
+                     out), out[-3000:]
     assert osp.isfile(tmp_path / 'wd' / 'epoch_1.pth')
 
 
 # ----------------------------------------------------------------------- mim
 @pytest.mark.slow
 def test_mim_train_toy_config(tiny_dfine_cfg, tmp_path, cli, mim_bin):
-    out = cli([mim_bin, 'train', 'mmdetection', tiny_dfine_cfg, '--work-dir',
-               str(tmp_path / 'wd')], cwd=str(tmp_path), env=ONE_THREAD)
+    out = cli([
+        mim_bin, 'train', 'mmdetection', tiny_dfine_cfg, '--work-dir',
+        str(tmp_path / 'wd')
+    ],
+              cwd=str(tmp_path),
+              env=ONE_THREAD)
     assert 'Training finished successfully' in out
     assert re.search(r'Epoch\(train\) \[1\]\[2/2\]', out), out[-3000:]
     assert osp.isfile(tmp_path / 'wd' / 'epoch_1.pth')
@@ -229,17 +276,29 @@ def test_mim_train_toy_config(tiny_dfine_cfg, tmp_path, cli, mim_bin):
 
 # ------------------------------------------------------------- benchmarks
 def test_toy_train_benchmark_tiny_budget(toy_data, tmp_path, cli):
-    out = cli([sys.executable, osp.join(ROOT, 'tools', 'experiments', 'toy_train.py'),
-               '--iters', '3', '--threads', '1', '--data', toy_data,
-               '--work-dir', str(tmp_path / 'wd')], cwd=str(tmp_path), env=ONE_THREAD)
+    out = cli([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'experiments', 'toy_train.py'), '--iters', '3',
+        '--threads', '1', '--data', toy_data, '--work-dir',
+        str(tmp_path / 'wd')
+    ],
+              cwd=str(tmp_path),
+              env=ONE_THREAD)
     lines = out.strip().splitlines()
-    assert re.fullmatch(r'bbox mAP: \d\.\d{3}  mAP@0\.5: \d\.\d{3}', lines[-1]), lines[-5:]
+    assert re.fullmatch(r'bbox mAP: \d\.\d{3}  mAP@0\.5: \d\.\d{3}',
+                        lines[-1]), lines[-5:]
     assert re.search(r'loss curve .*3 iterations', out)
-    assert len(re.findall(r'^  iter +\d+- +\d+  loss +[0-9.]+$', out, re.M)) == 3
+    assert len(re.findall(r'^  iter +\d+- +\d+  loss +[0-9.]+$', out,
+                          re.M)) == 3
 
 
 def test_train_step_benchmark_runs(tmp_path, cli):
-    out = cli([sys.executable, osp.join(ROOT, 'tools', 'experiments', 'train_step.py'),
-               '--iters', '1', '--warmup', '0', '--size', '256', '--batch-size', '1',
-               '--threads', '1'], cwd=str(tmp_path), env=ONE_THREAD)
+    out = cli([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'experiments',
+                 'train_step.py'), '--iters', '1', '--warmup', '0', '--size',
+        '256', '--batch-size', '1', '--threads', '1'
+    ],
+              cwd=str(tmp_path),
+              env=ONE_THREAD)
     assert re.search(r's/iter', out.strip().splitlines()[-1]), out[-2000:]

@@ -42,8 +42,9 @@ def test_distributions_per_layer_and_png(tiny_config, toy_coco, tmp_path, cli):
     from mmdet.apis import init_detector
     ckpt = str(tmp_path / 'random.pth')
     built = _random_checkpoint(tiny_config, ckpt)
-    img = sorted(glob.glob(osp.join(toy_coco, '**', '*.jpg'), recursive=True)
-                 + glob.glob(osp.join(toy_coco, '**', '*.png'), recursive=True))[0]
+    img = sorted(
+        glob.glob(osp.join(toy_coco, '**', '*.jpg'), recursive=True) +
+        glob.glob(osp.join(toy_coco, '**', '*.png'), recursive=True))[0]
 
     vis = _load()
     model = init_detector(tiny_config, ckpt, device='cpu')
@@ -53,7 +54,8 @@ def test_distributions_per_layer_and_png(tiny_config, toy_coco, tmp_path, cli):
     num_queries = built.num_queries  # 10 in the tiny config
     assert num_queries == 10
     assert out['probs'].shape == (layers, num_queries, 4, reg_max + 1)
-    torch.testing.assert_close(out['probs'].sum(-1), torch.ones(layers, num_queries, 4))
+    torch.testing.assert_close(out['probs'].sum(-1),
+                               torch.ones(layers, num_queries, 4))
     # each layer refines (residual corners): distributions change across layers
     assert not torch.allclose(out['probs'][0], out['probs'][-1])
     assert out['project'].shape == (reg_max + 1, )
@@ -66,13 +68,19 @@ def test_distributions_per_layer_and_png(tiny_config, toy_coco, tmp_path, cli):
     h, w = mmcv.imread(img).shape[:2]
     q = vis.match_queries(inst.bboxes[:1].float(), out['boxes'][-1], (h, w))
     cx, cy, bw, bh = out['boxes'][-1][q[0]].tolist()
-    expect = torch.tensor([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w,
-                           (cy + bh / 2) * h])
-    torch.testing.assert_close(inst.bboxes[0].float(), expect, atol=0.05 * max(h, w), rtol=0)
+    expect = torch.tensor([(cx - bw / 2) * w, (cy - bh / 2) * h,
+                           (cx + bw / 2) * w, (cy + bh / 2) * h])
+    torch.testing.assert_close(
+        inst.bboxes[0].float(), expect, atol=0.05 * max(h, w), rtol=0)
 
     png = tmp_path / 'fdr.png'
-    log = cli([sys.executable, 'tools/analysis/vis_fdr.py', img, tiny_config, ckpt, '--out',
-               str(png), '--topk', '2', '--score-thr', '0'], cwd=ROOT, timeout=600)
+    log = cli([
+        sys.executable, 'tools/analysis/vis_fdr.py', img, tiny_config, ckpt,
+        '--out',
+        str(png), '--topk', '2', '--score-thr', '0'
+    ],
+              cwd=ROOT,
+              timeout=600)
     assert f'2 detection(s), {layers} decoder layers' in log, log
     assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     assert png.stat().st_size > 10_000  # a drawn figure, not an empty canvas

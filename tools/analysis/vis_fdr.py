@@ -36,7 +36,6 @@ from typing import Any, Dict, List
 import numpy as np
 import torch
 
-
 EDGES = ('left', 'top', 'right', 'bottom')
 
 
@@ -44,12 +43,17 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('img', help='image file')
     parser.add_argument('config', help='D-FINE config file')
-    parser.add_argument('checkpoint', help='checkpoint file (MMDetection format)')
+    parser.add_argument(
+        'checkpoint', help='checkpoint file (MMDetection format)')
     parser.add_argument('--out', required=True, help='output PNG')
-    parser.add_argument('--topk', type=int, default=3,
-                        help='how many detections (highest scores first)')
+    parser.add_argument(
+        '--topk',
+        type=int,
+        default=3,
+        help='how many detections (highest scores first)')
     parser.add_argument('--score-thr', type=float, default=0.0)
-    parser.add_argument('--dump-json', default=None, help='also write the numbers here')
+    parser.add_argument(
+        '--dump-json', default=None, help='also write the numbers here')
     parser.add_argument('--device', default='cpu')
     return parser.parse_args(argv)
 
@@ -63,10 +67,13 @@ class DecoderRecorder:
 
     def _hook(self, module, args, output):
         if not isinstance(output, dict) or 'pred_corners' not in output:
-            raise TypeError(f'{type(module).__name__} returned {type(output).__name__} without '
-                            "'pred_corners'; vis_fdr.py needs D-FINE's FDR decoder")
-        self.output = {k: v.detach().cpu() if torch.is_tensor(v) else v
-                       for k, v in output.items()}
+            raise TypeError(
+                f'{type(module).__name__} returned {type(output).__name__} without '
+                "'pred_corners'; vis_fdr.py needs D-FINE's FDR decoder")
+        self.output = {
+            k: v.detach().cpu() if torch.is_tensor(v) else v
+            for k, v in output.items()
+        }
 
     def remove(self):
         self._handle.remove()
@@ -87,7 +94,9 @@ def fdr_distributions(model, img: str) -> Dict[str, Any]:
     """
     from mmdet.apis import inference_detector
     if not hasattr(model, 'decoder'):
-        raise TypeError(f'{type(model).__name__} has no decoder; vis_fdr.py needs a D-FINE model')
+        raise TypeError(
+            f'{type(model).__name__} has no decoder; vis_fdr.py needs a D-FINE model'
+        )
     rec = DecoderRecorder(model.decoder)
     try:
         result = inference_detector(model, img)
@@ -100,13 +109,21 @@ def fdr_distributions(model, img: str) -> Dict[str, Any]:
     num_bins = project.numel()
     corners = dec_out['pred_corners'][:, 0]  # [L, Q, 4 * num_bins]
     if corners.shape[-1] != 4 * num_bins:
-        raise ValueError(f'pred_corners has {corners.shape[-1]} channels, expected 4 * {num_bins}')
-    probs = torch.softmax(corners.reshape(*corners.shape[:2], 4, num_bins).float(), -1)
-    return dict(probs=probs, project=project, boxes=dec_out['pred_boxes'][:, 0].float(),
-                ref_points=dec_out['ref_points'][0].float(), result=result)
+        raise ValueError(
+            f'pred_corners has {corners.shape[-1]} channels, expected 4 * {num_bins}'
+        )
+    probs = torch.softmax(
+        corners.reshape(*corners.shape[:2], 4, num_bins).float(), -1)
+    return dict(
+        probs=probs,
+        project=project,
+        boxes=dec_out['pred_boxes'][:, 0].float(),
+        ref_points=dec_out['ref_points'][0].float(),
+        result=result)
 
 
-def match_queries(bboxes: torch.Tensor, boxes_last: torch.Tensor, hw) -> List[int]:
+def match_queries(bboxes: torch.Tensor, boxes_last: torch.Tensor,
+                  hw) -> List[int]:
     """Query of each detection: the nearest last-layer box (L1, pixels).
 
     Args:
@@ -118,7 +135,10 @@ def match_queries(bboxes: torch.Tensor, boxes_last: torch.Tensor, hw) -> List[in
     b = boxes_last.float()
     xyxy = torch.cat([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], -1)
     xyxy = xyxy * torch.tensor([w, h, w, h], dtype=xyxy.dtype)
-    return [int((xyxy - box.float().cpu()).abs().sum(-1).argmin()) for box in bboxes]
+    return [
+        int((xyxy - box.float().cpu()).abs().sum(-1).argmin())
+        for box in bboxes
+    ]
 
 
 def collect(model, img: str, topk: int, score_thr: float) -> Dict[str, Any]:
@@ -126,14 +146,18 @@ def collect(model, img: str, topk: int, score_thr: float) -> Dict[str, Any]:
     out = fdr_distributions(model, img)
     inst = out['result'].pred_instances
     scores = inst.scores.cpu()
-    order = [int(i) for i in torch.argsort(scores, descending=True) if scores[i] >= score_thr]
+    order = [
+        int(i) for i in torch.argsort(scores, descending=True)
+        if scores[i] >= score_thr
+    ]
     keep = order[:topk]
     if 'query_index' in inst:  # written by DFINEHead.predict_by_feat
         queries = [int(inst.query_index[i]) for i in keep]
         how = 'pred_instances.query_index'
     else:
         meta = out['result'].metainfo
-        queries = match_queries(inst.bboxes[keep], out['boxes'][-1], meta['ori_shape'][:2])
+        queries = match_queries(inst.bboxes[keep], out['boxes'][-1],
+                                meta['ori_shape'][:2])
         how = 'nearest last-layer box'
     if len(queries) != len(keep):
         raise RuntimeError('internal: one query per detection expected')
@@ -141,13 +165,21 @@ def collect(model, img: str, topk: int, score_thr: float) -> Dict[str, Any]:
     dets = []
     for i, q in zip(keep, queries):  # lengths checked above
         probs = out['probs'][:, q].double()  # [L, 4, B]
-        dets.append(dict(
-            score=float(scores[i]), label=int(inst.labels[i]),
-            bbox_xyxy=[float(v) for v in inst.bboxes[i].cpu()], query=q,
-            probs=probs.tolist(), expected=(probs @ project).tolist()))
-    return dict(img=img, num_layers=int(out['probs'].shape[0]), bins=project.tolist(),
-                query_from=how, classes=list(model.dataset_meta.get('classes', []) or []),
-                detections=dets)
+        dets.append(
+            dict(
+                score=float(scores[i]),
+                label=int(inst.labels[i]),
+                bbox_xyxy=[float(v) for v in inst.bboxes[i].cpu()],
+                query=q,
+                probs=probs.tolist(),
+                expected=(probs @ project).tolist()))
+    return dict(
+        img=img,
+        num_layers=int(out['probs'].shape[0]),
+        bins=project.tolist(),
+        query_from=how,
+        classes=list(model.dataset_meta.get('classes', []) or []),
+        detections=dets)
 
 
 def draw(data: Dict[str, Any], out: str) -> None:
@@ -160,8 +192,13 @@ def draw(data: Dict[str, Any], out: str) -> None:
     img = np.asarray(Image.open(data['img']).convert('RGB'))
     dets = data['detections']
     rows = max(1, len(dets))
-    fig, axes = plt.subplots(rows, 5, figsize=(15, 2.8 * rows), dpi=80, squeeze=False,
-                             gridspec_kw=dict(width_ratios=[1.3, 1, 1, 1, 1]))
+    fig, axes = plt.subplots(
+        rows,
+        5,
+        figsize=(15, 2.8 * rows),
+        dpi=80,
+        squeeze=False,
+        gridspec_kw=dict(width_ratios=[1.3, 1, 1, 1, 1]))
     bins = np.asarray(data['bins'])
     num_layers = data['num_layers']
     colors = plt.cm.viridis(np.linspace(0.85, 0.0, num_layers))
@@ -172,25 +209,38 @@ def draw(data: Dict[str, Any], out: str) -> None:
         ax = axes[r, 0]
         ax.imshow(img)
         x1, y1, x2, y2 = det['bbox_xyxy']
-        ax.add_patch(patches.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color='red', lw=2))
-        name = (data['classes'][det['label']] if det['label'] < len(data['classes'])
-                else str(det['label']))
-        ax.set_title(f'{name} {det["score"]:.2f} (query {det["query"]})', fontsize=9)
+        ax.add_patch(
+            patches.Rectangle((x1, y1),
+                              x2 - x1,
+                              y2 - y1,
+                              fill=False,
+                              color='red',
+                              lw=2))
+        name = (
+            data['classes'][det['label']]
+            if det['label'] < len(data['classes']) else str(det['label']))
+        ax.set_title(
+            f'{name} {det["score"]:.2f} (query {det["query"]})', fontsize=9)
         ax.axis('off')
         probs = np.asarray(det['probs'])  # [L, 4, B]
         for e, edge in enumerate(EDGES):
             ax = axes[r, e + 1]
             for layer in range(num_layers):
-                ax.plot(bins, probs[layer, e], color=colors[layer], lw=1.2,
-                        label=f'layer {layer}' if (r == 0 and e == 0) else None)
+                ax.plot(
+                    bins,
+                    probs[layer, e],
+                    color=colors[layer],
+                    lw=1.2,
+                    label=f'layer {layer}' if (r == 0 and e == 0) else None)
             ax.axvline(det['expected'][-1][e], color='red', ls='--', lw=0.8)
             ax.set_title(f'{edge} edge', fontsize=9)
             ax.set_xlabel('offset W(n)', fontsize=8)
             ax.tick_params(labelsize=7)
     if dets:
         fig.legend(loc='upper right', fontsize=7, ncol=min(num_layers, 8))
-    fig.suptitle('D-FINE FDR: edge distributions per decoder layer (light: first, dark: last)',
-                 fontsize=10)
+    fig.suptitle(
+        'D-FINE FDR: edge distributions per decoder layer (light: first, dark: last)',
+        fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     fig.savefig(out)
@@ -199,7 +249,8 @@ def draw(data: Dict[str, Any], out: str) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    for path, what in ((args.img, 'image'), (args.config, 'config'), (args.checkpoint, 'checkpoint')):
+    for path, what in ((args.img, 'image'), (args.config, 'config'),
+                       (args.checkpoint, 'checkpoint')):
         if not osp.isfile(path):
             raise SystemExit(f'vis_fdr.py: {what} {path!r} not found')
     from mmdet.apis import init_detector
@@ -213,8 +264,9 @@ def main(argv=None) -> int:
     if args.dump_json:
         with open(args.dump_json, 'w') as f:
             json.dump(data, f)
-    print(f'{len(data["detections"])} detection(s), {data["num_layers"]} decoder layers, '
-          f'queries from {data["query_from"]}; written {args.out}')
+    print(
+        f'{len(data["detections"])} detection(s), {data["num_layers"]} decoder layers, '
+        f'queries from {data["query_from"]}; written {args.out}')
     return 0
 
 

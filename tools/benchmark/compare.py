@@ -93,7 +93,8 @@ DEFAULT_SET = [
     ('YOLOX-tiny', 'mmdet::yolox/yolox_tiny_8xb8-300e_coco.py'),
     ('YOLOX-s', 'mmdet::yolox/yolox_s_8xb8-300e_coco.py'),
     ('DINO-R50-4scale', 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'),
-    ('DeformableDETR-R50', 'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'),
+    ('DeformableDETR-R50',
+     'mmdet::deformable_detr/deformable-detr_r50_16xb2-50e_coco.py'),
     ('D-FINE-N', 'configs/dfine/dfine_hgnetv2_n_coco.py'),
     ('D-FINE-S', 'configs/dfine/dfine_hgnetv2_s_coco.py'),
     ('D-FINE-M', 'configs/dfine/dfine_hgnetv2_m_coco.py'),
@@ -137,7 +138,8 @@ def export_ort_session(model, inputs, tmp: str):
                       torch.get_num_threads())
 
 
-def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) -> None:
+def measure(cfg: str, args, result: Dict[str, Any],
+            save: Callable[[], None]) -> None:
     """Fill ``result`` stage by stage (``save()`` after each, so a timeout keeps
     what was measured). Stage errors are recorded in ``result['errors']``."""
     import torch
@@ -155,11 +157,11 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
     if 'flops' in args.measure:
         try:
             with torch.no_grad():
-                res = count_flops(
-                    TensorForward(model, samples), (inputs, ))
-            result.update(gflops=res['flops'] / 1e9,
-                          grid_sampler_gflops=res['grid_sampler_flops'] / 1e9,
-                          flops_uncounted_ops=res['unsupported'])
+                res = count_flops(TensorForward(model, samples), (inputs, ))
+            result.update(
+                gflops=res['flops'] / 1e9,
+                grid_sampler_gflops=res['grid_sampler_flops'] / 1e9,
+                flops_uncounted_ops=res['unsupported'])
         except Exception as e:  # noqa: BLE001 (recorded in the row)
             errors['flops'] = f'{type(e).__name__}: {e}'
         save()
@@ -167,8 +169,9 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
     if 'eager' in args.measure:
         try:
             with torch.no_grad():
-                times = time_calls(lambda: model(inputs, samples, mode='predict'),
-                                   args.warmup, args.runs)
+                times = time_calls(
+                    lambda: model(inputs, samples, mode='predict'),
+                    args.warmup, args.runs)
             result['eager'] = summarize(times)
         except Exception as e:  # noqa: BLE001
             errors['eager'] = f'{type(e).__name__}: {e}'
@@ -177,10 +180,13 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
     if 'fp16' in args.measure and device.type == 'cuda':
         try:
             with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
+
                 def call():
                     model(inputs, samples, mode='predict')
                     torch.cuda.synchronize()
-                result['fp16'] = summarize(time_calls(call, args.warmup, args.runs))
+
+                result['fp16'] = summarize(
+                    time_calls(call, args.warmup, args.runs))
         except Exception as e:  # noqa: BLE001
             errors['fp16'] = f'{type(e).__name__}: {e}'
         save()
@@ -193,9 +199,11 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
                 t0 = time.perf_counter()
                 run_ort = export_ort_session(cpu_model, cpu_in, tmp)
                 result['ort_export_s'] = time.perf_counter() - t0
-            result['ort'] = summarize(time_calls(run_ort, args.warmup, args.runs))
+            result['ort'] = summarize(
+                time_calls(run_ort, args.warmup, args.runs))
         except Exception as e:  # noqa: BLE001
-            errors['ort'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            errors[
+                'ort'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
             if args.verbose:
                 traceback.print_exc()
         save()
@@ -205,7 +213,8 @@ def measure(cfg: str, args, result: Dict[str, Any], save: Callable[[], None]) ->
         try:
             measure_accuracy(cfg, args, result)
         except Exception as e:  # noqa: BLE001 (recorded in the row)
-            errors['accuracy'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            errors[
+                'accuracy'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
             traceback.print_exc()
         save()
 
@@ -218,18 +227,26 @@ def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
     with tempfile.TemporaryDirectory() as work_dir:
         if args.toy_minutes:
             toy_cfg, adapted = accuracy.toy_config(
-                resolve_config(cfg), args.toy_data, work_dir, size=args.toy_size,
-                batch_size=args.toy_batch, seed=args.seed, warmup_iters=args.toy_warmup,
+                resolve_config(cfg),
+                args.toy_data,
+                work_dir,
+                size=args.toy_size,
+                batch_size=args.toy_batch,
+                seed=args.seed,
+                warmup_iters=args.toy_warmup,
                 device=args.device)
             result['accuracy'] = dict(kind='toy mAP', adapted=adapted)
-            result['accuracy'].update(accuracy.train_and_evaluate(toy_cfg, args.toy_minutes * 60))
+            result['accuracy'].update(
+                accuracy.train_and_evaluate(toy_cfg, args.toy_minutes * 60))
         else:
             if not args.checkpoint:
-                result['errors']['accuracy'] = 'no checkpoint given (--checkpoints LABEL=PATH)'
+                result['errors'][
+                    'accuracy'] = 'no checkpoint given (--checkpoints LABEL=PATH)'
                 return
-            coco_cfg = accuracy.coco_config(resolve_config(cfg), args.coco_root,
-                                            args.checkpoint, work_dir)
-            result['accuracy'] = dict(kind='COCO AP', checkpoint=args.checkpoint)
+            coco_cfg = accuracy.coco_config(
+                resolve_config(cfg), args.coco_root, args.checkpoint, work_dir)
+            result['accuracy'] = dict(
+                kind='COCO AP', checkpoint=args.checkpoint)
             result['accuracy'].update(accuracy.evaluate_checkpoint(coco_cfg))
             acc = result['accuracy']
             if acc['ckpt_covered'] < acc['ckpt_total']:
@@ -254,7 +271,8 @@ def worker_main(args) -> int:
         measure(args.worker, args, result, save)
         result['status'] = 'ok'
     except Exception as e:  # noqa: BLE001 (the parent writes the row)
-        result['status'] = f'failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+        result[
+            'status'] = f'failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
         traceback.print_exc()
     save()
     return 0
@@ -263,28 +281,46 @@ def worker_main(args) -> int:
 def run_one(label: str, cfg: str, args, tmp: str, idx: int) -> Dict[str, Any]:
     """Run the worker for one config in a subprocess with ``--timeout``."""
     result_path = osp.join(tmp, f'model_{idx}.json')
-    cmd = [sys.executable, osp.abspath(__file__), '--worker', cfg, '--result', result_path,
-           '--size', str(args.size), '--threads', str(args.threads), '--warmup',
-           str(args.warmup), '--runs', str(args.runs), '--device', args.device,
-           '--measure', *args.measure] + (['--verbose'] if args.verbose else [])
+    cmd = [
+        sys.executable,
+        osp.abspath(__file__), '--worker', cfg, '--result', result_path,
+        '--size',
+        str(args.size), '--threads',
+        str(args.threads), '--warmup',
+        str(args.warmup), '--runs',
+        str(args.runs), '--device', args.device, '--measure', *args.measure
+    ] + (['--verbose'] if args.verbose else [])
     timeout = args.timeout
     if args.toy_minutes:
-        cmd += ['--toy-minutes', str(args.toy_minutes), '--toy-data', args.toy_data,
-                '--toy-size', str(args.toy_size), '--toy-batch', str(args.toy_batch),
-                '--toy-warmup', str(args.toy_warmup), '--seed', str(args.seed)]
+        cmd += [
+            '--toy-minutes',
+            str(args.toy_minutes), '--toy-data', args.toy_data, '--toy-size',
+            str(args.toy_size), '--toy-batch',
+            str(args.toy_batch), '--toy-warmup',
+            str(args.toy_warmup), '--seed',
+            str(args.seed)
+        ]
         timeout += 60 * args.toy_minutes  # the training budget comes on top
     elif args.coco_root:
         cmd += ['--coco-root', args.coco_root]
         if args.checkpoints.get(label):
             cmd += ['--checkpoint', args.checkpoints[label]]
-    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(args.threads),
+        MKL_NUM_THREADS=str(args.threads))
     if args.device == 'cpu':
         env['CUDA_VISIBLE_DEVICES'] = ''  # the runner of the accuracy stage would pick CUDA
     start = time.perf_counter()
     status = None
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=os.getcwd())
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            cwd=os.getcwd())
         if proc.returncode != 0:
             status = f'failed: exit code {proc.returncode}'
         if args.verbose or proc.returncode != 0:
@@ -298,7 +334,8 @@ def run_one(label: str, cfg: str, args, tmp: str, idx: int) -> Dict[str, Any]:
     if status is not None and status.startswith('timeout'):
         result['status'] = status  # what was measured before the timeout stays
     elif result.get('status') != 'ok':
-        result['status'] = status if result.get('status') in (None, 'running') else result['status']
+        result['status'] = status if result.get('status') in (
+            None, 'running') else result['status']
         result['status'] = result['status'] or 'failed: no result written'
     result['label'] = label
     result['wall_s'] = time.perf_counter() - start
@@ -340,25 +377,35 @@ def markdown_table(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, device '
         f'{meta["device"]}, median of {meta["runs"]} runs after {meta["warmup"]} warm-up; '
         f'{meta["date"]}, {meta["machine"]}, load average before/after: '
-        f'{meta["load_before"]} / {meta.get("load_after", "?")}.']
+        f'{meta["load_before"]} / {meta.get("load_after", "?")}.'
+    ]
     if acc.get('kind') == 'toy mAP':
         lines.append(
             f'toy mAP: bbox mAP (COCO-style, 0-1) on the toy val split ({acc["val_images"]} '
             f'images) after {acc["minutes"]:g} min of training from scratch per model '
             f'({acc["train_images"]} train images, {acc["size"]}x{acc["size"]}, batch '
-            f'{acc["batch"]}, seed {acc["seed"]}); iters: iterations the budget allowed.')
+            f'{acc["batch"]}, seed {acc["seed"]}); iters: iterations the budget allowed.'
+        )
     elif acc.get('kind') == 'COCO AP':
-        lines.append(f'COCO AP: box mAP (0-1) of the given checkpoints, MMDetection\'s '
-                     f'CocoMetric on the test set under {acc["root"]}.')
-    lines += ['', '| ' + ' | '.join(head) + ' |', '|' + '|'.join(['---'] * len(head)) + '|']
+        lines.append(
+            f'COCO AP: box mAP (0-1) of the given checkpoints, MMDetection\'s '
+            f'CocoMetric on the test set under {acc["root"]}.')
+    lines += [
+        '', '| ' + ' | '.join(head) + ' |',
+        '|' + '|'.join(['---'] * len(head)) + '|'
+    ]
 
     def fmt(v, spec):
         return '—' if v is None else format(v, spec)
 
     for r in results:
-        cells = [r['label'], fmt(r.get('params', None) and r['params'] / 1e6, '.2f'),
-                 fmt(r.get('gflops'), '.1f'), fmt(_ms(r.get('eager')), '.1f'),
-                 fmt(_ms(r.get('ort')), '.1f')]
+        cells = [
+            r['label'],
+            fmt(r.get('params', None) and r['params'] / 1e6, '.2f'),
+            fmt(r.get('gflops'), '.1f'),
+            fmt(_ms(r.get('eager')), '.1f'),
+            fmt(_ms(r.get('ort')), '.1f')
+        ]
         if has_fp16:
             cells.append(fmt(_ms(r.get('fp16')), '.1f'))
         if has_ap:
@@ -374,9 +421,12 @@ ACCURACY_COLS = ('map50', 'iters', 'train_s', 'eval_images', 'eval_detections',
                  'ckpt_covered', 'ckpt_total')
 
 
-def write_csv(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
-    cols = ['label', 'config', 'status', 'params', 'gflops', 'grid_sampler_gflops', 'ap',
-            'ap_kind']
+def write_csv(results: List[Dict[str, Any]], path: str,
+              meta: Dict[str, Any]) -> None:
+    cols = [
+        'label', 'config', 'status', 'params', 'gflops', 'grid_sampler_gflops',
+        'ap', 'ap_kind'
+    ]
     for b in ('eager', 'ort', 'fp16'):
         cols += [f'{b}_median_ms', f'{b}_p10_ms', f'{b}_p90_ms']
     cols += ['ort_export_s', *ACCURACY_COLS, 'note']
@@ -385,18 +435,26 @@ def write_csv(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) ->
         wr = csv.writer(f)
         wr.writerow(cols)
         for r in results:
-            row = [r.get('label'), r.get('config'), r.get('status'), r.get('params'),
-                   r.get('gflops'), r.get('grid_sampler_gflops'), r.get('ap'),
-                   kind if r.get('ap') is not None else None]
+            row = [
+                r.get('label'),
+                r.get('config'),
+                r.get('status'),
+                r.get('params'),
+                r.get('gflops'),
+                r.get('grid_sampler_gflops'),
+                r.get('ap'), kind if r.get('ap') is not None else None
+            ]
             for b in ('eager', 'ort', 'fp16'):
                 e = r.get(b) or {}
                 row += [e.get('median_ms'), e.get('p10_ms'), e.get('p90_ms')]
-            row += [r.get('ort_export_s')] + [_accuracy(r, k) for k in ACCURACY_COLS]
+            row += [r.get('ort_export_s')
+                    ] + [_accuracy(r, k) for k in ACCURACY_COLS]
             row.append(row_note(r))
             wr.writerow(row)
 
 
-def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
+def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str,
+                                                              Any]) -> None:
     """Latency vs accuracy, one labelled point per model (ORT latency where
     measured, else eager) when any model has an accuracy; else latency (both
     backends) vs GFLOPs."""
@@ -425,19 +483,34 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None
             ax.scatter(xs, ys, marker=marker, label=f'{backend} latency')
             # labels staggered in height: equal accuracies (e.g. 0 after a short
             # toy run) would otherwise print them on top of each other
-            rank = {i: r for r, i in enumerate(sorted(range(len(xs)), key=xs.__getitem__))}
+            rank = {
+                i: r
+                for r, i in enumerate(
+                    sorted(range(len(xs)), key=xs.__getitem__))
+            }
             for i, (x, y, t) in enumerate(zip(xs, ys, labels)):
-                ax.annotate(t, (x, y), textcoords='offset points',
-                            xytext=(4, 3 + (9 * (rank[i] % 4) if use_ap else 0)), fontsize=7)
+                ax.annotate(
+                    t, (x, y),
+                    textcoords='offset points',
+                    xytext=(4, 3 + (9 * (rank[i] % 4) if use_ap else 0)),
+                    fontsize=7)
     ax.set_xlabel(f'latency (ms, batch 1, {meta["size"]}x{meta["size"]}, '
                   f'{meta["device"]}, {meta["threads"]} threads)')
-    ax.set_ylabel(meta.get('ap_name', 'AP') if use_ap else 'GFLOPs (multiply-adds)')
-    ax.set_title('D-FINE vs MMDetection detectors' + ('' if use_ap else ' (no accuracy)'),
-                 fontsize=10)
+    ax.set_ylabel(
+        meta.get('ap_name', 'AP') if use_ap else 'GFLOPs (multiply-adds)')
+    ax.set_title(
+        'D-FINE vs MMDetection detectors' +
+        ('' if use_ap else ' (no accuracy)'),
+        fontsize=10)
     ax.grid(alpha=0.3, which='both')
     if left_out:
-        ax.text(0.01, 0.01, 'not plotted (no latency or accuracy): ' + ', '.join(left_out),
-                transform=ax.transAxes, fontsize=6, va='bottom')
+        ax.text(
+            0.01,
+            0.01,
+            'not plotted (no latency or accuracy): ' + ', '.join(left_out),
+            transform=ax.transAxes,
+            fontsize=6,
+            va='bottom')
     if ax.collections:
         # latencies (and GFLOPs) span two orders of magnitude: log axes keep
         # the small models' labels apart
@@ -450,13 +523,15 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None
             ax.set_ylim(min(0.0, min(ys)) - 0.02, max(0.05, 1.15 * max(ys)))
         ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
+        ax.text(
+            0.5, 0.5, 'no model measured', ha='center', transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
 
-def _plot_speed_accuracy(results: List[Dict[str, Any]], path: str, meta: Dict[str, Any]) -> None:
+def _plot_speed_accuracy(results: List[Dict[str, Any]], path: str,
+                         meta: Dict[str, Any]) -> None:
     """Accuracy vs latency (ORT where measured, else eager) with
     :mod:`dfine_mmdet.benchmark.speed_accuracy_chart`."""
     from dfine_mmdet.benchmark import speed_accuracy_chart
@@ -466,21 +541,33 @@ def _plot_speed_accuracy(results: List[Dict[str, Any]], path: str, meta: Dict[st
         if _ms(r.get(backend)) is None or r.get('ap') is None:
             left_out.append(r['label'])
             continue
-        backends.add({'ort': 'ONNX Runtime', 'eager': 'PyTorch eager'}[backend])
-        points.append(dict(label=r['label'], latency_ms=_ms(r[backend]), ap=r['ap']))
+        backends.add({
+            'ort': 'ONNX Runtime',
+            'eager': 'PyTorch eager'
+        }[backend])
+        points.append(
+            dict(label=r['label'], latency_ms=_ms(r[backend]), ap=r['ap']))
     size = meta['size']
-    xlabel = (f'latency, ms (log scale; {" / ".join(sorted(backends)) or "-"}, '
-              f'{meta["device"]}, batch 1, {size}x{size}, {meta["threads"]} threads)')
-    footnote = (f'latency measured {meta["date"]} on {meta["machine"]}, median of '
-                f'{meta["runs"]} runs, load average before/after {meta["load_before"]} / '
-                f'{meta.get("load_after", "?")}')
+    xlabel = (
+        f'latency, ms (log scale; {" / ".join(sorted(backends)) or "-"}, '
+        f'{meta["device"]}, batch 1, {size}x{size}, {meta["threads"]} threads)'
+    )
+    footnote = (
+        f'latency measured {meta["date"]} on {meta["machine"]}, median of '
+        f'{meta["runs"]} runs, load average before/after {meta["load_before"]} / '
+        f'{meta.get("load_after", "?")}')
     if meta.get('ap_sources'):
-        footnote += '; AP: ' + '; '.join(sorted(set(meta['ap_sources'].values())))
-    speed_accuracy_chart.plot(points, path, xlabel=xlabel, ylabel=meta.get('ap_name', 'AP'),
-                              title='Speed vs accuracy' + (
-                                  ' (published AP, latency measured here)'
-                                  if meta.get('ap_sources') else ''),
-                              footnote=footnote, left_out=left_out)
+        footnote += '; AP: ' + '; '.join(
+            sorted(set(meta['ap_sources'].values())))
+    speed_accuracy_chart.plot(
+        points,
+        path,
+        xlabel=xlabel,
+        ylabel=meta.get('ap_name', 'AP'),
+        title='Speed vs accuracy' + (' (published AP, latency measured here)'
+                                     if meta.get('ap_sources') else ''),
+        footnote=footnote,
+        left_out=left_out)
 
 
 def machine_meta(args) -> Dict[str, Any]:
@@ -489,53 +576,97 @@ def machine_meta(args) -> Dict[str, Any]:
         load = ' '.join(f'{x:.2f}' for x in os.getloadavg())
     except OSError:
         load = '?'
-    return dict(size=args.size, threads=args.threads, device=args.device, runs=args.runs,
-                warmup=args.warmup, date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'),
-                machine=f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, '
-                f'torch {torch.__version__}', load_before=load)
+    machine = (f'{platform.processor() or platform.machine()}, '
+               f'{os.cpu_count()} CPUs, torch {torch.__version__}')
+    return dict(
+        size=args.size,
+        threads=args.threads,
+        device=args.device,
+        runs=args.runs,
+        warmup=args.warmup,
+        date=datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M UTC'),
+        machine=machine,
+        load_before=load)
 
 
 # ------------------------------------------------------------------------ main
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('configs', nargs='*', help='configs (LABEL=CFG to name a row); '
-                        'default: the default set')
+    parser.add_argument(
+        'configs',
+        nargs='*',
+        help='configs (LABEL=CFG to name a row); '
+        'default: the default set')
     parser.add_argument('--size', type=int, default=640)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--runs', type=int, default=10)
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--measure', nargs='*', default=['flops', 'eager', 'ort', 'fp16'],
-                        choices=['flops', 'eager', 'ort', 'fp16'])
-    parser.add_argument('--timeout', type=float, default=900, help='seconds per model')
+    parser.add_argument(
+        '--measure',
+        nargs='*',
+        default=['flops', 'eager', 'ort', 'fp16'],
+        choices=['flops', 'eager', 'ort', 'fp16'])
+    parser.add_argument(
+        '--timeout', type=float, default=900, help='seconds per model')
     accuracy = parser.add_mutually_exclusive_group()
-    accuracy.add_argument('--ap', nargs='*', default=None, metavar='LABEL=AP',
-                          help='accuracy to plot against: alone, the published COCO AP of '
-                          'every model in dfine_mmdet/benchmark/published_ap.py; LABEL=AP '
-                          'supplies or overrides a value')
-    accuracy.add_argument('--toy-minutes', type=float, default=None, metavar='M',
-                          help='train every model for M minutes (wall clock) on the toy set '
-                          'and report its toy mAP and iterations')
-    accuracy.add_argument('--coco-root', default=None, metavar='DIR',
-                          help='COCO box AP of the --checkpoints on the test set under DIR '
-                          '(annotations/instances_val2017.json, val2017/ for COCO configs)')
-    parser.add_argument('--ap-name', default=None,
-                        help='y-axis name for --ap (default: says published or given)')
-    parser.add_argument('--checkpoints', nargs='*', default=[], metavar='LABEL=CKPT',
-                        help='checkpoint per model for --coco-root')
-    parser.add_argument('--toy-data', default=None,
-                        help='toy set dir (written by tools/make_toy_dataset.py when absent; '
-                        'default <out-dir>/toy_data)')
-    parser.add_argument('--toy-size', type=int, default=256,
-                        help='toy training/eval image size (default 256: the smallest at '
-                        'which D-FINE-N has >= 300 memory tokens for its 300 queries)')
+    accuracy.add_argument(
+        '--ap',
+        nargs='*',
+        default=None,
+        metavar='LABEL=AP',
+        help='accuracy to plot against: alone, the published COCO AP of '
+        'every model in dfine_mmdet/benchmark/published_ap.py; LABEL=AP '
+        'supplies or overrides a value')
+    accuracy.add_argument(
+        '--toy-minutes',
+        type=float,
+        default=None,
+        metavar='M',
+        help='train every model for M minutes (wall clock) on the toy set '
+        'and report its toy mAP and iterations')
+    accuracy.add_argument(
+        '--coco-root',
+        default=None,
+        metavar='DIR',
+        help='COCO box AP of the --checkpoints on the test set under DIR '
+        '(annotations/instances_val2017.json, val2017/ for COCO configs)')
+    parser.add_argument(
+        '--ap-name',
+        default=None,
+        help='y-axis name for --ap (default: says published or given)')
+    parser.add_argument(
+        '--checkpoints',
+        nargs='*',
+        default=[],
+        metavar='LABEL=CKPT',
+        help='checkpoint per model for --coco-root')
+    parser.add_argument(
+        '--toy-data',
+        default=None,
+        help='toy set dir (written by tools/make_toy_dataset.py when absent; '
+        'default <out-dir>/toy_data)')
+    parser.add_argument(
+        '--toy-size',
+        type=int,
+        default=256,
+        help='toy training/eval image size (default 256: the smallest at '
+        'which D-FINE-N has >= 300 memory tokens for its 300 queries)')
     parser.add_argument('--toy-batch', type=int, default=4)
-    parser.add_argument('--toy-images', type=int, nargs=2, default=[128, 32],
-                        metavar=('TRAIN', 'VAL'),
-                        help='images of the toy set written when --toy-data holds none')
-    parser.add_argument('--toy-warmup', type=int, default=20,
-                        help='linear LR warm-up iterations (common to all models)')
-    parser.add_argument('--seed', type=int, default=0, help='toy data and training seed')
+    parser.add_argument(
+        '--toy-images',
+        type=int,
+        nargs=2,
+        default=[128, 32],
+        metavar=('TRAIN', 'VAL'),
+        help='images of the toy set written when --toy-data holds none')
+    parser.add_argument(
+        '--toy-warmup',
+        type=int,
+        default=20,
+        help='linear LR warm-up iterations (common to all models)')
+    parser.add_argument(
+        '--seed', type=int, default=0, help='toy data and training seed')
     parser.add_argument('--out-dir', default='work_dirs/compare')
     parser.add_argument('--verbose', action='store_true')
     parser.add_argument('--worker', help=argparse.SUPPRESS)
@@ -568,8 +699,9 @@ def _checkpoint_map(args, models) -> Dict[str, str]:
         ckpts[k] = osp.abspath(v)
     unknown = set(ckpts) - {m[0] for m in models}
     if unknown:
-        raise SystemExit(f'--checkpoints names unknown models: {sorted(unknown)} '
-                         f'(models: {[m[0] for m in models]})')
+        raise SystemExit(
+            f'--checkpoints names unknown models: {sorted(unknown)} '
+            f'(models: {[m[0] for m in models]})')
     if ckpts and not args.coco_root:
         raise SystemExit('--checkpoints needs --coco-root')
     return ckpts
@@ -577,20 +709,30 @@ def _checkpoint_map(args, models) -> Dict[str, str]:
 
 def toy_meta(args) -> Dict[str, Any]:
     """Writes the toy set when ``--toy-data`` holds none; its settings for the JSON."""
-    args.toy_data = osp.abspath(args.toy_data or osp.join(args.out_dir, 'toy_data'))
+    args.toy_data = osp.abspath(
+        args.toy_data or osp.join(args.out_dir, 'toy_data'))
     counts = {}
     for split in ('train', 'val'):
         ann = osp.join(args.toy_data, 'annotations', f'instances_{split}.json')
         if not osp.isfile(ann):
             from dfine_mmdet.benchmark.toy_data import make_toy_dataset
-            print(f'writing the toy set to {args.toy_data} (seed {args.seed})', flush=True)
+            print(
+                f'writing the toy set to {args.toy_data} (seed {args.seed})',
+                flush=True)
             make_toy_dataset(args.toy_data, args.seed, args.toy_images[0],
                              args.toy_images[1])
         with open(ann) as f:
             counts[split] = len(json.load(f)['images'])
-    return dict(kind='toy mAP', minutes=args.toy_minutes, size=args.toy_size,
-                batch=args.toy_batch, warmup_iters=args.toy_warmup, seed=args.seed,
-                data=args.toy_data, train_images=counts['train'], val_images=counts['val'])
+    return dict(
+        kind='toy mAP',
+        minutes=args.toy_minutes,
+        size=args.toy_size,
+        batch=args.toy_batch,
+        warmup_iters=args.toy_warmup,
+        seed=args.seed,
+        data=args.toy_data,
+        train_images=counts['train'],
+        val_images=counts['val'])
 
 
 def main(argv=None) -> int:
@@ -618,18 +760,20 @@ def main(argv=None) -> int:
         resolve_config(cfg)  # fail early with the name of a missing config
     os.makedirs(args.out_dir, exist_ok=True)
     meta = machine_meta(args)
-    meta['ap_name'] = args.ap_name or ('COCO val2017 box AP (%), published' if ap_sources
-                                       else 'COCO box AP (given)')
+    meta['ap_name'] = args.ap_name or ('COCO val2017 box AP (%), published' if
+                                       ap_sources else 'COCO box AP (given)')
     if ap_sources:
         meta['ap_sources'] = ap_sources
     if args.toy_minutes is not None:
         if args.toy_minutes <= 0:
-            raise SystemExit(f'--toy-minutes must be > 0, got {args.toy_minutes}')
+            raise SystemExit(
+                f'--toy-minutes must be > 0, got {args.toy_minutes}')
         meta['accuracy'] = toy_meta(args)
         meta['ap_name'] = f'toy mAP after {args.toy_minutes:g} min of training'
     elif args.coco_root:
         if not osp.isdir(args.coco_root):
-            raise SystemExit(f'--coco-root {args.coco_root}: no such directory')
+            raise SystemExit(
+                f'--coco-root {args.coco_root}: no such directory')
         args.coco_root = osp.abspath(args.coco_root)
         meta['accuracy'] = dict(kind='COCO AP', root=args.coco_root)
         meta['ap_name'] = 'COCO box AP (--coco-root)'
@@ -641,7 +785,9 @@ def main(argv=None) -> int:
             if label in aps:
                 r['ap'] = aps[label]
             elif args.ap is not None:
-                r['errors'] = dict(r.get('errors') or {}, ap='no published AP (give LABEL=AP)')
+                r['errors'] = dict(
+                    r.get('errors') or {},
+                    ap='no published AP (give LABEL=AP)')
             print(f'    {r.get("status")}, {r["wall_s"]:.0f} s', flush=True)
             results.append(r)
     meta['load_after'] = ' '.join(f'{x:.2f}' for x in os.getloadavg())

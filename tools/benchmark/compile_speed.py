@@ -19,8 +19,9 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default=osp.join(
-        ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
+    p.add_argument(
+        '--config',
+        default=osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
     p.add_argument('--batch-size', type=int, default=4, help='training batch')
     p.add_argument('--size', type=int, default=640)
     p.add_argument('--gt', type=int, default=7)
@@ -41,25 +42,38 @@ def main(argv=None):
     from dfine_mmdet.benchmark.compile_speed import (compare_inference,
                                                      compare_train_step)
     name = osp.splitext(osp.basename(args.config))[0]
-    print(f'{name}, {args.size}x{args.size}, {torch.get_num_threads()} '
-          f'thread(s), torch {torch.__version__}', flush=True)
+    print(
+        f'{name}, {args.size}x{args.size}, {torch.get_num_threads()} '
+        f'thread(s), torch {torch.__version__}',
+        flush=True)
     if not args.skip_infer:
-        r = compare_inference(args.config, 1, args.size, args.iters,
-                              cfg_options=args.cfg_options)
-        print(f'inference batch 1: eager {r["eager_s"] * 1e3:.1f} ms, '
-              f'compiled {r["compiled_s"] * 1e3:.1f} ms -> '
-              f'{r["speedup"]:.2f}x (compile {r["compile_s"]:.0f} s; vs eager '
-              f'score {r["score_diff"]:.1e}, box {r["box_diff"]:.1e}, same '
-              f'queries {r["same_queries"]:.2f})', flush=True)
+        r = compare_inference(
+            args.config,
+            1,
+            args.size,
+            args.iters,
+            cfg_options=args.cfg_options)
+        print(
+            f'inference batch 1: eager {r["eager_s"] * 1e3:.1f} ms, '
+            f'compiled {r["compiled_s"] * 1e3:.1f} ms -> '
+            f'{r["speedup"]:.2f}x (compile {r["compile_s"]:.0f} s; vs eager '
+            f'score {r["score_diff"]:.1e}, box {r["box_diff"]:.1e}, same '
+            f'queries {r["same_queries"]:.2f})',
+            flush=True)
     if not args.skip_train:
-        r = compare_train_step(args.config, args.batch_size, args.size,
-                               args.gt, args.iters,
-                               cfg_options=args.cfg_options)
-        print(f'train step batch {args.batch_size}: eager {r["eager_s"]:.3f} '
-              f's, compiled {r["compiled_s"]:.3f} s -> {r["speedup"]:.2f}x '
-              f'(compile {r["compile_s"]:.0f} s; first loss eager '
-              f'{r["loss_eager"]:.4f}, compiled {r["loss_compiled"]:.4f})',
-              flush=True)
+        r = compare_train_step(
+            args.config,
+            args.batch_size,
+            args.size,
+            args.gt,
+            args.iters,
+            cfg_options=args.cfg_options)
+        print(
+            f'train step batch {args.batch_size}: eager {r["eager_s"]:.3f} '
+            f's, compiled {r["compiled_s"]:.3f} s -> {r["speedup"]:.2f}x '
+            f'(compile {r["compile_s"]:.0f} s; first loss eager '
+            f'{r["loss_eager"]:.4f}, compiled {r["loss_compiled"]:.4f})',
+            flush=True)
 
 
 if __name__ == '__main__':

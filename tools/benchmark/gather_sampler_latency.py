@@ -32,9 +32,11 @@ import tempfile
 import numpy as np
 import torch
 
-from dfine_mmdet.benchmark.inference_paths import (build_dfine, format_path_table,
-                                                  have_openvino, openvino_runner,
-                                                  ort_runner, path_rows)
+from dfine_mmdet.benchmark.inference_paths import (build_dfine,
+                                                   format_path_table,
+                                                   have_openvino,
+                                                   openvino_runner, ort_runner,
+                                                   path_rows)
 from dfine_mmdet.benchmark.timing import time_interleaved
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -57,16 +59,18 @@ def export_graph(model, inputs, deploy_file: str, prefix: str) -> str:
     deploy_cfg = load_config(osp.join(DEPLOY_DIR, deploy_file))[0]
     batch, _, h, w = inputs.shape
     deploy_cfg.onnx_config.input_shape = (w, h)
-    meta = dict(img_shape=(h, w), batch_input_shape=(h, w), ori_shape=(h, w),
-                scale_factor=(1.0, 1.0))
+    meta = dict(
+        img_shape=(h, w),
+        batch_input_shape=(h, w),
+        ori_shape=(h, w),
+        scale_factor=(1.0, 1.0))
     export(
         copy.deepcopy(model),
         inputs,
         prefix,
         backend='onnxruntime',
         input_metas=dict(
-            data_samples=[DetDataSample(metainfo=meta)
-                          for _ in range(batch)],
+            data_samples=[DetDataSample(metainfo=meta) for _ in range(batch)],
             mode='predict'),
         context_info=dict(deploy_cfg=deploy_cfg),
         input_names=['input'],
@@ -85,13 +89,15 @@ def run_variant(variant: str, args, tmp: str) -> dict:
     feed = {'input': inputs.numpy()}
     graphs, paths = {}, {}
     for sampler, cfg in DEPLOY_CFGS.items():
-        graphs[sampler] = export_graph(
-            model, inputs, cfg, osp.join(tmp, f'{variant}_{sampler}'))
+        graphs[sampler] = export_graph(model, inputs, cfg,
+                                       osp.join(tmp, f'{variant}_{sampler}'))
         counts = op_type_counts(graphs[sampler])
-        print(f'D-FINE-{variant.upper()} {sampler} graph: '
-              f'{sum(counts.values())} nodes, GridSample x'
-              f'{counts.get("GridSample", 0)}, Gather x'
-              f'{counts.get("Gather", 0)}', flush=True)
+        print(
+            f'D-FINE-{variant.upper()} {sampler} graph: '
+            f'{sum(counts.values())} nodes, GridSample x'
+            f'{counts.get("GridSample", 0)}, Gather x'
+            f'{counts.get("Gather", 0)}',
+            flush=True)
     for sampler, onnx_file in graphs.items():
         paths[f'ort-{sampler}'] = ort_runner(onnx_file, feed, args.threads)
     if have_openvino() and 'openvino' in args.backends:
@@ -105,9 +111,10 @@ def run_variant(variant: str, args, tmp: str) -> dict:
     # give many equal scores, so positions alone would not do)
     outs = {k: fn() for k, fn in paths.items()}
     for rt in sorted({k.split('-')[0] for k in paths}):
-        a, b = ([torch.from_numpy(np.asarray(t)) for t in (o.values() if
-                 hasattr(o, 'values') else o)]
-                for o in (outs[f'{rt}-grid_sample'], outs[f'{rt}-gather']))
+        a, b = ([
+            torch.from_numpy(np.asarray(t))
+            for t in (o.values() if hasattr(o, 'values') else o)
+        ] for o in (outs[f'{rt}-grid_sample'], outs[f'{rt}-gather']))
         r = match_detections(a[0][0, :, :4], a[0][0, :, 4], a[1][0],
                              b[0][0, :, :4], b[0][0, :, 4], b[1][0])
         print(f'{rt}: gather vs grid_sample detections: {r["unmatched"]} '
@@ -122,8 +129,9 @@ def run_variant(variant: str, args, tmp: str) -> dict:
     for rt in sorted({k.split('-')[0] for k in med}):
         ratios[rt] = med[f'{rt}-gather'] / med[f'{rt}-grid_sample']
         print(f'{rt}: gather / grid_sample = {ratios[rt]:.2f}x')
-    print(f'load average before {load:.2f}, after {os.getloadavg()[0]:.2f}',
-          flush=True)
+    print(
+        f'load average before {load:.2f}, after {os.getloadavg()[0]:.2f}',
+        flush=True)
     return dict(rows=rows, ratios=ratios)
 
 
@@ -132,8 +140,11 @@ def parse_args(argv=None):
     parser.add_argument('--variants', nargs='+', default=['n', 's'])
     parser.add_argument('--size', type=int, default=640)
     parser.add_argument('--threads', type=int, default=1)
-    parser.add_argument('--backends', nargs='+', default=['ort', 'openvino'],
-                        choices=['ort', 'openvino'])
+    parser.add_argument(
+        '--backends',
+        nargs='+',
+        default=['ort', 'openvino'],
+        choices=['ort', 'openvino'])
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--rounds', type=int, default=3)
@@ -145,9 +156,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from mmengine.registry import init_default_scope
     init_default_scope('mmdet')
-    print(f'{args.threads} thread(s), {args.size}x{args.size}, '
-          f'{args.rounds} rounds x {args.runs} runs (+{args.warmup} warm-up) '
-          f'per path, load average {os.getloadavg()}', flush=True)
+    print(
+        f'{args.threads} thread(s), {args.size}x{args.size}, '
+        f'{args.rounds} rounds x {args.runs} runs (+{args.warmup} warm-up) '
+        f'per path, load average {os.getloadavg()}',
+        flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             run_variant(variant, args, tmp)

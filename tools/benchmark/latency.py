@@ -56,28 +56,45 @@ BACKENDS = ('torch', 'onnxruntime', 'openvino')
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--variants', nargs='+', default=['n', 's'],
-                        help='variants to time (default: n s)')
-    parser.add_argument('--backends', nargs='+', default=list(BACKENDS),
-                        choices=list(BACKENDS) + ['torch-eager'],
-                        help='runtimes to time (default: all installed)')
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=['n', 's'],
+        help='variants to time (default: n s)')
+    parser.add_argument(
+        '--backends',
+        nargs='+',
+        default=list(BACKENDS),
+        choices=list(BACKENDS) + ['torch-eager'],
+        help='runtimes to time (default: all installed)')
     parser.add_argument('--size', type=int, default=640)
     parser.add_argument('--batch', type=int, default=1)
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--runs', type=int, default=5,
-                        help='timed calls per path per round')
-    parser.add_argument('--rounds', type=int, default=3)
-    parser.add_argument('--threads', type=int, default=None,
-                        help='threads of every runtime (default: '
-                        'torch.get_num_threads())')
     parser.add_argument(
-        '--official-onnx', nargs='*', default=[], metavar='VARIANT=PATH',
+        '--runs', type=int, default=5, help='timed calls per path per round')
+    parser.add_argument('--rounds', type=int, default=3)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=None,
+        help='threads of every runtime (default: '
+        'torch.get_num_threads())')
+    parser.add_argument(
+        '--official-onnx',
+        nargs='*',
+        default=[],
+        metavar='VARIANT=PATH',
         help='time these files (written by the official exporter) as the '
         'official paths instead of the rebuilt graph')
-    parser.add_argument('--skip', nargs='*', default=[],
-                        help='path names to leave out (or a runtime name)')
-    parser.add_argument('--out-json', default=None,
-                        help='write every timed call and the tables here')
+    parser.add_argument(
+        '--skip',
+        nargs='*',
+        default=[],
+        help='path names to leave out (or a runtime name)')
+    parser.add_argument(
+        '--out-json',
+        default=None,
+        help='write every timed call and the tables here')
     parser.add_argument('--params-only', action='store_true')
     return parser.parse_args(argv)
 
@@ -118,8 +135,12 @@ def main(argv=None) -> int:
     print(f'\nlatency: input {args.batch}x3x{args.size}x{args.size}, '
           f'{threads} threads, {args.rounds} rounds x {args.runs} runs '
           f'(+{args.warmup} warm-up) per path, load average {load}')
-    report = dict(size=args.size, batch=args.batch, threads=threads,
-                  load_before=load, variants={})
+    report = dict(
+        size=args.size,
+        batch=args.batch,
+        threads=threads,
+        load_before=load,
+        variants={})
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants:
             paths = build_paths(variant, args.size, threads, tmp,

@@ -20,20 +20,27 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--config', default=osp.join(
-        ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
+    p.add_argument(
+        '--config',
+        default=osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
     p.add_argument('--batch-size', type=int, default=4)
     p.add_argument('--size', type=int, default=640, help='square input size')
     p.add_argument('--gt', type=int, default=7, help='GT boxes per image')
     p.add_argument('--warmup', type=int, default=1)
     p.add_argument('--iters', type=int, default=1, help='profiled iterations')
-    p.add_argument('--depth', type=int, default=3,
-                   help='module name depth of the forward scopes')
+    p.add_argument(
+        '--depth',
+        type=int,
+        default=3,
+        help='module name depth of the forward scopes')
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', help='also write the tables to this Markdown file')
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override config fields, e.g. model.num_queries=10')
+    p.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config fields, e.g. model.num_queries=10')
     return p.parse_args(argv)
 
 
@@ -43,8 +50,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from mmengine.logging import MMLogger
     MMLogger.get_instance('mmengine', log_level='WARNING')
-    from dfine_mmdet.benchmark.profiling import (build_training,
-                                                 format_report,
+    from dfine_mmdet.benchmark.profiling import (build_training, format_report,
                                                  profile_train_step)
     model, optim, data = build_training(args.config, args.batch_size,
                                         args.size, args.gt, args.seed,
@@ -52,11 +58,12 @@ def main(argv=None):
     res = profile_train_step(model, optim, data, args.warmup, args.iters,
                              args.depth)
     name = osp.splitext(osp.basename(args.config))[0]
-    title = (f'{name}, batch {args.batch_size}, {args.size}x{args.size}, '
-             f'{args.gt} GT/image, {torch.get_num_threads()} thread(s), '
-             f'{args.iters} profiled iteration(s) after {args.warmup} warm-up; '
-             f'profiled wall {sum(res["profiled_wall_s"]) / args.iters:.3f} '
-             f's/iter, loss {res["loss"]:.3f}')
+    title = (
+        f'{name}, batch {args.batch_size}, {args.size}x{args.size}, '
+        f'{args.gt} GT/image, {torch.get_num_threads()} thread(s), '
+        f'{args.iters} profiled iteration(s) after {args.warmup} warm-up; '
+        f'profiled wall {sum(res["profiled_wall_s"]) / args.iters:.3f} '
+        f's/iter, loss {res["loss"]:.3f}')
     text = format_report(res, title)
     print(text)
     if args.out:

@@ -21,10 +21,14 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--dfine-root', required=True,
-                   help='official D-FINE checkout (commit 4a1f73a)')
-    p.add_argument('--official-timer', default=osp.join(
-        ROOT, '..', 'shared', 'tools', 'train_step_official.py'))
+    p.add_argument(
+        '--dfine-root',
+        required=True,
+        help='official D-FINE checkout (commit 4a1f73a)')
+    p.add_argument(
+        '--official-timer',
+        default=osp.join(ROOT, '..', 'shared', 'tools',
+                         'train_step_official.py'))
     p.add_argument('--variant', default='n', choices='nsmlx')
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--iters', type=int, default=3)
@@ -38,23 +42,26 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from dfine_mmdet.benchmark.official_compare import compare, python_cmd
-    common = ['--iters', args.iters, '--warmup', args.warmup, '--batch-size',
-              args.batch_size, '--gt', args.gt, '--threads', args.threads]
+    common = [
+        '--iters', args.iters, '--warmup', args.warmup, '--batch-size',
+        args.batch_size, '--gt', args.gt, '--threads', args.threads
+    ]
     ours = python_cmd(
         osp.join(ROOT, 'tools', 'benchmark', 'train_step.py'), '--config',
         osp.join(ROOT, 'configs', 'dfine',
                  f'dfine_hgnetv2_{args.variant}_coco.py'), *common)
-    official = python_cmd(osp.abspath(args.official_timer), '--dfine-root',
-                          osp.abspath(args.dfine_root), '--variant',
-                          args.variant, *common)
+    official = python_cmd(
+        osp.abspath(args.official_timer), '--dfine-root',
+        osp.abspath(args.dfine_root), '--variant', args.variant, *common)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
-    print(f'D-FINE-{args.variant.upper()} train step, batch {args.batch_size}, '
-          f'640x640, {args.gt} GT/image, {args.threads} thread(s), '
-          f'{args.rounds} rounds x {args.iters} iterations (+{args.warmup} '
-          f'warm-up), load average {os.getloadavg()[0]:.1f} at start',
-          flush=True)
-    res = compare(ours, official, args.rounds, env,
-                  log=lambda s: print(s, flush=True))
+    print(
+        f'D-FINE-{args.variant.upper()} train step, batch {args.batch_size}, '
+        f'640x640, {args.gt} GT/image, {args.threads} thread(s), '
+        f'{args.rounds} rounds x {args.iters} iterations (+{args.warmup} '
+        f'warm-up), load average {os.getloadavg()[0]:.1f} at start',
+        flush=True)
+    res = compare(
+        ours, official, args.rounds, env, log=lambda s: print(s, flush=True))
     print(f'D-FINE-{args.variant.upper()}: ours '
           f'{", ".join(f"{x:.3f}" for x in res["ours"])} s/iter, official '
           f'{", ".join(f"{x:.3f}" for x in res["official"])} s/iter; '

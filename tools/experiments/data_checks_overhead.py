@@ -44,18 +44,28 @@ TOY_CONFIG = osp.join(PROJECT_ROOT, 'configs', 'dfine', 'toy',
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--config', default=TOY_CONFIG)
-    parser.add_argument('--data-root', default=None,
-                        help='toy set root (default: a fresh one in a '
-                        'temp dir)')
-    parser.add_argument('--num-train', type=int, default=64,
-                        help='images of the generated toy set')
-    parser.add_argument('--rounds', type=int, default=3,
-                        help='passes over the dataset for the pipeline timing')
+    parser.add_argument(
+        '--data-root',
+        default=None,
+        help='toy set root (default: a fresh one in a '
+        'temp dir)')
+    parser.add_argument(
+        '--num-train',
+        type=int,
+        default=64,
+        help='images of the generated toy set')
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=3,
+        help='passes over the dataset for the pipeline timing')
     parser.add_argument('--iters', type=int, default=10)
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=1)
     parser.add_argument(
-        '--parse-images', type=int, default=0,
+        '--parse-images',
+        type=int,
+        default=0,
         help='also time the annotation parse of a synthetic COCO file with '
         'this many images (7 boxes each, 80 classes; no image is read), '
         'e.g. 20000')
@@ -70,14 +80,19 @@ def synthetic_coco(path, num_images, boxes_per_image=7, seed=0):
     rng = random.Random(seed)
     images, anns = [], []
     for i in range(num_images):
-        images.append(dict(id=i, file_name=f'{i:012d}.jpg', width=640,
-                           height=480))
+        images.append(
+            dict(id=i, file_name=f'{i:012d}.jpg', width=640, height=480))
         for _ in range(boxes_per_image):
             w, h = rng.uniform(4, 200), rng.uniform(4, 200)
             x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
-            anns.append(dict(id=len(anns), image_id=i, bbox=[x, y, w, h],
-                             area=w * h, iscrowd=0,
-                             category_id=rng.randint(1, 80)))
+            anns.append(
+                dict(
+                    id=len(anns),
+                    image_id=i,
+                    bbox=[x, y, w, h],
+                    area=w * h,
+                    iscrowd=0,
+                    category_id=rng.randint(1, 80)))
     cats = [dict(id=c, name=f'class_{c}') for c in range(1, 81)]
     with open(path, 'w') as f:
         json.dump(dict(images=images, annotations=anns, categories=cats), f)
@@ -91,14 +106,19 @@ def time_large_parse(num_images, tmpdir):
     classes = tuple(f'class_{c}' for c in range(1, 81))
     out = {}
     for _ in range(2):
-        for name, typ in (('mmdet', 'CocoDataset'),
-                          ('checked', 'CheckedCocoDataset')):
+        for name, typ in (('mmdet', 'CocoDataset'), ('checked',
+                                                     'CheckedCocoDataset')):
             t0 = time.perf_counter()
-            ds = DATASETS.build(dict(
-                type=typ, data_root=tmpdir + '/', ann_file='synthetic.json',
-                data_prefix=dict(img=''), metainfo=dict(classes=classes),
-                filter_cfg=dict(filter_empty_gt=False), pipeline=[],
-                lazy_init=False))
+            ds = DATASETS.build(
+                dict(
+                    type=typ,
+                    data_root=tmpdir + '/',
+                    ann_file='synthetic.json',
+                    data_prefix=dict(img=''),
+                    metainfo=dict(classes=classes),
+                    filter_cfg=dict(filter_empty_gt=False),
+                    pipeline=[],
+                    lazy_init=False))
             dt = time.perf_counter() - t0
             assert len(ds) == num_images
             out[name] = min(out.get(name, float('inf')), dt)
@@ -118,16 +138,15 @@ def _with_loader(cfg, dataset_type, loader):
 
 def unchecked(cfg):
     """The config without the data checks (MMDetection's parts)."""
-    return _with_loader(cfg, 'CocoDataset',
-                        dict(type='LoadImageFromFile',
-                             imdecode_backend='pillow'))
+    return _with_loader(
+        cfg, 'CocoDataset',
+        dict(type='LoadImageFromFile', imdecode_backend='pillow'))
 
 
 def checked(cfg):
     """The config with the data checks on (docs/reliability.md)."""
     return _with_loader(cfg, 'CheckedCocoDataset',
-                        dict(type='CheckedLoadImageFromFile',
-                             on_error='skip'))
+                        dict(type='CheckedLoadImageFromFile', on_error='skip'))
 
 
 def main(argv=None):
@@ -140,8 +159,9 @@ def main(argv=None):
     from mmengine.runner import Runner
     MMLogger.get_instance('mmengine', log_level='WARNING')
 
-    import dfine_mmdet  # noqa: F401
     from mmdet.registry import DATASETS, MODELS, OPTIM_WRAPPERS
+
+    import dfine_mmdet  # noqa: F401
     init_default_scope('mmdet')
 
     tmp = None
@@ -149,8 +169,12 @@ def main(argv=None):
     if data_root is None:
         tmp = tempfile.TemporaryDirectory()
         data_root = osp.join(tmp.name, 'toy')
-        make_toy_dataset(data_root, seed=0, num_train=args.num_train,
-                         num_val=4, log=lambda *a: None)
+        make_toy_dataset(
+            data_root,
+            seed=0,
+            num_train=args.num_train,
+            num_val=4,
+            log=lambda *a: None)
     data_root = data_root.rstrip('/') + '/'
     base = Config.fromfile(args.config)
     base.train_dataloader.dataset.data_root = data_root
@@ -182,11 +206,14 @@ def main(argv=None):
     model = MODELS.build(base.model)
     model.init_weights()
     model.train()
-    optim = OPTIM_WRAPPERS.build(dict(
-        type='OptimWrapper',
-        optimizer=torch.optim.AdamW(model.parameters(), lr=1e-4)))
-    loaders = {k: Runner.build_dataloader(c.train_dataloader, seed=0)
-               for k, c in cfgs.items()}
+    optim = OPTIM_WRAPPERS.build(
+        dict(
+            type='OptimWrapper',
+            optimizer=torch.optim.AdamW(model.parameters(), lr=1e-4)))
+    loaders = {
+        k: Runner.build_dataloader(c.train_dataloader, seed=0)
+        for k, c in cfgs.items()
+    }
     iters = {k: iter(v) for k, v in loaders.items()}
     step = {k: [] for k in cfgs}
     for it in range(args.warmup + args.iters):
@@ -212,8 +239,9 @@ def main(argv=None):
               f'{len(step[name])})')
     print(f'  (annotation parse: fastest of 3 builds; {len(cfgs)} variants '
           'alternate in every timed loop)')
-    pipe = (statistics.median(per_sample['checked']) /
-            statistics.median(per_sample['mmdet']))
+    pipe = (
+        statistics.median(per_sample['checked']) /
+        statistics.median(per_sample['mmdet']))
     ratio = statistics.median(step['checked']) / statistics.median(
         step['mmdet'])
     print(f'summary: pipeline checked/mmdet {pipe:.3f}x per image; '

@@ -43,8 +43,10 @@ import time
 HERE = osp.dirname(osp.abspath(__file__))
 ROOT = osp.dirname(osp.dirname(HERE))
 RECIPES = {
-    'D-FINE': osp.join(ROOT, 'configs', 'dfine', 'toy', 'dfine_hgnetv2_n_toy.py'),
-    'DEIM': osp.join(ROOT, 'configs', 'deim_dfine', 'toy', 'deim_hgnetv2_n_toy.py'),
+    'D-FINE':
+    osp.join(ROOT, 'configs', 'dfine', 'toy', 'dfine_hgnetv2_n_toy.py'),
+    'DEIM':
+    osp.join(ROOT, 'configs', 'deim_dfine', 'toy', 'deim_hgnetv2_n_toy.py'),
 }
 DEIM_N_POLICY = (4 / 160, 78 / 160, 148 / 160)  # DEIM-N policy epochs / epochs
 
@@ -54,33 +56,61 @@ def parse_args(argv=None):
     p.add_argument('--epochs', type=int, default=8, help='epochs per run (a)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
     p.add_argument('--threads', type=int, default=1)
-    p.add_argument('--data', default=None, help='toy set dir (written when missing)')
-    p.add_argument('--toy-images', type=int, nargs=2, default=[256, 64], metavar=('TRAIN', 'VAL'),
-                   help='images of the toy set written when --data holds none')
-    p.add_argument('--img-size', type=int, default=None, help='override the toy configs\' 128 px')
-    p.add_argument('--batch-size', type=int, default=None, help='override the toy configs\' 8')
-    p.add_argument('--compare-minutes', type=float, default=5.0,
-                   help='(b) training minutes per model in compare.py (0: skip (b))')
-    p.add_argument('--compare-size', type=int, default=256, help='(b) compare.py --toy-size')
-    p.add_argument('--jobs', type=int, default=1,
-                   help='(a) runs trained at the same time, each in its own process with --threads '
-                   'threads (default 1: one after the other)')
+    p.add_argument(
+        '--data', default=None, help='toy set dir (written when missing)')
+    p.add_argument(
+        '--toy-images',
+        type=int,
+        nargs=2,
+        default=[256, 64],
+        metavar=('TRAIN', 'VAL'),
+        help='images of the toy set written when --data holds none')
+    p.add_argument(
+        '--img-size',
+        type=int,
+        default=None,
+        help='override the toy configs\' 128 px')
+    p.add_argument(
+        '--batch-size',
+        type=int,
+        default=None,
+        help='override the toy configs\' 8')
+    p.add_argument(
+        '--compare-minutes',
+        type=float,
+        default=5.0,
+        help='(b) training minutes per model in compare.py (0: skip (b))')
+    p.add_argument(
+        '--compare-size',
+        type=int,
+        default=256,
+        help='(b) compare.py --toy-size')
+    help_text = (
+        '(a) runs trained at the same time, each in its own process with --threads '
+        'threads (default 1: one after the other)')
+    p.add_argument('--jobs', type=int, default=1, help=help_text)
     p.add_argument('--work-dir', default=None)
-    p.add_argument('--one', nargs=2, metavar=('RECIPE', 'SEED'), help=argparse.SUPPRESS)
+    p.add_argument(
+        '--one', nargs=2, metavar=('RECIPE', 'SEED'), help=argparse.SUPPRESS)
     p.add_argument('--result', help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 def policy_epochs(epochs):
     e0, e1, e2 = (max(1, round(epochs * f)) for f in DEIM_N_POLICY)
-    return [min(e0, epochs), min(max(e1, e0), epochs), min(max(e2, e1), epochs)]
+    return [
+        min(e0, epochs),
+        min(max(e1, e0), epochs),
+        min(max(e2, e1), epochs)
+    ]
 
 
 def build_cfg(recipe, args, data_dir, work_dir, seed):
     from mmengine.config import Config
     cfg = Config.fromfile(RECIPES[recipe])
     root = data_dir.rstrip('/') + '/'
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+    for loader in (cfg.train_dataloader, cfg.val_dataloader,
+                   cfg.test_dataloader):
         loader.dataset.data_root = root
     cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
     cfg.test_evaluator.ann_file = cfg.val_evaluator.ann_file
@@ -89,14 +119,17 @@ def build_cfg(recipe, args, data_dir, work_dir, seed):
     if args.img_size:
         s = args.img_size
         cfg.model.eval_spatial_size = (s, s)
-        for pipe in (cfg.train_dataloader.dataset.pipeline, cfg.val_dataloader.dataset.pipeline):
+        for pipe in (cfg.train_dataloader.dataset.pipeline,
+                     cfg.val_dataloader.dataset.pipeline):
             for t in pipe:
                 if t['type'] == 'Resize':
                     t['scale'] = (s, s)
                 if t['type'] == 'DEIMMosaic':
                     t['output_size'] = s // 2
-        cfg.model.num_queries = min(cfg.model.num_queries, (s // 16) ** 2 + (s // 32) ** 2)
-    cfg.train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=args.epochs, val_interval=10**9)
+        cfg.model.num_queries = min(cfg.model.num_queries,
+                                    (s // 16)**2 + (s // 32)**2)
+    cfg.train_cfg = dict(
+        type='EpochBasedTrainLoop', max_epochs=args.epochs, val_interval=10**9)
     hook = cfg.default_hooks.stop_aug
     if hook.type == 'DenseO2OPolicyHook':
         hook.policy_epochs = policy_epochs(args.epochs)
@@ -125,7 +158,11 @@ def train_one(recipe, args, data_dir, work_root, seed):
         def before_train(self, runner):
             self.start = time.time()
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
+                             outputs=None):
             self.losses.append(float(outputs['loss']))
 
     work_dir = osp.join(work_root, f'{recipe}_seed{seed}')
@@ -140,26 +177,38 @@ def train_one(recipe, args, data_dir, work_root, seed):
     torch.set_num_threads(args.threads)
     n = len(curve.losses)
     w = max(1, n // 10)
-    return dict(recipe=recipe, seed=seed, iters=n, train_s=train_s, s_per_iter=train_s / max(n, 1),
-                loss_first=sum(curve.losses[:w]) / w, loss_last=sum(curve.losses[-w:]) / w,
-                map=float(metrics.get('coco/bbox_mAP', 0.0)),
-                map50=float(metrics.get('coco/bbox_mAP_50', 0.0)),
-                load_before=load0, load_after=os.getloadavg()[0])
+    return dict(
+        recipe=recipe,
+        seed=seed,
+        iters=n,
+        train_s=train_s,
+        s_per_iter=train_s / max(n, 1),
+        loss_first=sum(curve.losses[:w]) / w,
+        loss_last=sum(curve.losses[-w:]) / w,
+        map=float(metrics.get('coco/bbox_mAP', 0.0)),
+        map50=float(metrics.get('coco/bbox_mAP_50', 0.0)),
+        load_before=load0,
+        load_after=os.getloadavg()[0])
 
 
 def run_compare(args, data_dir, work_root):
     out_dir = osp.join(work_root, 'compare')
-    cmd = [sys.executable, osp.join(ROOT, 'tools', 'benchmark', 'compare.py'),
-           'DEIM-D-FINE-N=configs/deim_dfine/deim_hgnetv2_n_coco.py',
-           'RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
-           '--toy-minutes', str(args.compare_minutes), '--toy-size', str(args.compare_size),
-           '--toy-data', data_dir, '--threads', str(args.threads),
-           '--measure', 'flops', '--out-dir', out_dir]
+    cmd = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'compare.py'),
+        'DEIM-D-FINE-N=configs/deim_dfine/deim_hgnetv2_n_coco.py',
+        'RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py',
+        '--toy-minutes',
+        str(args.compare_minutes), '--toy-size',
+        str(args.compare_size), '--toy-data', data_dir, '--threads',
+        str(args.threads), '--measure', 'flops', '--out-dir', out_dir
+    ]
     load0 = os.getloadavg()[0]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f'compare.py failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n'
-                         f'{proc.stderr[-2000:]}')
+        raise SystemExit(
+            f'compare.py failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n'
+            f'{proc.stderr[-2000:]}')
     with open(osp.join(out_dir, 'compare.json')) as f:
         res = json.load(f)
     rows = {r['label']: r for r in res['models']}
@@ -170,16 +219,24 @@ def run_all(todo, args, data_dir, work_root, argv):
     """Train every (recipe, seed) of ``todo``: in this process, or ``--jobs`` at a
     time in subprocesses (same arguments, one run each)."""
     if args.jobs <= 1:
-        return [train_one(recipe, args, data_dir, work_root, seed) for recipe, seed in todo]
-    base = [sys.executable, osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+        return [
+            train_one(recipe, args, data_dir, work_root, seed)
+            for recipe, seed in todo
+        ]
+    base = [sys.executable, osp.abspath(__file__)
+            ] + list(sys.argv[1:] if argv is None else argv)
     base += ['--data', data_dir, '--work-dir', work_root]
     pending, running, results = list(todo), [], {}
     while pending or running:
         while pending and len(running) < args.jobs:
             recipe, seed = pending.pop(0)
             out = osp.join(work_root, f'result_{recipe}_{seed}.json')
-            proc = subprocess.Popen(base + ['--one', recipe, str(seed), '--result', out],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                base +
+                ['--one', recipe, str(seed), '--result', out],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True)
             running.append((recipe, seed, out, proc))
         time.sleep(2)
         for item in list(running):
@@ -189,7 +246,9 @@ def run_all(todo, args, data_dir, work_root, argv):
             running.remove(item)
             err = proc.stderr.read()
             if proc.returncode != 0 or not osp.isfile(out):
-                raise SystemExit(f'{recipe} seed {seed} failed ({proc.returncode}):\n{err[-3000:]}')
+                raise SystemExit(
+                    f'{recipe} seed {seed} failed ({proc.returncode}):\n{err[-3000:]}'
+                )
             with open(out) as f:
                 results[(recipe, seed)] = json.load(f)
     return [results[k] for k in todo]
@@ -200,7 +259,8 @@ def main(argv=None):
     import torch
     torch.set_num_threads(args.threads)
     if args.one:
-        r = train_one(args.one[0], args, args.data, args.work_dir, int(args.one[1]))
+        r = train_one(args.one[0], args, args.data, args.work_dir,
+                      int(args.one[1]))
         with open(args.result, 'w') as f:
             json.dump(r, f)
         return [r]
@@ -209,11 +269,16 @@ def main(argv=None):
     data_dir = osp.abspath(args.data or osp.join(work_root, 'toy_data'))
     if not osp.isfile(osp.join(data_dir, 'annotations', 'instances_val.json')):
         from dfine_mmdet.benchmark.toy_data import make_toy_dataset
-        make_toy_dataset(data_dir, seed=0, num_train=args.toy_images[0],
-                         num_val=args.toy_images[1])
-    print(f'deim_toy: {args.epochs} epochs per run, seeds {args.seeds}, threads {args.threads}, '
-          f'DEIM policy epochs {policy_epochs(args.epochs)}, data {data_dir}, '
-          f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}', flush=True)
+        make_toy_dataset(
+            data_dir,
+            seed=0,
+            num_train=args.toy_images[0],
+            num_val=args.toy_images[1])
+    print(
+        f'deim_toy: {args.epochs} epochs per run, seeds {args.seeds}, threads {args.threads}, '
+        f'DEIM policy epochs {policy_epochs(args.epochs)}, data {data_dir}, '
+        f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}',
+        flush=True)
     print('(a) equal iterations, EMA weights on the toy val split', flush=True)
     todo = []
     for k, seed in enumerate(args.seeds):
@@ -221,27 +286,41 @@ def main(argv=None):
         todo += [(recipe, seed) for recipe in order]
     runs = run_all(todo, args, data_dir, work_root, argv)
     for r in runs:
-        print(f'  {r["recipe"]:6s} seed {r["seed"]}: {r["iters"]} iters, {r["s_per_iter"]:.2f} s/iter, '
-              f'loss {r["loss_first"]:.2f} -> {r["loss_last"]:.2f}, bbox mAP {r["map"]:.3f}, '
-              f'mAP@0.5 {r["map50"]:.3f} (load {r["load_before"]:.1f} -> {r["load_after"]:.1f})',
-              flush=True)
+        print(
+            f'  {r["recipe"]:6s} seed {r["seed"]}: {r["iters"]} iters, {r["s_per_iter"]:.2f} s/iter, '
+            f'loss {r["loss_first"]:.2f} -> {r["loss_last"]:.2f}, bbox mAP {r["map"]:.3f}, '
+            f'mAP@0.5 {r["map50"]:.3f} (load {r["load_before"]:.1f} -> {r["load_after"]:.1f})',
+            flush=True)
     ratios = []
     for seed in args.seeds:
-        d = next(r for r in runs if r['seed'] == seed and r['recipe'] == 'D-FINE')
-        e = next(r for r in runs if r['seed'] == seed and r['recipe'] == 'DEIM')
+        d = next(r for r in runs
+                 if r['seed'] == seed and r['recipe'] == 'D-FINE')
+        e = next(r for r in runs
+                 if r['seed'] == seed and r['recipe'] == 'DEIM')
         ratio = e['map'] / d['map'] if d['map'] > 0 else float('nan')
         ratios.append(ratio)
-        print(f'  seed {seed}: DEIM / D-FINE mAP {e["map"]:.3f} / {d["map"]:.3f} = {ratio:.2f}x '
-              f'(mAP@0.5 {e["map50"]:.3f} / {d["map50"]:.3f}; iterations {e["iters"]} / {d["iters"]})')
-    mean = {rec: sum(r['map'] for r in runs if r['recipe'] == rec) / len(args.seeds)
-            for rec in RECIPES}
-    mean_ratio = mean['DEIM'] / mean['D-FINE'] if mean['D-FINE'] > 0 else float('nan')
-    print(f'  mean over {len(args.seeds)} seeds: DEIM {mean["DEIM"]:.3f}, D-FINE {mean["D-FINE"]:.3f}, '
-          f'ratio {mean_ratio:.2f}x', flush=True)
-    summary = (f'(a) DEIM/D-FINE toy mAP at equal iterations: {mean["DEIM"]:.3f}/{mean["D-FINE"]:.3f} '
-               f'= {mean_ratio:.2f}x')
+        print(
+            f'  seed {seed}: DEIM / D-FINE mAP {e["map"]:.3f} / {d["map"]:.3f} = {ratio:.2f}x '
+            f'(mAP@0.5 {e["map50"]:.3f} / {d["map50"]:.3f}; iterations {e["iters"]} / {d["iters"]})'
+        )
+    mean = {
+        rec: sum(r['map']
+                 for r in runs if r['recipe'] == rec) / len(args.seeds)
+        for rec in RECIPES
+    }
+    mean_ratio = mean['DEIM'] / mean['D-FINE'] if mean[
+        'D-FINE'] > 0 else float('nan')
+    print(
+        f'  mean over {len(args.seeds)} seeds: DEIM {mean["DEIM"]:.3f}, D-FINE {mean["D-FINE"]:.3f}, '
+        f'ratio {mean_ratio:.2f}x',
+        flush=True)
+    summary = (
+        f'(a) DEIM/D-FINE toy mAP at equal iterations: {mean["DEIM"]:.3f}/{mean["D-FINE"]:.3f} '
+        f'= {mean_ratio:.2f}x')
     if args.compare_minutes > 0:
-        print(f'(b) equal CPU budget: compare.py --toy-minutes {args.compare_minutes:g}', flush=True)
+        print(
+            f'(b) equal CPU budget: compare.py --toy-minutes {args.compare_minutes:g}',
+            flush=True)
         rows, l0, l1, cmd = run_compare(args, data_dir, work_root)
         print(f'  command: {cmd}')
         maps = {}
@@ -249,12 +328,15 @@ def main(argv=None):
             r = rows.get(label, {})
             acc = r.get('accuracy') or {}
             maps[label] = r.get('ap')
-            print(f'  {label:13s}: toy mAP {maps[label] if maps[label] is not None else "n/a"}, '
-                  f'iters {acc.get("iters", "n/a")}, status {r.get("status")}, '
-                  f'errors {r.get("errors") or "-"}')
+            print(
+                f'  {label:13s}: toy mAP {maps[label] if maps[label] is not None else "n/a"}, '
+                f'iters {acc.get("iters", "n/a")}, status {r.get("status")}, '
+                f'errors {r.get("errors") or "-"}')
         d, t = maps['DEIM-D-FINE-N'], maps['RTMDet-tiny']
         ratio = d / t if d is not None and t else float('nan')
-        print(f'  DEIM-D-FINE-N / RTMDet-tiny toy mAP = {ratio:.2f}x (load {l0:.1f} -> {l1:.1f})')
+        print(
+            f'  DEIM-D-FINE-N / RTMDet-tiny toy mAP = {ratio:.2f}x (load {l0:.1f} -> {l1:.1f})'
+        )
         summary += f'; (b) DEIM-D-FINE-N/RTMDet-tiny at equal CPU time: {ratio:.2f}x'
     print(summary, flush=True)
     return runs

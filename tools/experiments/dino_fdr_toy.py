@@ -64,12 +64,16 @@ PROJECT_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DINO_TOY = osp.join(PROJECT_ROOT, 'configs', 'dino_fdr', 'toy')
 DDETR_TOY = osp.join(PROJECT_ROOT, 'configs', 'deformable_detr_fdr', 'toy')
 CONFIGS = {
-    'DINO': osp.join(DINO_TOY, 'dino-4scale_r18_toy.py'),
-    'DINO+FDR': osp.join(DINO_TOY, 'dino-4scale_r18_fdr_toy.py'),
-    'DINO+FDR+pre': osp.join(DINO_TOY, 'dino-4scale_r18_fdr_pre_toy.py'),
-    'DDETR': osp.join(DDETR_TOY, 'deformable-detr-refine-twostage_r18_toy.py'),
-    'DDETR+FDR': osp.join(DDETR_TOY,
-                          'deformable-detr-refine-twostage_r18_fdr_toy.py'),
+    'DINO':
+    osp.join(DINO_TOY, 'dino-4scale_r18_toy.py'),
+    'DINO+FDR':
+    osp.join(DINO_TOY, 'dino-4scale_r18_fdr_toy.py'),
+    'DINO+FDR+pre':
+    osp.join(DINO_TOY, 'dino-4scale_r18_fdr_pre_toy.py'),
+    'DDETR':
+    osp.join(DDETR_TOY, 'deformable-detr-refine-twostage_r18_toy.py'),
+    'DDETR+FDR':
+    osp.join(DDETR_TOY, 'deformable-detr-refine-twostage_r18_fdr_toy.py'),
 }
 DEFAULT_MODELS = ['DINO', 'DINO+FDR', 'DINO+FDR+pre']
 
@@ -106,45 +110,86 @@ def parse_ablation(tokens):
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--iters', type=int, default=300,
-                        help='training iterations of each run (default 300)')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0],
-                        help='training seeds; each model is trained once per '
-                        'seed')
-    parser.add_argument('--models', nargs='+', default=None,
-                        choices=list(CONFIGS),
-                        help='built-in models (default: '
-                        f'{" ".join(DEFAULT_MODELS)}; with --ablation: none)')
-    parser.add_argument('--ablation', nargs='+', action='append', default=[],
-                        metavar='LABEL [base=MODEL] KEY=VALUE',
-                        help='a built-in model (base, default DINO+FDR) with '
-                        'config overrides; repeatable')
-    parser.add_argument('--reference', default=None,
-                        help='model the ratios are taken against (default: '
-                        'the first model)')
-    parser.add_argument('--val-every', type=int, default=0,
-                        help='evaluate every N iterations (learning curve); '
-                        '0: only at the end')
-    parser.add_argument('--jobs', type=int, default=1,
-                        help='runs trained at the same time, one process '
-                        'each (default 1)')
-    parser.add_argument('--data', default=None,
-                        help='toy dataset dir (written when missing; default '
-                        '<work-dir>/toy_data)')
-    parser.add_argument('--data-seed', type=int, default=None,
-                        help='seed of a toy set written here (default: the '
-                        'first training seed)')
-    parser.add_argument('--work-dir', default=None,
-                        help='work dir (default: a temporary directory)')
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch.set_num_threads per run (default 1)')
-    parser.add_argument('--progress', type=int, default=0,
-                        help='print the loss every N iterations (0: never)')
-    parser.add_argument('--json', default=None,
-                        help='also write every result to this JSON file')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        default={}, help='overrides applied to EVERY model '
-                        '(key=value, as in tools/train.py)')
+    parser.add_argument(
+        '--iters',
+        type=int,
+        default=300,
+        help='training iterations of each run (default 300)')
+    parser.add_argument(
+        '--seeds',
+        type=int,
+        nargs='+',
+        default=[0],
+        help='training seeds; each model is trained once per '
+        'seed')
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        default=None,
+        choices=list(CONFIGS),
+        help='built-in models (default: '
+        f'{" ".join(DEFAULT_MODELS)}; with --ablation: none)')
+    parser.add_argument(
+        '--ablation',
+        nargs='+',
+        action='append',
+        default=[],
+        metavar='LABEL [base=MODEL] KEY=VALUE',
+        help='a built-in model (base, default DINO+FDR) with '
+        'config overrides; repeatable')
+    parser.add_argument(
+        '--reference',
+        default=None,
+        help='model the ratios are taken against (default: '
+        'the first model)')
+    parser.add_argument(
+        '--val-every',
+        type=int,
+        default=0,
+        help='evaluate every N iterations (learning curve); '
+        '0: only at the end')
+    parser.add_argument(
+        '--jobs',
+        type=int,
+        default=1,
+        help='runs trained at the same time, one process '
+        'each (default 1)')
+    parser.add_argument(
+        '--data',
+        default=None,
+        help='toy dataset dir (written when missing; default '
+        '<work-dir>/toy_data)')
+    parser.add_argument(
+        '--data-seed',
+        type=int,
+        default=None,
+        help='seed of a toy set written here (default: the '
+        'first training seed)')
+    parser.add_argument(
+        '--work-dir',
+        default=None,
+        help='work dir (default: a temporary directory)')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch.set_num_threads per run (default 1)')
+    parser.add_argument(
+        '--progress',
+        type=int,
+        default=0,
+        help='print the loss every N iterations (0: never)')
+    parser.add_argument(
+        '--json',
+        default=None,
+        help='also write every result to this JSON file')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='overrides applied to EVERY model '
+        '(key=value, as in tools/train.py)')
     return parser.parse_args(argv)
 
 
@@ -168,15 +213,16 @@ def edge_offsets(ref, gt_xyxy, reg_scale):
 def offset_stats(d, reg_scale, up):
     """Median ``|d|`` and the fractions beyond ``a c`` (coarse outer bins)
     and ``2 a c`` (out of reach) of edge distances ``d``."""
-    import torch
     d = d.reshape(-1).abs()
     if d.numel() == 0:
-        return dict(n=0, median=float('nan'), coarse=float('nan'),
-                    out=float('nan'))
+        return dict(
+            n=0, median=float('nan'), coarse=float('nan'), out=float('nan'))
     ac = abs(float(up)) * abs(float(reg_scale))
-    return dict(n=int(d.numel()), median=float(d.median()),
-                coarse=float((d > ac).float().mean()),
-                out=float((d > 2 * ac).float().mean()))
+    return dict(
+        n=int(d.numel()),
+        median=float(d.median()),
+        coarse=float((d > ac).float().mean()),
+        out=float((d > 2 * ac).float().mean()))
 
 
 def reach_ceiling(ref, gt_xyxy, reg_scale, up):
@@ -184,8 +230,8 @@ def reach_ceiling(ref, gt_xyxy, reg_scale, up):
     ``ref`` (``[n, 4]`` cxcywh): the GT's edge offsets clipped to ``W(n)``'s
     range ``[-2ac, 2ac]``."""
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
-    from dfine_mmdet.models.task_modules.coders.fdr_coder import \
-        distance2bbox
+
+    from dfine_mmdet.models.task_modules.coders.fdr_coder import distance2bbox
     reach = 2 * abs(float(up)) * abs(float(reg_scale))
     d = edge_offsets(ref, gt_xyxy, reg_scale).clamp(-reach, reach)
     best = bbox_cxcywh_to_xyxy(distance2bbox(ref, d, abs(float(reg_scale))))
@@ -213,8 +259,7 @@ def measure_offsets(model, dataloader, reg_scale, up, max_batches=8):
     ground truth, for the best-overlapping final query of every GT box; and
     the final boxes' mean IoU with their GT.  See the module docstring."""
     import torch
-    from mmdet.structures.bbox import (bbox_cxcywh_to_xyxy,
-                                       bbox_overlaps, bbox_xyxy_to_cxcywh)
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
     model.eval()
     from_ref, from_l0, best_iou, ceiling = [], [], [], []
     with torch.no_grad():
@@ -236,8 +281,7 @@ def measure_offsets(model, dataloader, reg_scale, up, max_batches=8):
                 best, q = iou.max(1)
                 best_iou.append(best)
                 from_ref.append(edge_offsets(refs[0][i][q], gt, reg_scale))
-                ceiling.append(reach_ceiling(refs[0][i][q], gt, reg_scale,
-                                             up))
+                ceiling.append(reach_ceiling(refs[0][i][q], gt, reg_scale, up))
                 from_l0.append(edge_offsets(refs[1][i][q], gt, reg_scale))
     if not best_iou:
         return {}
@@ -252,13 +296,16 @@ def measure_offsets(model, dataloader, reg_scale, up, max_batches=8):
         ceiling_iou75=float((cat(ceiling) >= 0.75).float().mean()))
 
 
-def measure_dn_offsets(model, dataloader, reg_scale, up, max_batches=8,
+def measure_dn_offsets(model,
+                       dataloader,
+                       reg_scale,
+                       up,
+                       max_batches=8,
                        seed=0):
     """The same statistics for the positive denoising queries of mmdet's
     ``CdnQueryGenerator`` (reference = noised GT box), or ``{}`` for a
     model without one."""
     import torch
-    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
     gen = getattr(model, 'dn_query_generator', None)
     if gen is None:
         return {}
@@ -323,27 +370,37 @@ def train_and_eval(spec):
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             self.tic = time.perf_counter()
 
-        def after_train_iter(self, runner, batch_idx, data_batch=None,
+        def after_train_iter(self,
+                             runner,
+                             batch_idx,
+                             data_batch=None,
                              outputs=None):
             self.times.append(time.perf_counter() - self.tic)
             self.losses.append(float(outputs['loss'].detach()))
             n = len(self.losses)
             if spec.get('progress') and n % spec['progress'] == 0:
-                print(f'    [{spec["name"]} seed {spec["seed"]}] iter {n}: '
-                      f'loss {self.losses[-1]:.2f}, '
-                      f'{self.times[-1]:.2f} s/iter', flush=True)
+                print(
+                    f'    [{spec["name"]} seed {spec["seed"]}] iter {n}: '
+                    f'loss {self.losses[-1]:.2f}, '
+                    f'{self.times[-1]:.2f} s/iter',
+                    flush=True)
 
         def after_val_epoch(self, runner, metrics=None):
             m = metrics or {}
-            self.curve.append([runner.iter,
-                               m.get('coco/bbox_mAP', 0.0),
-                               m.get('coco/bbox_mAP_50', 0.0),
-                               m.get('coco/bbox_mAP_75', 0.0)])
+            self.curve.append([
+                runner.iter,
+                m.get('coco/bbox_mAP', 0.0),
+                m.get('coco/bbox_mAP_50', 0.0),
+                m.get('coco/bbox_mAP_75', 0.0)
+            ])
 
     options = dict(spec['cfg_options'])
     options.update(spec['overrides'])
-    args = argparse.Namespace(config=spec['config'], cfg_options=options,
-                              iters=spec['iters'], seed=spec['seed'])
+    args = argparse.Namespace(
+        config=spec['config'],
+        cfg_options=options,
+        iters=spec['iters'],
+        seed=spec['seed'])
     cfg = build_cfg(args, spec['data_dir'], spec['work_dir'])
     every = spec['val_every'] or spec['iters']
     cfg.train_cfg.val_interval = min(every, spec['iters'])
@@ -363,11 +420,13 @@ def train_and_eval(spec):
     torch.save(model.state_dict(), osp.join(spec['work_dir'], 'final.pth'))
     loader = runner.val_dataloader
     offsets = measure_offsets(model, loader, reg_scale, up)
-    offsets.update(measure_dn_offsets(model, loader, reg_scale, up,
-                                      seed=spec['seed']))
+    offsets.update(
+        measure_dn_offsets(model, loader, reg_scale, up, seed=spec['seed']))
     _, mAP, mAP50, mAP75 = rec.curve[-1]
     return dict(
-        mAP=mAP, mAP50=mAP50, mAP75=mAP75,
+        mAP=mAP,
+        mAP50=mAP50,
+        mAP75=mAP75,
         # median: robust to the first (warm-up) iterations and load spikes
         s_per_iter=float(torch.tensor(rec.times).median()),
         first_loss=sum(rec.losses[:k]) / k,
@@ -403,8 +462,8 @@ def _run_all(specs, jobs):
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    with ProcessPoolExecutor(max_workers=jobs,
-                             mp_context=mp.get_context('spawn')) as pool:
+    with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=mp.get_context('spawn')) as pool:
         futures = {pool.submit(train_and_eval, s): s for s in specs}
         for fut in as_completed(futures):
             try:
@@ -415,9 +474,20 @@ def _run_all(specs, jobs):
 
 def _dump_json(args, coder, means, results):
     with open(args.json, 'w') as f:
-        json.dump(dict(args=vars(args), coder=coder, means=means,
-                       runs={n: {str(s): r for s, r in runs.items()}
-                             for n, runs in results.items()}), f, indent=1)
+        json.dump(
+            dict(
+                args=vars(args),
+                coder=coder,
+                means=means,
+                runs={
+                    n: {
+                        str(s): r
+                        for s, r in runs.items()
+                    }
+                    for n, runs in results.items()
+                }),
+            f,
+            indent=1)
 
 
 def _fmt_stats(st):
@@ -427,7 +497,6 @@ def _fmt_stats(st):
 
 def main(argv=None):
     args = parse_args(argv)
-    import torch
     from mmengine.config import Config
     models = {}
     for name in (args.models if args.models is not None else
@@ -454,50 +523,69 @@ def main(argv=None):
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='dino_fdr_toy_')
     os.makedirs(work_dir, exist_ok=True)
     data_seed = args.seeds[0] if args.data_seed is None else args.data_seed
-    data_dir = ensure_toy_data(args.data or osp.join(work_dir, 'toy_data'),
-                               data_seed)
-    print(f'dino_fdr_toy: {args.iters} iterations per run, seeds '
-          f'{args.seeds}, {args.threads} thread(s) per run, {args.jobs} '
-          f'job(s), data {data_dir}, models {list(models)}', flush=True)
+    data_dir = ensure_toy_data(
+        args.data or osp.join(work_dir, 'toy_data'), data_seed)
+    print(
+        f'dino_fdr_toy: {args.iters} iterations per run, seeds '
+        f'{args.seeds}, {args.threads} thread(s) per run, {args.jobs} '
+        f'job(s), data {data_dir}, models {list(models)}',
+        flush=True)
     for name, (config, overrides) in models.items():
-        print(f'  {name}: {osp.relpath(config, PROJECT_ROOT)} '
-              f'{overrides or ""}', flush=True)
+        print(
+            f'  {name}: {osp.relpath(config, PROJECT_ROOT)} '
+            f'{overrides or ""}',
+            flush=True)
 
     specs = []
     for seed in args.seeds:
         for name, (config, overrides) in models.items():
             tag = name.replace('/', '_').replace('+', '_')
-            specs.append(dict(
-                name=name, config=config, overrides=overrides,
-                cfg_options=args.cfg_options, seed=seed, iters=args.iters,
-                val_every=args.val_every, data_dir=data_dir,
-                work_dir=osp.join(work_dir, f'{tag}_s{seed}'),
-                threads=args.threads, coder=coder,
-                progress=args.progress))
+            specs.append(
+                dict(
+                    name=name,
+                    config=config,
+                    overrides=overrides,
+                    cfg_options=args.cfg_options,
+                    seed=seed,
+                    iters=args.iters,
+                    val_every=args.val_every,
+                    data_dir=data_dir,
+                    work_dir=osp.join(work_dir, f'{tag}_s{seed}'),
+                    threads=args.threads,
+                    coder=coder,
+                    progress=args.progress))
     results = {name: {} for name in models}
     t0 = time.time()
     failed = []
     for spec, r in _run_all(specs, args.jobs):
         if isinstance(r, Exception):
             failed.append(spec['name'])
-            print(f'  seed {spec["seed"]} {spec["name"]:16s} FAILED: '
-                  f'{type(r).__name__}: {r}', flush=True)
+            print(
+                f'  seed {spec["seed"]} {spec["name"]:16s} FAILED: '
+                f'{type(r).__name__}: {r}',
+                flush=True)
             continue
         results[spec['name']][spec['seed']] = r
-        print(f'  seed {spec["seed"]} {spec["name"]:16s} bbox mAP '
-              f'{r["mAP"]:.3f}  AP50 {r["mAP50"]:.3f}  AP75 '
-              f'{r["mAP75"]:.3f}  {r["s_per_iter"]:.2f} s/iter  loss '
-              f'{r["first_loss"]:.2f} -> {r["last_loss"]:.2f}  '
-              f'[{(time.time() - t0) / 60:.1f} min]', flush=True)
+        print(
+            f'  seed {spec["seed"]} {spec["name"]:16s} bbox mAP '
+            f'{r["mAP"]:.3f}  AP50 {r["mAP50"]:.3f}  AP75 '
+            f'{r["mAP75"]:.3f}  {r["s_per_iter"]:.2f} s/iter  loss '
+            f'{r["first_loss"]:.2f} -> {r["last_loss"]:.2f}  '
+            f'[{(time.time() - t0) / 60:.1f} min]',
+            flush=True)
         for key in ('proposal', 'layer0', 'dn_positive'):
             if key in r['offsets']:
-                print(f'      offsets from {key}: '
-                      f'{_fmt_stats(r["offsets"][key])}', flush=True)
+                print(
+                    f'      offsets from {key}: '
+                    f'{_fmt_stats(r["offsets"][key])}',
+                    flush=True)
         if 'final_iou75' in r['offsets']:
             o = r['offsets']
-            print(f'      GT boxes with IoU >= 0.75: best final box '
-                  f'{o["final_iou75"]:.0%}, FDR reach ceiling from '
-                  f'references[0] {o["ceiling_iou75"]:.0%}', flush=True)
+            print(
+                f'      GT boxes with IoU >= 0.75: best final box '
+                f'{o["final_iou75"]:.0%}, FDR reach ceiling from '
+                f'references[0] {o["ceiling_iou75"]:.0%}',
+                flush=True)
         if args.json:  # partial results survive an interrupted run
             _dump_json(args, coder, {}, results)
 
@@ -509,8 +597,10 @@ def main(argv=None):
     print(f'\nmeans over seeds {args.seeds} ({args.iters} iterations):')
     for name, runs in results.items():
         runs = [runs[s] for s in args.seeds]
-        means[name] = {k: _mean([r[k] for r in runs])
-                       for k in ('mAP', 'mAP50', 'mAP75', 's_per_iter')}
+        means[name] = {
+            k: _mean([r[k] for r in runs])
+            for k in ('mAP', 'mAP50', 'mAP75', 's_per_iter')
+        }
         m = means[name]
         print(f'{name:16s} bbox mAP {m["mAP"]:.3f} +- '
               f'{_std([r["mAP"] for r in runs]):.3f}  AP50 '
@@ -535,8 +625,10 @@ def main(argv=None):
             continue
         line = []
         for key in ('proposal', 'layer0'):
-            st = {k: _mean([o[key][k] for o in offs])
-                  for k in ('median', 'coarse', 'out')}
+            st = {
+                k: _mean([o[key][k] for o in offs])
+                for k in ('median', 'coarse', 'out')
+            }
             line.append(f'from {key}: {_fmt_stats(st)}')
         iou = _mean([o['final_iou'] for o in offs])
         i75 = _mean([o['final_iou75'] for o in offs])
@@ -544,8 +636,10 @@ def main(argv=None):
         print(f'{name:16s} ' + '; '.join(line) + f'; final IoU {iou:.3f}; '
               f'IoU >= 0.75: final {i75:.0%}, reach ceiling {c75:.0%}')
         if not dn_done and 'dn_positive' in offs[0]:
-            st = {k: _mean([o['dn_positive'][k] for o in offs])
-                  for k in ('median', 'coarse', 'out')}
+            st = {
+                k: _mean([o['dn_positive'][k] for o in offs])
+                for k in ('median', 'coarse', 'out')
+            }
             print(f'{"DN positives":16s} from noised GT: {_fmt_stats(st)}')
             dn_done = True
     if args.json:
@@ -555,12 +649,13 @@ def main(argv=None):
     for name, m in means.items():
         if name == reference:
             continue
-        print(f'ratio {name}/{reference}: mAP '
-              f'{_ratio(m["mAP"], ref["mAP"]):.2f}  AP50 '
-              f'{_ratio(m["mAP50"], ref["mAP50"]):.2f}  AP75 '
-              f'{_ratio(m["mAP75"], ref["mAP75"]):.2f}  s/iter '
-              f'{_ratio(m["s_per_iter"], ref["s_per_iter"]):.2f}',
-              flush=True)
+        print(
+            f'ratio {name}/{reference}: mAP '
+            f'{_ratio(m["mAP"], ref["mAP"]):.2f}  AP50 '
+            f'{_ratio(m["mAP50"], ref["mAP50"]):.2f}  AP75 '
+            f'{_ratio(m["mAP75"], ref["mAP75"]):.2f}  s/iter '
+            f'{_ratio(m["s_per_iter"], ref["s_per_iter"]):.2f}',
+            flush=True)
     if failed:
         raise RuntimeError(f'runs failed: {sorted(set(failed))} (see above)')
     return means

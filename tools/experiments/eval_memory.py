@@ -80,10 +80,18 @@ def make_set(root, n, size):
         name = f'{i:06d}.png'
         Image.fromarray(arr).save(osp.join(root, 'img', name))
         images.append(dict(id=i, file_name=name, width=size, height=size))
-        anns.append(dict(id=i + 1, image_id=i, category_id=1,
-                         bbox=[int(x), int(y), w, w], area=w * w, iscrowd=0))
-    cats = [dict(id=k + 1, name=c)
-            for k, c in enumerate(('square', 'circle', 'triangle'))]
+        anns.append(
+            dict(
+                id=i + 1,
+                image_id=i,
+                category_id=1,
+                bbox=[int(x), int(y), w, w],
+                area=w * w,
+                iscrowd=0))
+    cats = [
+        dict(id=k + 1, name=c)
+        for k, c in enumerate(('square', 'circle', 'triangle'))
+    ]
     with open(osp.join(root, 'ann.json'), 'w') as f:
         json.dump(dict(images=images, annotations=anns, categories=cats), f)
 
@@ -93,13 +101,16 @@ def run(n, size, tmp):
     make_set(root, n, size)
     cfg = osp.join(tmp, f'eval_{n}.py')
     with open(cfg, 'w') as f:
-        f.write(CONFIG.format(toy=TOY, root=root, work=osp.join(tmp, f'wd_{n}')))
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get(
-        'OMP_NUM_THREADS', '1'))
-    proc = subprocess.run(
-        [sys.executable, '-c', CHILD, cfg], cwd=tmp, capture_output=True,
-        text=True, env=env)
-    line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT')]
+        f.write(
+            CONFIG.format(toy=TOY, root=root, work=osp.join(tmp, f'wd_{n}')))
+    env = dict(
+        os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', '1'))
+    proc = subprocess.run([sys.executable, '-c', CHILD, cfg],
+                          cwd=tmp,
+                          capture_output=True,
+                          text=True,
+                          env=env)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith('RESULT')]
     if proc.returncode or not line:
         sys.exit(f'error: evaluation of {n} images failed:\n'
                  f'{proc.stderr[-3000:]}')
@@ -117,9 +128,11 @@ def main(argv=None):
         for n in args.sizes:
             built, peak, m = run(n, args.img, tmp)
             rows.append((n, built, peak))
-            print(f'{n:6d} images: RSS after build {built / 1024:7.1f} MiB, '
-                  f'peak {peak / 1024:7.1f} MiB, growth '
-                  f'{(peak - built) / 1024:6.1f} MiB (mAP {m})', flush=True)
+            print(
+                f'{n:6d} images: RSS after build {built / 1024:7.1f} MiB, '
+                f'peak {peak / 1024:7.1f} MiB, growth '
+                f'{(peak - built) / 1024:6.1f} MiB (mAP {m})',
+                flush=True)
     (n0, b0, p0), (n1, b1, p1) = rows[0], rows[-1]
     g0, g1 = max(p0 - b0, 1), max(p1 - b1, 1)
     print(f'peak-RSS growth ratio {n1}/{n0} images: {g1 / g0:.2f} '

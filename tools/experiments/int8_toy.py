@@ -88,8 +88,7 @@ def evaluate(model_cfg, deploy_cfg, backend_file: str) -> dict:
 
     from dfine_mmdet.deploy.export import build_task_processor_cpu
     tp = build_task_processor_cpu(model_cfg, deploy_cfg)
-    model = tp.build_backend_model([backend_file],
-                                   tp.update_data_preprocessor)
+    model = tp.build_backend_model([backend_file], tp.update_data_preprocessor)
     loader = tp.build_dataloader(model_cfg.test_dataloader)
     evaluator = Evaluator(model_cfg.test_evaluator)
     evaluator.dataset_meta = loader.dataset.metainfo
@@ -106,11 +105,10 @@ def run_map(args, work_dir: str):
                                              quantize_onnx)
     cfg, deploy = toy_configs(args.data, args.toy_size)
     val0 = toy_images(args.data, 'val', 1)[0]
-    fp32 = export_onnx(val0, work_dir, 'fp32.onnx', deploy['onnxruntime'],
-                       cfg, args.checkpoint)
+    fp32 = export_onnx(val0, work_dir, 'fp32.onnx', deploy['onnxruntime'], cfg,
+                       args.checkpoint)
     calib = calibration_inputs(deploy['onnxruntime'], cfg,
-                               toy_images(args.data, 'train',
-                                          args.num_calib))
+                               toy_images(args.data, 'train', args.num_calib))
     graphs = [('fp32', fp32)]
     for scope in args.scopes:
         int8 = osp.join(work_dir, f'int8_{scope}.onnx')
@@ -129,10 +127,12 @@ def run_map(args, work_dir: str):
             f = onnx_file if backend == 'onnxruntime' else \
                 onnx_to_openvino_ir(onnx_file)
             m = evaluate(cfg, deploy[backend], f)
-            rows.append((name, backend, m['coco/bbox_mAP'],
-                         m['coco/bbox_mAP_50']))
-            print(f'{name:22s} {backend:12s} bbox mAP {rows[-1][2]:.3f}  '
-                  f'mAP@0.5 {rows[-1][3]:.3f}', flush=True)
+            rows.append(
+                (name, backend, m['coco/bbox_mAP'], m['coco/bbox_mAP_50']))
+            print(
+                f'{name:22s} {backend:12s} bbox mAP {rows[-1][2]:.3f}  '
+                f'mAP@0.5 {rows[-1][3]:.3f}',
+                flush=True)
     ref = {b: (m, m50) for n, b, m, m50 in rows if n == 'fp32'}
     print(f'\ntoy val split '
           f'({len(glob.glob(osp.join(args.data, "val", "*")))} images), '
@@ -150,8 +150,7 @@ def run_map(args, work_dir: str):
 def run_latency(args, work_dir: str):
     import torch
 
-    from dfine_mmdet.deploy.quantize import (calibration_inputs,
-                                             quantize_onnx)
+    from dfine_mmdet.deploy.quantize import calibration_inputs, quantize_onnx
     coco_cfgs = {
         v: osp.join(REPO_ROOT, 'configs', 'dfine',
                     f'dfine_hgnetv2_{v}_coco.py')
@@ -173,8 +172,8 @@ def run_latency(args, work_dir: str):
         for k, scope in enumerate(args.latency_scopes):
             int8 = osp.join(work_dir, f'{variant}_plugin_int8_{scope}.onnx')
             info = quantize_onnx(plugin_onnx, int8, calib, scope=scope)
-            print(f'D-FINE-{variant.upper()} int8 ({scope}): {info}',
-                  flush=True)
+            print(
+                f'D-FINE-{variant.upper()} int8 ({scope}): {info}', flush=True)
             tag = 'plugin-int8' if k == 0 else f'plugin-int8:{scope}'
             paths[f'{tag}-ort'] = ip.ort_runner(int8, feed, args.threads)
             if 'plugin-openvino' in paths:  # openvino installed, not skipped
@@ -192,32 +191,41 @@ def run_latency(args, work_dir: str):
                       f'{ms / med[f"plugin-{rt}"]:.2f}x')
         best_int8 = min(v for k, v in med.items() if 'int8' in k)
         best_off = min(v for k, v in med.items() if k.startswith('official'))
-        print(f'best int8 / best official fp32: '
-              f'{best_int8 / best_off:.2f}x  (load average before '
-              f'{load[0]:.2f}, after {os.getloadavg()[0]:.2f})', flush=True)
+        print(
+            f'best int8 / best official fp32: '
+            f'{best_int8 / best_off:.2f}x  (load average before '
+            f'{load[0]:.2f}, after {os.getloadavg()[0]:.2f})',
+            flush=True)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--data', required=True,
-                        help='toy set (tools/make_toy_dataset.py --out DIR)')
-    parser.add_argument('--checkpoint', default=None,
-                        help='trained toy D-FINE-N (required unless '
-                        '--skip-map)')
+    parser.add_argument(
+        '--data',
+        required=True,
+        help='toy set (tools/make_toy_dataset.py --out DIR)')
+    parser.add_argument(
+        '--checkpoint',
+        default=None,
+        help='trained toy D-FINE-N (required unless '
+        '--skip-map)')
     parser.add_argument('--num-calib', type=int, default=8)
-    parser.add_argument('--scopes', nargs='+',
-                        default=['all', 'no-heads', 'backbone-neck'])
+    parser.add_argument(
+        '--scopes', nargs='+', default=['all', 'no-heads', 'backbone-neck'])
     parser.add_argument('--toy-size', type=int, default=128)
     parser.add_argument('--skip-map', action='store_true')
     parser.add_argument('--skip-latency', action='store_true')
     parser.add_argument('--variants', nargs='+', default=['n', 's'])
     parser.add_argument('--size', type=int, default=640)
     parser.add_argument('--threads', type=int, default=2)
-    parser.add_argument('--latency-scopes', nargs='+', default=['no-heads'],
-                        help='INT8 graphs to time (the first is named '
-                        'plugin-int8-*, the others plugin-int8:SCOPE-*)')
-    parser.add_argument('--eager', action='store_true',
-                        help='also time PyTorch eager (slow)')
+    parser.add_argument(
+        '--latency-scopes',
+        nargs='+',
+        default=['no-heads'],
+        help='INT8 graphs to time (the first is named '
+        'plugin-int8-*, the others plugin-int8:SCOPE-*)')
+    parser.add_argument(
+        '--eager', action='store_true', help='also time PyTorch eager (slow)')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--runs', type=int, default=5)
     parser.add_argument('--rounds', type=int, default=3)
@@ -236,8 +244,8 @@ def main(argv=None) -> int:
 
     import dfine_mmdet  # noqa: F401  (rewriters, shims)
     init_default_scope('mmdet')
-    print(f'{args.threads} threads, load average {os.getloadavg()}',
-          flush=True)
+    print(
+        f'{args.threads} threads, load average {os.getloadavg()}', flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = args.work_dir or tmp
         os.makedirs(work_dir, exist_ok=True)

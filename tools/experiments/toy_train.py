@@ -45,29 +45,51 @@ def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument('--minutes', type=float, default=None,
-                        help='wall-clock training budget (default 15)')
-    budget.add_argument('--iters', type=int, default=None,
-                        help='number of training iterations instead')
-    parser.add_argument('--data', default=None,
-                        help='toy dataset dir (written when missing; default '
-                        '<work-dir>/toy_data)')
-    parser.add_argument('--work-dir', default=None,
-                        help='work dir (default: a temporary directory)')
+    budget.add_argument(
+        '--minutes',
+        type=float,
+        default=None,
+        help='wall-clock training budget (default 15)')
+    budget.add_argument(
+        '--iters',
+        type=int,
+        default=None,
+        help='number of training iterations instead')
+    parser.add_argument(
+        '--data',
+        default=None,
+        help='toy dataset dir (written when missing; default '
+        '<work-dir>/toy_data)')
+    parser.add_argument(
+        '--work-dir',
+        default=None,
+        help='work dir (default: a temporary directory)')
     parser.add_argument('--config', default=TOY_CONFIG)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--threads', type=int, default=1,
-                        help='torch.set_num_threads (default 1: on a shared '
-                        '2-core machine more threads than free cores makes a '
-                        'step many times slower)')
-    parser.add_argument('--window', type=int, default=None,
-                        help='iterations per loss-curve point (default: ~20 '
-                        'points)')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        default={}, help='override config settings '
-                        '(key=value, as in tools/train.py)')
-    parser.add_argument('--raw', action='store_true',
-                        help='also evaluate the raw (non-EMA) weights')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help='torch.set_num_threads (default 1: on a shared '
+        '2-core machine more threads than free cores makes a '
+        'step many times slower)')
+    parser.add_argument(
+        '--window',
+        type=int,
+        default=None,
+        help='iterations per loss-curve point (default: ~20 '
+        'points)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default={},
+        help='override config settings '
+        '(key=value, as in tools/train.py)')
+    parser.add_argument(
+        '--raw',
+        action='store_true',
+        help='also evaluate the raw (non-EMA) weights')
     return parser.parse_args(argv)
 
 
@@ -80,8 +102,8 @@ def main(argv=None):
 
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='dfine_toy_')
     os.makedirs(work_dir, exist_ok=True)
-    data_dir = ensure_toy_data(args.data or osp.join(work_dir, 'toy_data'),
-                               args.seed)
+    data_dir = ensure_toy_data(
+        args.data or osp.join(work_dir, 'toy_data'), args.seed)
     minutes = args.minutes if (args.minutes is not None
                                or args.iters is not None) else 15.0
     budget_s = minutes * 60 if minutes is not None else None
@@ -93,11 +115,12 @@ def main(argv=None):
     if budget_s is not None:
         budget = WallClockBudgetHook(budget_s)
         runner.register_hook(budget)
-    print(f'toy_train: {osp.relpath(args.config, PROJECT_ROOT)} on {data_dir}, '
-          f'budget {"%.1f min" % minutes if budget_s else "%d iters" % args.iters}, '
-          f'batch {cfg.train_dataloader.batch_size}, '
-          f'threads {torch.get_num_threads()}, work dir {work_dir}',
-          flush=True)
+    print(
+        f'toy_train: {osp.relpath(args.config, PROJECT_ROOT)} on {data_dir}, '
+        f'budget {"%.1f min" % minutes if budget_s else "%d iters" % args.iters}, '
+        f'batch {cfg.train_dataloader.batch_size}, '
+        f'threads {torch.get_num_threads()}, work dir {work_dir}',
+        flush=True)
     start = time.perf_counter()
     runner.train()
     train_s = time.perf_counter() - start
@@ -113,8 +136,8 @@ def main(argv=None):
     if args.raw:
         # EMAHook swaps EMA weights in for validation; pre-swapping makes that
         # swap bring the raw weights in (and the second swap restores)
-        ema_hook = next(h for h in runner.hooks
-                        if type(h).__name__ == 'EMAHook')
+        ema_hook = next(
+            h for h in runner.hooks if type(h).__name__ == 'EMAHook')
         ema_hook._swap_ema_parameters()
         raw = runner.val_loop.run()
         ema_hook._swap_ema_parameters()

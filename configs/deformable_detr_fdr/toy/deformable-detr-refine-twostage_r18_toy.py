@@ -32,33 +32,44 @@ model = dict(
         init_cfg=None),
     neck=dict(in_channels=[64, 128, 256]),
     encoder=dict(
-        num_layers=2,
-        layer_cfg=dict(ffn_cfg=dict(feedforward_channels=512))),
+        num_layers=2, layer_cfg=dict(ffn_cfg=dict(feedforward_channels=512))),
     decoder=dict(
-        num_layers=3,
-        layer_cfg=dict(ffn_cfg=dict(feedforward_channels=512))),
+        num_layers=3, layer_cfg=dict(ffn_cfg=dict(feedforward_channels=512))),
     bbox_head=dict(num_classes=num_classes),
     test_cfg=dict(max_per_img=100))
 
 backend_args = None
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=backend_args),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=backend_args),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args=backend_args),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=8,
@@ -94,11 +105,18 @@ optim_wrapper = dict(
     paramwise_cfg=dict(_delete_=True))
 max_iters = 300
 train_cfg = dict(
-    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
     val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1.0 / 50, end_factor=1.0,
-         by_epoch=False, begin=0, end=50)
+    dict(
+        type='LinearLR',
+        start_factor=1.0 / 50,
+        end_factor=1.0,
+        by_epoch=False,
+        begin=0,
+        end=50)
 ]
 default_hooks = dict(
     logger=dict(interval=10),

@@ -32,18 +32,14 @@ deim_bbox_head = dict(
         gamma=1.5,
         loss_weight=1.0))
 deim_batch_mixup = dict(type='DEIMBatchMixUp', prob=0.5)
-deim_warmup = dict(
-    type='QuadraticWarmupLR', by_epoch=False, begin=0, end=2000)
+deim_warmup = dict(type='QuadraticWarmupLR', by_epoch=False, begin=0, end=2000)
 deim_lr_gamma = 0.5
 
 # D-FINE's train pipeline (../../dfine/_base_/datasets/coco.py) with the
 # Dense O2O Mosaic; DenseO2OPolicyHook switches DEIMMosaic,
 # RandomPhotometricDistort and SkipAfterMosaic by epoch.
 deim_train_pipeline = [
-    dict(
-        type='CheckedLoadImageFromFile',
-        on_error='skip',
-        backend_args=None),
+    dict(type='CheckedLoadImageFromFile', on_error='skip', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='SanitizeBoundingBoxes',

@@ -12,11 +12,12 @@ _base_ = [
 ]
 
 model = dict(
-    data_preprocessor=dict(batch_augments=[
-        {{_base_.deim_batch_mixup}},
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=20)
-    ]),
+    data_preprocessor=dict(
+        batch_augments=[{{_base_.deim_batch_mixup}},
+                        dict(
+                            type='DFINEBatchMultiScaleResize',
+                            base_size=640,
+                            base_size_repeat=20)]),
     backbone={{_base_.deim_backbone}},
     decoder={{_base_.deim_decoder}},
     bbox_head={{_base_.deim_bbox_head}})
@@ -29,16 +30,14 @@ stop_epoch = policy_epochs[2]
 flat_epochs = 104
 no_aug_epochs = 20
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    {{_base_.deim_warmup}},
-    dict(
-        type='CosineAnnealingLR',
-        eta_min_ratio={{_base_.deim_lr_gamma}},
-        by_epoch=True,
-        begin=flat_epochs,
-        end=max_epochs - no_aug_epochs,
-        convert_to_iter_based=True)
-]
+param_scheduler = [{{_base_.deim_warmup}},
+                   dict(
+                       type='CosineAnnealingLR',
+                       eta_min_ratio={{_base_.deim_lr_gamma}},
+                       by_epoch=True,
+                       begin=flat_epochs,
+                       end=max_epochs - no_aug_epochs,
+                       convert_to_iter_based=True)]
 default_hooks = dict(
     stop_aug=dict(
         _delete_=True,

@@ -42,8 +42,12 @@ train_pipeline = [
         prob=0.5),
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='PackDetInputs'),
 ]

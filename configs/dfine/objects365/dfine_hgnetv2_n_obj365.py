@@ -9,9 +9,10 @@ _base_ = [
 num_classes = 366
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')),
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B0_stage1.pth')),
     bbox_head=dict(num_classes=num_classes))
 
 train_dataloader = dict(batch_size=32)

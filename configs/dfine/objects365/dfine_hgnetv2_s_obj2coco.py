@@ -9,8 +9,10 @@ _base_ = [
 model = dict(
     # official S obj2coco recipe: repeat 10 (the S model base has 20)
     data_preprocessor=dict(batch_augments=[
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=10)
+        dict(
+            type='DFINEBatchMultiScaleResize',
+            base_size=640,
+            base_size_repeat=10)
     ]))
 
 # schedule (official dfine_hgnetv2_s_obj2coco.yml): total batch 32 (4 GPUs x

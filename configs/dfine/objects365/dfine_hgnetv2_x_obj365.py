@@ -9,9 +9,10 @@ _base_ = [
 num_classes = 366
 
 model = dict(
-    backbone=dict(init_cfg=dict(
-        type='Pretrained',
-        checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')),
+    backbone=dict(
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='checkpoints/PPHGNetV2_B5_stage1.pth')),
     bbox_head=dict(num_classes=num_classes))
 
 # schedule (official dfine_hgnetv2_x_obj365.yml): total batch 32 (4 GPUs x 8),

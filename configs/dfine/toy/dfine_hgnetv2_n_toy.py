@@ -46,8 +46,13 @@ optim_wrapper = dict(
     optimizer=dict(lr=1e-3),
     paramwise_cfg=dict(backbone_lr=1e-3))
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1.0 / 50, end_factor=1.0,
-         by_epoch=False, begin=0, end=50)
+    dict(
+        type='LinearLR',
+        start_factor=1.0 / 50,
+        end_factor=1.0,
+        by_epoch=False,
+        begin=0,
+        end=50)
 ]
 max_epochs = 24
 stop_epoch = 20

@@ -19,8 +19,10 @@ _base_ = [
 model = dict(
     # training: batch multi-scale of the official BatchImageCollateFunction
     data_preprocessor=dict(batch_augments=[
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=4)
+        dict(
+            type='DFINEBatchMultiScaleResize',
+            base_size=640,
+            base_size_repeat=4)
     ]),
     feat_strides=[8, 16, 32])
 

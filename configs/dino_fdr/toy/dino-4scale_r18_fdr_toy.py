@@ -10,5 +10,5 @@ custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)
 model = dict(
     type='DINOFDR',
     bbox_head=dict(type='DINOFDRHead'),
-    train_cfg=dict(_delete_=True,
-                   assigner=dict(type='DFINEHungarianAssigner')))
+    train_cfg=dict(
+        _delete_=True, assigner=dict(type='DFINEHungarianAssigner')))

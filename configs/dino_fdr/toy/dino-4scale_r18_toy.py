@@ -36,8 +36,10 @@ model = dict(
         norm_cfg=dict(type='BN', requires_grad=True),
         norm_eval=False,
         init_cfg=None),
-    neck=dict(in_channels=[64, 128, 256], out_channels=embed_dims,
-              norm_cfg=dict(type='GN', num_groups=32)),
+    neck=dict(
+        in_channels=[64, 128, 256],
+        out_channels=embed_dims,
+        norm_cfg=dict(type='GN', num_groups=32)),
     encoder=dict(
         num_layers=2,
         layer_cfg=dict(
@@ -56,23 +58,36 @@ model = dict(
 
 backend_args = None
 train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=backend_args),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=backend_args),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args=backend_args),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=8,
@@ -108,11 +123,18 @@ optim_wrapper = dict(
     paramwise_cfg=dict(_delete_=True))
 max_iters = 300
 train_cfg = dict(
-    _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters,
+    _delete_=True,
+    type='IterBasedTrainLoop',
+    max_iters=max_iters,
     val_interval=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1.0 / 50, end_factor=1.0,
-         by_epoch=False, begin=0, end=50)
+    dict(
+        type='LinearLR',
+        start_factor=1.0 / 50,
+        end_factor=1.0,
+        by_epoch=False,
+        begin=0,
+        end=50)
 ]
 default_hooks = dict(
     logger=dict(interval=10),

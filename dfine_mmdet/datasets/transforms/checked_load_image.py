@@ -40,10 +40,9 @@ from typing import Optional
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
+from mmdet.registry import TRANSFORMS
 from mmengine import fileio
 from PIL import Image, ImageOps
-
-from mmdet.registry import TRANSFORMS
 
 from ..skip_counter import report_skip
 

@@ -77,8 +77,8 @@ def short_side_size(h: int, w: int, size: int) -> Tuple[int, int]:
     return int(size * h / w), size
 
 
-def affine_matrix(width: int, height: int, angle: float, scale: float,
-                  tx: int, ty: int) -> np.ndarray:
+def affine_matrix(width: int, height: int, angle: float, scale: float, tx: int,
+                  ty: int) -> np.ndarray:
     """2x3 forward matrix: rotate by ``angle`` degrees (counter-clockwise in
     image coordinates) and scale about the canvas centre, then translate by
     ``(tx, ty)`` pixels."""
@@ -194,9 +194,7 @@ class DEIMMosaic(BaseTransform):
             index = random.randint(0, len(self.cache) - 2) \
                 if self.random_pop else 0
             self.cache.pop(index)
-        return [
-            copy.deepcopy(s) for s in random.choices(self.cache, k=3)
-        ]
+        return [copy.deepcopy(s) for s in random.choices(self.cache, k=3)]
 
     def _random_affine(self, width: int, height: int) -> np.ndarray:
         angle = random.uniform(-self.rotation_range, self.rotation_range)
@@ -207,16 +205,19 @@ class DEIMMosaic(BaseTransform):
         scale = random.uniform(*self.scaling_range)
         return affine_matrix(width, height, angle, scale, tx, ty)
 
-    def mosaic(self, samples: List[dict], matrix: Optional[np.ndarray] = None
-               ) -> dict:
+    def mosaic(self,
+               samples: List[dict],
+               matrix: Optional[np.ndarray] = None) -> dict:
         """Grid of four resized samples, then the affine ``matrix`` (a
         random one when ``None``).  Returns ``img``, ``boxes``, ``labels``,
         ``ignore``."""
         max_h = max(s['img'].shape[0] for s in samples)
         max_w = max(s['img'].shape[1] for s in samples)
         channels = samples[0]['img'].shape[2:]
-        canvas = np.full((2 * max_h, 2 * max_w) + channels, self.fill_value,
-                         dtype=samples[0]['img'].dtype)
+        canvas = np.full(
+            (2 * max_h, 2 * max_w) + channels,
+            self.fill_value,
+            dtype=samples[0]['img'].dtype)
         offsets = [(0, 0), (max_w, 0), (0, max_h), (max_w, max_h)]
         boxes = []
         for s, (ox, oy) in zip(samples, offsets):

@@ -43,7 +43,6 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from mmcv.transforms import BaseTransform
-
 from mmdet.registry import TRANSFORMS
 
 
@@ -129,8 +128,8 @@ class RandomIoUCrop(BaseTransform):
                                       self.min_scale) * np.random.rand(2)
                 new_w = int(width * r[0])
                 new_h = int(height * r[1])
-                if new_h == 0 or not (self.min_aspect_ratio <= new_w / new_h
-                                      <= self.max_aspect_ratio):
+                if new_h == 0 or not (self.min_aspect_ratio <= new_w / new_h <=
+                                      self.max_aspect_ratio):
                     continue
                 r = np.random.rand(2)
                 left = int((width - new_w) * r[0])
@@ -138,8 +137,8 @@ class RandomIoUCrop(BaseTransform):
                 right, bottom = left + new_w, top + new_h
                 if left == right or top == bottom:
                     continue
-                inside = (left < cx) & (cx < right) & (top < cy) & (cy <
-                                                                    bottom)
+                inside = (left < cx) & (cx < right) & (top < cy) & (
+                    cy < bottom)
                 if not inside.any():
                     continue
                 crop = np.array([left, top, right, bottom], dtype=np.float64)
@@ -160,8 +159,9 @@ class RandomIoUCrop(BaseTransform):
         img = results['img']
         height, width = img.shape[:2]
         gt_bboxes = results.get('gt_bboxes', None)
-        boxes = (gt_bboxes.numpy() if gt_bboxes is not None else np.zeros(
-            (0, 4), np.float32))
+        boxes = (
+            gt_bboxes.numpy() if gt_bboxes is not None else np.zeros(
+                (0, 4), np.float32))
         crop = self.get_crop(boxes, width, height)
         if crop is None:
             return results

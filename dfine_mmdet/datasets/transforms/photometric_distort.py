@@ -30,7 +30,6 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmdet.registry import TRANSFORMS
 
 
@@ -155,7 +154,8 @@ class RandomPhotometricDistort(BaseTransform):
                             f'{img.dtype} {img.shape}')
         params = self.get_params()
         rgb = img[..., ::-1]
-        results['img'] = np.ascontiguousarray(self.apply(rgb, params)[..., ::-1])
+        results['img'] = np.ascontiguousarray(
+            self.apply(rgb, params)[..., ::-1])
         return results
 
     def __repr__(self) -> str:

@@ -42,9 +42,8 @@ import logging
 
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmengine.logging import print_log
-
 from mmdet.registry import TRANSFORMS
+from mmengine.logging import print_log
 
 from ..skip_counter import report_skip
 
@@ -109,9 +108,12 @@ class SanitizeBoundingBoxes(BaseTransform):
     def _report(self, num: int, results: dict, height: int,
                 width: int) -> None:
         self.num_dropped += num
-        report_skip('invalid box (SanitizeBoundingBoxes)',
-                    f'{results.get("img_path", "an image")} ({width}x'
-                    f'{height})', num, log=False)
+        report_skip(
+            'invalid box (SanitizeBoundingBoxes)',
+            f'{results.get("img_path", "an image")} ({width}x'
+            f'{height})',
+            num,
+            log=False)
         if self.num_dropped < self._next_report:
             return
         while self._next_report <= self.num_dropped:

@@ -49,14 +49,15 @@ def _shape_checked_wrapper_cls():
             self.deploy_cfg = deploy_cfg
             self.input_shapes = onnxruntime_input_shapes(self.sess)
 
-        def forward(self, inputs: Dict[str, torch.Tensor]
-                    ) -> Dict[str, torch.Tensor]:
+        def forward(
+                self, inputs: Dict[str,
+                                   torch.Tensor]) -> Dict[str, torch.Tensor]:
             """Args: inputs: ``{'input': Tensor[B, 3, H, W]}``.
             Returns: ``{'dets': [B, K, 5], 'labels': [B, K]}``."""
-            check_input_shapes(self.input_shapes,
-                               {k: tuple(v.shape)
-                                for k, v in inputs.items()},
-                               self.onnx_file, self.deploy_cfg)
+            check_input_shapes(self.input_shapes, {
+                k: tuple(v.shape)
+                for k, v in inputs.items()
+            }, self.onnx_file, self.deploy_cfg)
             return super().forward(inputs)
 
     ShapeCheckedORTWrapper.__qualname__ = 'ShapeCheckedORTWrapper'
@@ -90,8 +91,7 @@ def apply_mmdeploy_ort_shape_check() -> bool:
     if importlib.util.find_spec('onnxruntime') is None:
         return False
     from mmdeploy.backend.base import BACKEND_MANAGERS
-    from mmdeploy.backend.onnxruntime.backend_manager import \
-        ONNXRuntimeManager
+    from mmdeploy.backend.onnxruntime.backend_manager import ONNXRuntimeManager
     manager = type('DFINEONNXRuntimeManager',
                    (_ORTShapeCheckManagerMixin, ONNXRuntimeManager), {})
     manager.__module__ = __name__

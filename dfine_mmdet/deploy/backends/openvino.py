@@ -141,13 +141,14 @@ class OpenVINOWrapper2024(BaseWrapper):
         self.deploy_cfg = deploy_cfg
         self.input_shapes = openvino_input_shapes(compiled)
 
-    def forward(self, inputs: Dict[str, torch.Tensor]
-                ) -> Dict[str, torch.Tensor]:
+    def forward(self, inputs: Dict[str,
+                                   torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Args: inputs: ``{input_name: Tensor}`` (any device; run on CPU).
         Returns: ``{output_name: Tensor}`` on the CPU."""
-        check_input_shapes(self.input_shapes,
-                           {k: tuple(v.shape) for k, v in inputs.items()},
-                           self.ir_model_file, self.deploy_cfg)
+        check_input_shapes(self.input_shapes, {
+            k: tuple(v.shape)
+            for k, v in inputs.items()
+        }, self.ir_model_file, self.deploy_cfg)
         feed = {
             name: np.ascontiguousarray(t.detach().cpu().numpy())
             for name, t in inputs.items()
@@ -159,10 +160,10 @@ class OpenVINOWrapper2024(BaseWrapper):
         return {name: by_name[name] for name in self._output_names}
 
 
-def convert_onnx_to_ir(onnx_file: str,
-                       xml_file: str,
-                       input_shapes: Optional[Dict[str, Sequence[int]]] = None
-                       ) -> str:
+def convert_onnx_to_ir(
+        onnx_file: str,
+        xml_file: str,
+        input_shapes: Optional[Dict[str, Sequence[int]]] = None) -> str:
     """Convert ``onnx_file`` to an FP32 IR at ``xml_file`` (+ ``.bin``).
 
     Args:

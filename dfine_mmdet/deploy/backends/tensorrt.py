@@ -80,8 +80,9 @@ def _torch_dtype_from_trt(trt, dtype) -> torch.dtype:
     for trt_name, torch_dtype in table:
         if hasattr(trt, trt_name) and dtype == getattr(trt, trt_name):
             return torch_dtype
-    raise TypeError(f'TensorRT dtype {dtype} has no torch equivalent '
-                    '(dfine_mmdet.deploy.backends.tensorrt._torch_dtype_from_trt)')
+    raise TypeError(
+        f'TensorRT dtype {dtype} has no torch equivalent '
+        '(dfine_mmdet.deploy.backends.tensorrt._torch_dtype_from_trt)')
 
 
 try:  # MMDeploy's abstract wrapper base, when MMDeploy is installed.
@@ -162,8 +163,8 @@ class TensorRT10Wrapper(_WrapperBase):
         return (self.engine.get_tensor_location(name) ==
                 self._trt.TensorLocation.DEVICE)
 
-    def forward(self,
-                inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    def forward(self, inputs: Dict[str,
+                                   torch.Tensor]) -> Dict[str, torch.Tensor]:
         """Run the engine.
 
         Args:
@@ -213,14 +214,16 @@ class TensorRT10Wrapper(_WrapperBase):
             if any(s < 0 for s in shape):
                 raise RuntimeError(f'output `{name}` shape {shape} unresolved;'
                                    ' were all input shapes set?')
-            device = (torch.device('cuda', self.device_id)
-                      if self._on_device(name) else torch.device('cpu'))
+            device = (
+                torch.device('cuda', self.device_id)
+                if self._on_device(name) else torch.device('cpu'))
             out = torch.empty(shape, dtype=dtype, device=device)
             context.set_tensor_address(name, out.data_ptr())
             outputs[name] = out
 
-        stream = (torch.cuda.current_stream(self.device_id).cuda_stream
-                  if uses_cuda else 0)
+        stream = (
+            torch.cuda.current_stream(self.device_id).cuda_stream
+            if uses_cuda else 0)
         if not context.execute_async_v3(stream):
             raise RuntimeError('TensorRT execute_async_v3 failed')
         # `keep_alive` (dtype-converted inputs) may be freed now: the caching
@@ -338,8 +341,8 @@ def build_tensorrt_engine(onnx_file: str,
     major = _parse_version(trt.__version__)[0]
     if device_id and torch.cuda.is_available():
         torch.cuda.set_device(device_id)
-    trt_logger = trt.Logger(trt.Logger.WARNING if log_level is None
-                            else log_level)
+    trt_logger = trt.Logger(trt.Logger.WARNING if log_level is
+                            None else log_level)
     trt.init_libnvinfer_plugins(trt_logger, '')
     builder = trt.Builder(trt_logger)
     flags = 0

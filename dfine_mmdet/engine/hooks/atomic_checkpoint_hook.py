@@ -52,13 +52,12 @@ import os.path as osp
 import re
 from typing import List, Optional, Tuple
 
+from mmdet.registry import HOOKS
 from mmengine.dist import barrier, is_main_process
 from mmengine.fileio import LocalBackend, register_backend
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 from mmengine.utils import mkdir_or_exist
-
-from mmdet.registry import HOOKS
 
 from ...checkpoint import CorruptCheckpointError, checkpoint_file_problem
 
@@ -136,8 +135,8 @@ class AtomicCheckpointHook(CheckpointHook):
             kwargs['backend_args'] = dict(backend='atomic_local')
         super().__init__(*args, **kwargs)
         self.check_resume = check_resume
-        self.atomic = (self.backend_args or {}).get(
-            'backend') == 'atomic_local'
+        self.atomic = (self.backend_args
+                       or {}).get('backend') == 'atomic_local'
 
     # -- saving --------------------------------------------------------------
     def _save_checkpoint_with_step(self, runner, step, meta):
@@ -231,20 +230,21 @@ class AtomicCheckpointHook(CheckpointHook):
                 f'cannot resume: {save_file} names {named or "nothing"}, '
                 f'whose file is {problem}, and {folder} holds no other '
                 'complete checkpoint matching '
-                f'{self.filename_tmpl.format("*")!r}'
-                + (f' (damaged: {", ".join(damaged)})' if damaged else '')
-                + '. Start without --resume, or pass --resume PATH.')
+                f'{self.filename_tmpl.format("*")!r}' +
+                (f' (damaged: {", ".join(damaged)})' if damaged else '') +
+                '. Start without --resume, or pass --resume PATH.')
         print_log(
             f'{save_file} names {named}, whose file is {problem}; resuming '
-            f'from {fallback}, the newest complete checkpoint in {folder}'
-            + (f' (also damaged: {", ".join(damaged)})' if damaged else ''),
-            logger='current', level=logging.WARNING)
+            f'from {fallback}, the newest complete checkpoint in {folder}' +
+            (f' (also damaged: {", ".join(damaged)})' if damaged else ''),
+            logger='current',
+            level=logging.WARNING)
         if is_main_process():
             atomic_write(fallback.encode(), save_file)
         barrier()
 
-    def _newest_complete(self, folder: str, exclude: str
-                         ) -> Tuple[Optional[str], List[str]]:
+    def _newest_complete(self, folder: str,
+                         exclude: str) -> Tuple[Optional[str], List[str]]:
         """The newest complete ``filename_tmpl`` checkpoint in ``folder``
         (or None) and the damaged ones newer than it."""
         if not osp.isdir(folder):

@@ -41,11 +41,10 @@ import re
 from typing import List, Optional, Sequence, Union
 
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-
-from mmdet.registry import HOOKS
 
 #: official ``obj365_ids`` (src/solver/_solver.py): COCO class i <- Objects365
 #: category id OBJ365_IDS[i] + 1 (row of the 366-way head)
@@ -80,10 +79,10 @@ class ClassHeadAdaptHook(Hook):
 
     priority = 'VERY_HIGH'  # before EMAHook copies the weights into the EMA
 
-    def __init__(self,
-                 class_keys: Sequence[str] = DEFAULT_CLASS_KEYS,
-                 class_map: Optional[Union[Sequence[int], str]] = None
-                 ) -> None:
+    def __init__(
+            self,
+            class_keys: Sequence[str] = DEFAULT_CLASS_KEYS,
+            class_map: Optional[Union[Sequence[int], str]] = None) -> None:
         self.class_keys = [re.compile(k) for k in class_keys]
         if isinstance(class_map, str):
             if class_map not in NAMED_CLASS_MAPS:
@@ -161,8 +160,9 @@ class ClassHeadAdaptHook(Hook):
             print_log(
                 'ClassHeadAdaptHook: class count differs from the checkpoint;'
                 f' re-initialised {report["reinitialised"]}, remapped '
-                f'{report["remapped"]} (all other weights loaded)',
-                'current', logging.WARNING)
+                f'{report["remapped"]} (all other weights loaded)', 'current',
+                logging.WARNING)
         else:
-            print_log('ClassHeadAdaptHook: all checkpoint shapes match the '
-                      'model; nothing to adapt', 'current')
+            print_log(
+                'ClassHeadAdaptHook: all checkpoint shapes match the '
+                'model; nothing to adapt', 'current')

@@ -21,10 +21,9 @@ import os.path as osp
 import shutil
 from collections import Counter
 
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-
-from mmdet.registry import HOOKS
 
 from dfine_mmdet.datasets.skip_counter import ENV_DIR, ENV_MAIN_PID, collect
 
@@ -52,17 +51,21 @@ class DataSkipReportHook(Hook):
         for cause, n in totals.items():
             runner.message_hub.update_info(f'data_skips/{cause}', n)
         if not totals or not sum(new.values()):
-            print_log(f'data skips {label}: none ' +
-                      (f'new (run total {sum(totals.values())})'
-                       if totals else 'so far'), logger='current')
+            print_log(
+                f'data skips {label}: none ' +
+                (f'new (run total {sum(totals.values())})'
+                 if totals else 'so far'),
+                logger='current')
             return
         lines = [
             f'{cause}: {new.get(cause, 0)} (run total {n}; e.g. '
             f'{example.get(cause, "?")})'
             for cause, n in sorted(totals.items())
         ]
-        print_log(f'data skips {label}:\n  ' + '\n  '.join(lines),
-                  logger='current', level=logging.WARNING)
+        print_log(
+            f'data skips {label}:\n  ' + '\n  '.join(lines),
+            logger='current',
+            level=logging.WARNING)
 
     def after_train_epoch(self, runner) -> None:
         self._report(runner, f'in train epoch {runner.epoch + 1}')

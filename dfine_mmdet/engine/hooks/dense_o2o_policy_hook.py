@@ -44,10 +44,10 @@ Use it in place of D-FINE's ``stop_aug`` hook::
 """
 from typing import Optional, Sequence
 
+from mmdet.registry import HOOKS
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from mmdet.registry import HOOKS
 from .dfine_stop_aug_hook import DFINEStopAugHook, _innermost_dataset
 
 #: transforms switched by the policy (DEIM's ``policy.ops``; ``Expand`` is
@@ -123,8 +123,8 @@ class DenseO2OPolicyHook(DFINEStopAugHook):
     def _set_pipeline(self, runner, stage: int) -> list:
         loader = runner.train_dataloader
         dataset = _innermost_dataset(loader.dataset)
-        transforms = getattr(getattr(dataset, 'pipeline', None),
-                             'transforms', None)
+        transforms = getattr(
+            getattr(dataset, 'pipeline', None), 'transforms', None)
         if transforms is None:
             raise TypeError(
                 'DenseO2OPolicyHook: the training dataset '

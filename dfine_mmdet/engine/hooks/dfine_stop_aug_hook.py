@@ -37,12 +37,11 @@ Function`` + ``DetSolver.fit``):
 import logging
 from typing import Sequence
 
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 from mmengine.runner.checkpoint import _load_checkpoint
-
-from mmdet.registry import HOOKS
 
 DEFAULT_POLICY_OPS = ('RandomPhotometricDistort', 'Expand', 'RandomZoomOut',
                       'RandomIoUCrop')
@@ -95,10 +94,13 @@ class DFINEStopAugHook(Hook):
             raise TypeError(
                 'DFINEStopAugHook: the training dataset '
                 f'{type(dataset).__name__} has no pipeline.transforms list')
-        dropped = [type(t).__name__ for t in transforms
-                   if type(t).__name__ in self.policy_ops]
-        transforms[:] = [t for t in transforms
-                         if type(t).__name__ not in self.policy_ops]
+        dropped = [
+            type(t).__name__ for t in transforms
+            if type(t).__name__ in self.policy_ops
+        ]
+        transforms[:] = [
+            t for t in transforms if type(t).__name__ not in self.policy_ops
+        ]
         if getattr(loader, 'persistent_workers', False):
             # workers hold a copy of the dataset: force a restart
             loader._DataLoader__initialized = False
@@ -131,17 +133,21 @@ class DFINEStopAugHook(Hook):
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         state = dict(ckpt['state_dict'])
-        ema_hook = next((h for h in runner.hooks
-                         if type(h).__name__ == 'EMAHook'), None)
+        ema_hook = next(
+            (h for h in runner.hooks if type(h).__name__ == 'EMAHook'), None)
         ema_state = ckpt.get('ema_state_dict')
         if ema_state is not None:
             # undo EMAHook's swap: state_dict holds EMA weights, and
             # ema_state_dict['module.k'] the raw weights
-            raw = {k[7:]: v for k, v in ema_state.items()
-                   if k.startswith('module.')}
+            raw = {
+                k[7:]: v
+                for k, v in ema_state.items() if k.startswith('module.')
+            }
             ema_avg = {'module.' + k: state[k] for k in raw if k in state}
-            ema_avg.update({k: v for k, v in ema_state.items()
-                            if not k.startswith('module.')})
+            ema_avg.update({
+                k: v
+                for k, v in ema_state.items() if not k.startswith('module.')
+            })
             model.load_state_dict({**state, **raw}, strict=False)
             if ema_hook is not None:
                 ema_hook.ema_model.load_state_dict(ema_avg, strict=False)

@@ -27,10 +27,9 @@ import math
 from typing import Dict, Optional
 
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-
-from mmdet.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -72,17 +71,17 @@ class NonFiniteLossHook(Hook):
         skipped = guard is not None and guard.last_skipped
         if guard is None and not bad:
             # no guard: NaN may have reached the weights through the step
-            model = runner.model.module if hasattr(
-                runner.model, 'module') else runner.model
+            model = runner.model.module if hasattr(runner.model,
+                                                   'module') else runner.model
             for name, param in model.named_parameters():
                 if not bool(torch.isfinite(param).all()):
                     bad['weights'] = f'non-finite {name}'
                     break
         if not bad and not skipped:
             return
-        what = ('loss terms ' + ', '.join(
-            f'{k}={v}' for k, v in sorted(bad.items(), key=str))) if bad else (
-                guard.last_skip_reason)
+        what = ('loss terms ' +
+                ', '.join(f'{k}={v}' for k, v in sorted(bad.items(), key=str))
+                ) if bad else (guard.last_skip_reason)
         where = f'iteration {runner.iter + 1} (epoch {runner.epoch + 1})'
         if guard is None:
             raise FloatingPointError(

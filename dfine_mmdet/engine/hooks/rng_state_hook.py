@@ -23,10 +23,9 @@ import random
 
 import numpy as np
 import torch
+from mmdet.registry import HOOKS
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-
-from mmdet.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -36,9 +35,10 @@ class RNGStateHook(Hook):
     priority = 'VERY_LOW'
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = dict(torch=torch.get_rng_state(),
-                     numpy=np.random.get_state(),
-                     python=random.getstate())
+        state = dict(
+            torch=torch.get_rng_state(),
+            numpy=np.random.get_state(),
+            python=random.getstate())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state['cuda'] = torch.cuda.get_rng_state_all()
         checkpoint['rng_state'] = state
@@ -52,5 +52,7 @@ class RNGStateHook(Hook):
         random.setstate(state['python'])
         if 'cuda' in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state['cuda'])
-        print_log('RNGStateHook: restored the torch/numpy/python random '
-                  'states of the checkpoint', logger='current')
+        print_log(
+            'RNGStateHook: restored the torch/numpy/python random '
+            'states of the checkpoint',
+            logger='current')

@@ -13,9 +13,8 @@ runs at least one iteration and overruns the budget by at most one step.
 """
 import time
 
-from mmengine.hooks import Hook
-
 from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
 
 
 @HOOKS.register_module()

@@ -64,12 +64,11 @@ import logging
 from typing import Dict, List, Optional, Tuple
 
 import torch.nn as nn
+from mmdet.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
+                            OPTIMIZERS)
 from mmengine.logging import print_log
 from mmengine.optim import OptimWrapper
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm, _InstanceNorm
-
-from mmdet.registry import (OPTIM_WRAPPER_CONSTRUCTORS, OPTIM_WRAPPERS,
-                            OPTIMIZERS)
 
 NORM_TYPES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm,
               nn.LocalResponseNorm)
@@ -84,11 +83,11 @@ def _is_norm_like(module: nn.Module, extra_types: Tuple[str, ...]) -> bool:
 
 
 def dfine_param_groups(
-        model: nn.Module,
-        backbone_prefix: str = 'backbone.',
-        reproduce_official_regex_bug: bool = False,
-        official_regex_style: str = 'nsm',
-        norm_like_module_types: Tuple[str, ...] = ('LearnableAffineBlock', ),
+    model: nn.Module,
+    backbone_prefix: str = 'backbone.',
+    reproduce_official_regex_bug: bool = False,
+    official_regex_style: str = 'nsm',
+    norm_like_module_types: Tuple[str, ...] = ('LearnableAffineBlock', ),
 ) -> Dict[str, List[Tuple[str, nn.Parameter]]]:
     """Assign every trainable parameter of ``model`` to a D-FINE param group.
 
@@ -108,10 +107,9 @@ def dfine_param_groups(
         param)]`` for the groups in :data:`GROUP_ORDER` (possibly empty).
     """
     if official_regex_style not in ('nsm', 'lx'):
-        raise ValueError(
-            "DFINEOptimWrapperConstructor: paramwise_cfg."
-            f"official_regex_style must be 'nsm' or 'lx', got "
-            f'{official_regex_style!r}')
+        raise ValueError("DFINEOptimWrapperConstructor: paramwise_cfg."
+                         f"official_regex_style must be 'nsm' or 'lx', got "
+                         f'{official_regex_style!r}')
     groups: Dict[str, List[Tuple[str, nn.Parameter]]] = {
         k: []
         for k in GROUP_ORDER
@@ -182,9 +180,10 @@ class DFINEOptimWrapperConstructor:
         self.paramwise_cfg = dict(paramwise_cfg or {})
         unknown = set(self.paramwise_cfg) - set(self._KNOWN_KEYS)
         if unknown:
-            raise KeyError('DFINEOptimWrapperConstructor: unknown '
-                           f'optim_wrapper.paramwise_cfg keys {sorted(unknown)};'
-                           f' known: {list(self._KNOWN_KEYS)}')
+            raise KeyError(
+                'DFINEOptimWrapperConstructor: unknown '
+                f'optim_wrapper.paramwise_cfg keys {sorted(unknown)};'
+                f' known: {list(self._KNOWN_KEYS)}')
 
     def build_param_groups(self, model: nn.Module) -> List[dict]:
         """Param-group dicts for ``torch.optim`` (empty groups dropped)."""
@@ -196,8 +195,7 @@ class DFINEOptimWrapperConstructor:
                 'reproduce_official_regex_bug', False),
             official_regex_style=cfg.get('official_regex_style', 'nsm'),
             norm_like_module_types=tuple(
-                cfg.get('norm_like_module_types',
-                        ('LearnableAffineBlock', ))))
+                cfg.get('norm_like_module_types', ('LearnableAffineBlock', ))))
         backbone_lr = cfg.get('backbone_lr', None)
         param_groups = []
         for key in GROUP_ORDER:

@@ -29,10 +29,9 @@ unchanged (gradient clipping, accumulation, the D-FINE optimizer groups of
 from typing import Dict, Optional
 
 import torch
+from mmdet.registry import OPTIM_WRAPPERS
 from mmengine.logging import print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-
-from mmdet.registry import OPTIM_WRAPPERS
 
 
 class _NonFiniteGuardMixin:

@@ -1,2 +1,2 @@
 # Each module here registers itself on import; add one import line per module.
-from .hgnetv2 import HGNetV2  # noqa: F401
+from .hgnetv2 import HGNetV2

@@ -82,20 +82,20 @@ class DEIMBatchMixUp(nn.Module):
                f'enabled={self.enabled}'
 
     @staticmethod
-    def mix(inputs: Tensor, data_samples: List[DetDataSample], beta: float
-            ) -> Tuple[Tensor, List[DetDataSample]]:
+    def mix(inputs: Tensor, data_samples: List[DetDataSample],
+            beta: float) -> Tuple[Tensor, List[DetDataSample]]:
         """Mix ``inputs`` [B, C, H, W] with weight ``beta`` with the batch
         rolled by one, and append each previous image's instances."""
         mixed = inputs * beta + inputs.roll(shifts=1, dims=0) * (1.0 - beta)
         previous = [s.gt_instances for s in data_samples]
         previous = previous[-1:] + previous[:-1]
         for sample, prev in zip(data_samples, previous):
-            sample.gt_instances = InstanceData.cat(
-                [sample.gt_instances, prev])
+            sample.gt_instances = InstanceData.cat([sample.gt_instances, prev])
         return mixed, data_samples
 
-    def forward(self, inputs: Tensor, data_samples: List[DetDataSample]
-                ) -> Tuple[Tensor, List[DetDataSample]]:
+    def forward(
+        self, inputs: Tensor, data_samples: List[DetDataSample]
+    ) -> Tuple[Tensor, List[DetDataSample]]:
         """Mix the batch with probability ``prob`` when enabled."""
         if not self.enabled or len(data_samples) < 2:
             return inputs, data_samples

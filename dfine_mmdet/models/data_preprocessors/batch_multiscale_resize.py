@@ -41,10 +41,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from torch import Tensor, nn
 
 
 def generate_scales(base_size: int, base_size_repeat: int) -> List[int]:
@@ -103,8 +102,9 @@ class DFINEBatchMultiScaleResize(nn.Module):
         return f'scales={self.scales}, mode={self.mode}, ' \
                f'enabled={self.enabled}'
 
-    def forward(self, inputs: Tensor, data_samples: List[DetDataSample]
-                ) -> Tuple[Tensor, List[DetDataSample]]:
+    def forward(
+        self, inputs: Tensor, data_samples: List[DetDataSample]
+    ) -> Tuple[Tensor, List[DetDataSample]]:
         """Resize ``inputs`` [B, C, H, W] and the boxes of ``data_samples``.
 
         Returns the batch unchanged when disabled, when no scales are set or

@@ -62,13 +62,17 @@ class DeformableDETRFDRHead(DINOFDRHead):
             dict[str, Tensor]: ``loss_cls``, ``loss_bbox``, ``loss_giou``,
             ``loss_fgl``, ``*_aux_i`` (+ ``loss_ddf``), ``*_enc_0``.
         """
-        return super().loss(hidden_states, references, pred_corners,
-                            enc_outputs_class, enc_outputs_coord,
-                            batch_data_samples, dn_meta=None)
+        return super().loss(
+            hidden_states,
+            references,
+            pred_corners,
+            enc_outputs_class,
+            enc_outputs_coord,
+            batch_data_samples,
+            dn_meta=None)
 
     def loss_by_outputs(self, outputs: Dict,
-                        targets: List[Dict[str, Tensor]]
-                        ) -> Dict[str, Tensor]:
+                        targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
         """The mixin's losses with a class-agnostic encoder head."""
         if 'enc_aux_outputs' in outputs:
             outputs['enc_meta'] = dict(class_agnostic=True)

@@ -139,8 +139,7 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
                  num_classes: int,
                  embed_dims: int = 256,
                  num_pred_layer: int = 6,
-                 lqe_cfg: ConfigType = dict(
-                     k=4, hidden_dim=64, num_layers=2),
+                 lqe_cfg: ConfigType = dict(k=4, hidden_dim=64, num_layers=2),
                  activation: str = 'relu',
                  mlp_act: str = 'relu',
                  bbox_coder: ConfigType = dict(type='FDRBBoxCoder'),
@@ -158,8 +157,7 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
                      gamma=2.0,
                      loss_weight=1.0),
                  loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
-                 loss_iou: ConfigType = dict(
-                     type='GIoULoss', loss_weight=2.0),
+                 loss_iou: ConfigType = dict(type='GIoULoss', loss_weight=2.0),
                  loss_fgl: ConfigType = dict(
                      type='FineGrainedLocalizationLoss', loss_weight=0.15),
                  loss_ddf: ConfigType = dict(
@@ -207,8 +205,9 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         bias = _prior_bias(0.01)
         for cls_branch in list(self.cls_branches) + [self.enc_cls_branch]:
             nn.init.constant_(cls_branch.bias, bias)
-        for reg in list(self.reg_branches) + [self.pre_reg_branch,
-                                              self.enc_reg_branch]:
+        for reg in list(self.reg_branches) + [
+                self.pre_reg_branch, self.enc_reg_branch
+        ]:
             nn.init.constant_(reg.layers[-1].weight, 0.)
             nn.init.constant_(reg.layers[-1].bias, 0.)
 
@@ -231,8 +230,8 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         Returns:
             Tensor: ``[B, Q, C]``.
         """
-        return self.lqe_layers[layer_id](self.cls_branches[layer_id](
-            hidden_state), pred_corners)
+        return self.lqe_layers[layer_id](
+            self.cls_branches[layer_id](hidden_state), pred_corners)
 
     def forward(self, hidden_states: Tensor, pred_boxes: Tensor,
                 pred_corners: Tensor, **kwargs) -> Tuple[Tensor, ...]:
@@ -342,8 +341,7 @@ class DFINEHead(GOLSDLossMixin, BaseModule):
         for gt, img_meta in zip(batch_gt_instances, batch_img_metas):
             w, h = input_size_wh(img_meta)
             boxes = get_box_tensor(gt.bboxes).float()
-            boxes = bbox_xyxy_to_cxcywh(boxes) / boxes.new_tensor(
-                [w, h, w, h])
+            boxes = bbox_xyxy_to_cxcywh(boxes) / boxes.new_tensor([w, h, w, h])
             targets.append(dict(labels=gt.labels.long(), boxes=boxes))
         return targets
 

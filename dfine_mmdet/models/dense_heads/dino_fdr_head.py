@@ -59,8 +59,8 @@ from .go_lsd_loss import GOLSDLossMixin
 from .supervision_plan import BoxPredictions, FDRPredictions
 
 
-def _reg_branch(embed_dims: int, num_reg_fcs: int, out_dims: int
-                ) -> nn.Sequential:
+def _reg_branch(embed_dims: int, num_reg_fcs: int,
+                out_dims: int) -> nn.Sequential:
     """DINO's regression MLP (``DeformableDETRHead._init_layers``) with
     ``out_dims`` outputs; same module layout, so the hidden Linear layers of a
     plain DINO checkpoint load into it."""
@@ -125,8 +125,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                      alpha=0.25,
                      loss_weight=1.0),
                  loss_bbox: ConfigType = dict(type='L1Loss', loss_weight=5.0),
-                 loss_iou: ConfigType = dict(
-                     type='GIoULoss', loss_weight=2.0),
+                 loss_iou: ConfigType = dict(type='GIoULoss', loss_weight=2.0),
                  loss_fgl: ConfigType = dict(
                      type='FineGrainedLocalizationLoss', loss_weight=0.15),
                  loss_ddf: ConfigType = dict(
@@ -220,8 +219,8 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
             nn.init.constant_(m[-1].weight, 0.)
             nn.init.constant_(m[-1].bias, 0.)
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
-                              strict, missing_keys, unexpected_keys,
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys,
                               error_msgs) -> None:
         """With ``pre_refine``, a state dict without ``pre_reg_branch.*`` but
         with a plain DINO layer-0 delta branch (``reg_branches.0`` ending in
@@ -291,9 +290,13 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
     # ------------------------------------------------------------------ #
     # training
     # ------------------------------------------------------------------ #
-    def loss(self, hidden_states: Tensor, references: Sequence[Tensor],
-             pred_corners: Tensor, enc_outputs_class: Tensor,
-             enc_outputs_coord: Tensor, batch_data_samples: SampleList,
+    def loss(self,
+             hidden_states: Tensor,
+             references: Sequence[Tensor],
+             pred_corners: Tensor,
+             enc_outputs_class: Tensor,
+             enc_outputs_coord: Tensor,
+             batch_data_samples: SampleList,
              dn_meta: Optional[Dict[str, int]],
              pre_boxes: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """``DINOHead.loss`` with the corner logits.
@@ -324,18 +327,18 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                                  batch_gt_instances, batch_img_metas, dn_meta,
                                  pre_boxes)
 
-    def loss_by_feat(self,
-                     all_layers_cls_scores: Tensor,
-                     all_layers_bbox_preds: Tensor,
-                     all_layers_corners: Tensor,
-                     init_references: Tensor,
-                     enc_cls_scores: Optional[Tensor],
-                     enc_bbox_preds: Optional[Tensor],
-                     batch_gt_instances: InstanceList,
-                     batch_img_metas: List[dict],
-                     dn_meta: Optional[Dict[str, int]] = None,
-                     pre_bbox_preds: Optional[Tensor] = None
-                     ) -> Dict[str, Tensor]:
+    def loss_by_feat(
+            self,
+            all_layers_cls_scores: Tensor,
+            all_layers_bbox_preds: Tensor,
+            all_layers_corners: Tensor,
+            init_references: Tensor,
+            enc_cls_scores: Optional[Tensor],
+            enc_bbox_preds: Optional[Tensor],
+            batch_gt_instances: InstanceList,
+            batch_img_metas: List[dict],
+            dn_meta: Optional[Dict[str, int]] = None,
+            pre_bbox_preds: Optional[Tensor] = None) -> Dict[str, Tensor]:
         """Split off the denoising queries and compute the losses with
         :meth:`GOLSDLossMixin.go_lsd_loss`.
 

@@ -120,8 +120,7 @@ class GOLSDLossMixin:
     def _match(self, logits: Tensor, boxes: Tensor,
                targets: Sequence[Dict]) -> List[MatchIndices]:
         indices = self.assigner.match(logits, boxes, targets)
-        return [(i.to(logits.device), j.to(logits.device))
-                for i, j in indices]
+        return [(i.to(logits.device), j.to(logits.device)) for i, j in indices]
 
     def fgl_targets(self, refs: Tensor, targets: Sequence[Dict],
                     indices: Sequence[MatchIndices]) -> FGLTargets:
@@ -184,12 +183,11 @@ class GOLSDLossMixin:
         pre_own = self._match(pre.logits, pre.boxes, targets) \
             if pre is not None else None
         enc_own = [self._match(e.logits, e.boxes, targets) for e in enc]
-        union = self.go_lsd_assigner.assign(
-            [own[-1]] + own[:-1] + ([pre_own] if pre is not None else []) +
-            enc_own)
+        union = self.go_lsd_assigner.assign([own[-1]] + own[:-1] + (
+            [pre_own] if pre is not None else []) + enc_own)
         num_union = reduce_count(sum(len(q) for q, _ in union), device)
-        num_boxes = reduce_count(sum(len(t['labels']) for t in targets),
-                                 device)
+        num_boxes = reduce_count(
+            sum(len(t['labels']) for t in targets), device)
         union_mask = torch.zeros(
             layers.logits.shape[1:3], dtype=torch.bool, device=device)
         union_mask[query_index(union)] = True
@@ -242,9 +240,9 @@ class GOLSDLossMixin:
         ]
         if dn_pre is not None:
             plan.append(
-                Supervision('_dn_pre', SupervisedOutput(*dn_pre, None, None,
-                                                        dn), dn, num_dn,
-                            num_dn, None, None))
+                Supervision('_dn_pre',
+                            SupervisedOutput(*dn_pre, None, None, dn), dn,
+                            num_dn, num_dn, None, None))
         return plan
 
     def dn_matches(self, dn_meta: Dict, targets: Sequence[Dict[str, Tensor]],
@@ -262,8 +260,7 @@ class GOLSDLossMixin:
             ``arange(n)`` tiled over the groups) and the group count.
         """
         indices = dn_match_indices(dn_meta,
-                                   [len(t['labels']) for t in targets],
-                                   device)
+                                   [len(t['labels']) for t in targets], device)
         return indices, dn_meta['dn_num_group']
 
     # ------------------------------------------------------------ the loop
@@ -291,8 +288,8 @@ class GOLSDLossMixin:
         with torch.autocast(device_type=device_type, enabled=False):
             layers, pre, enc, dn_layers, dn_pre, targets = _float32(
                 (layers, pre, list(enc), dn_layers, dn_pre, list(targets)))
-            plan = self.supervision_plan(layers, targets, pre, enc,
-                                         dn_layers, dn_pre, dn_meta)
+            plan = self.supervision_plan(layers, targets, pre, enc, dn_layers,
+                                         dn_pre, dn_meta)
             for entry in plan:
                 out = entry.output
                 key, value = classification_loss(self.loss_cls, out.logits,
@@ -307,14 +304,18 @@ class GOLSDLossMixin:
                 if entry.fgl_targets is not None:
                     ious = matched_ious(out.boxes, targets, entry.box_indices)
                     if self.loss_fgl is not None:
-                        terms['loss_fgl'] = fgl_loss(
-                            self.loss_fgl, out.corners, entry.box_indices,
-                            entry.fgl_targets, ious, entry.box_normaliser)
+                        terms['loss_fgl'] = fgl_loss(self.loss_fgl,
+                                                     out.corners,
+                                                     entry.box_indices,
+                                                     entry.fgl_targets, ious,
+                                                     entry.box_normaliser)
                     if entry.teacher is not None and \
                             self.loss_ddf is not None:
-                        terms['loss_ddf'] = ddf_loss(
-                            self.loss_ddf, out.corners, entry.teacher.corners,
-                            entry.teacher.logits, entry.box_indices, ious,
-                            entry.teacher.balance)
+                        terms['loss_ddf'] = ddf_loss(self.loss_ddf,
+                                                     out.corners,
+                                                     entry.teacher.corners,
+                                                     entry.teacher.logits,
+                                                     entry.box_indices, ious,
+                                                     entry.teacher.balance)
                 losses.update((k + entry.suffix, v) for k, v in terms.items())
         return {k: torch.nan_to_num(v, nan=0.0) for k, v in losses.items()}

@@ -66,9 +66,13 @@ class DeformableDETRFDR(DeformableDETR):
         decoder = copy.deepcopy(decoder)
         bbox_head = copy.deepcopy(bbox_head)
         fill_fdr_settings(decoder, bbox_head)
-        super().__init__(*args, decoder=decoder, bbox_head=bbox_head,
-                         with_box_refine=with_box_refine,
-                         as_two_stage=as_two_stage, **kwargs)
+        super().__init__(
+            *args,
+            decoder=decoder,
+            bbox_head=bbox_head,
+            with_box_refine=with_box_refine,
+            as_two_stage=as_two_stage,
+            **kwargs)
 
     def _init_layers(self) -> None:
         """Deformable DETR's layers with the decoder swapped for the FDR one
@@ -103,10 +107,9 @@ class DeformableDETRFDR(DeformableDETR):
                     coord, 1, topk[..., None].expand(-1, -1, 4)))
         return decoder_inputs, head_inputs
 
-    def forward_decoder(self, query: Tensor, query_pos: Tensor,
-                        memory: Tensor, memory_mask: Tensor,
-                        reference_points: Tensor, spatial_shapes: Tensor,
-                        level_start_index: Tensor,
+    def forward_decoder(self, query: Tensor, query_pos: Tensor, memory: Tensor,
+                        memory_mask: Tensor, reference_points: Tensor,
+                        spatial_shapes: Tensor, level_start_index: Tensor,
                         valid_ratios: Tensor) -> Dict:
         """``DeformableDETR.forward_decoder`` with the head's FDR coder.
 
@@ -127,6 +130,7 @@ class DeformableDETRFDR(DeformableDETR):
             valid_ratios=valid_ratios,
             reg_branches=self.bbox_head.reg_branches,
             bbox_coder=self.bbox_head.bbox_coder)
-        return dict(hidden_states=hidden_states,
-                    references=list(references),
-                    pred_corners=corners)
+        return dict(
+            hidden_states=hidden_states,
+            references=list(references),
+            pred_corners=corners)

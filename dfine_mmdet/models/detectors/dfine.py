@@ -185,8 +185,9 @@ class DFINE(DetectionTransformer):
                  allow_partial_checkpoint: bool = False,
                  **kwargs) -> None:
         self.in_channels = in_channels
-        self.eval_spatial_size = (tuple(eval_spatial_size)
-                                  if eval_spatial_size is not None else None)
+        self.eval_spatial_size = (
+            tuple(eval_spatial_size)
+            if eval_spatial_size is not None else None)
         self.feat_strides = list(feat_strides)
         self.anchor_grid_size = anchor_grid_size
         self.anchor_eps = anchor_eps
@@ -194,9 +195,9 @@ class DFINE(DetectionTransformer):
         for key in ('neck', 'decoder', 'bbox_head'):
             if kwargs.get(key) is not None:
                 kwargs[key] = copy.deepcopy(kwargs[key])
-        fill_shared_settings(kwargs.get('neck'), kwargs.get('decoder'),
-                             kwargs.get('bbox_head'), dn_cfg,
-                             self.feat_strides)
+        fill_shared_settings(
+            kwargs.get('neck'), kwargs.get('decoder'), kwargs.get('bbox_head'),
+            dn_cfg, self.feat_strides)
         self.dn_cfg = dn_cfg
         super().__init__(*args, **kwargs)
         # one clear error for a checkpoint of another variant / class count
@@ -207,8 +208,8 @@ class DFINE(DetectionTransformer):
             bbox_coder=self.bbox_head.bbox_coder, **self.decoder)
         self.embed_dims = self.decoder.embed_dims
         # in_channels follow the neck (assert-and-fill)
-        neck_channels = getattr(getattr(self, 'neck', None), 'out_channels',
-                                None)
+        neck_channels = getattr(
+            getattr(self, 'neck', None), 'out_channels', None)
         if neck_channels is not None:
             cfg = {} if self.in_channels is None else dict(
                 in_channels=self.in_channels)
@@ -258,8 +259,9 @@ class DFINE(DetectionTransformer):
             eval_h, eval_w = self.eval_spatial_size
             self._buffer_shapes = tuple(
                 (int(eval_h / s), int(eval_w / s)) for s in self.feat_strides)
-            anchors, valid_mask = generate_anchors(
-                self._buffer_shapes, self.anchor_grid_size, self.anchor_eps)
+            anchors, valid_mask = generate_anchors(self._buffer_shapes,
+                                                   self.anchor_grid_size,
+                                                   self.anchor_eps)
             self.register_buffer('anchors', anchors)
             self.register_buffer('valid_mask', valid_mask)
         self._init_own_layers()
@@ -421,7 +423,7 @@ class DFINE(DetectionTransformer):
         return decoder_inputs_dict, head_inputs_dict
 
     def _dn_targets(
-            self, batch_data_samples: OptSampleList
+        self, batch_data_samples: OptSampleList
     ) -> Tuple[List[Tensor], List[Tensor]]:
         """GT labels and normalised cxcywh boxes for the denoising queries
         (the head's loss targets)."""
@@ -433,8 +435,11 @@ class DFINE(DetectionTransformer):
             [s.metainfo for s in batch_data_samples])
         return [t['labels'] for t in targets], [t['boxes'] for t in targets]
 
-    def forward_decoder(self, query: Tensor, ref_unact: Tensor,
-                        memory: Tensor, spatial_shapes: SpatialShapes,
+    def forward_decoder(self,
+                        query: Tensor,
+                        ref_unact: Tensor,
+                        memory: Tensor,
+                        spatial_shapes: SpatialShapes,
                         attn_mask: Optional[Tensor] = None) -> Dict:
         """Run the FDR decoder with the head's branches.
 

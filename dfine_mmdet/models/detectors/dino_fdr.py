@@ -75,8 +75,12 @@ class DINOFDR(DINO):
         bbox_head = copy.deepcopy(bbox_head)
         dn_cfg = copy.deepcopy(dn_cfg)
         fill_fdr_settings(decoder, bbox_head)
-        super().__init__(*args, decoder=decoder, bbox_head=bbox_head,
-                         dn_cfg=dn_cfg, **kwargs)
+        super().__init__(
+            *args,
+            decoder=decoder,
+            bbox_head=bbox_head,
+            dn_cfg=dn_cfg,
+            **kwargs)
 
     def _init_layers(self) -> None:
         """DINO's layers with the decoder swapped for the FDR one (same

@@ -186,7 +186,10 @@ class AIFIEncoderLayer(nn.Module):
         # CPU (docs/profiling.md), outputs/gradients within ~2e-7 (summation
         # order only).
         src, _ = self.self_attn(
-            q, k, value=src, attn_mask=src_mask,
+            q,
+            k,
+            value=src,
+            attn_mask=src_mask,
             need_weights=not self.training)
         src = residual + self.dropout1(src)
         if not self.normalize_before:

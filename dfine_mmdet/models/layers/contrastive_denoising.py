@@ -153,8 +153,10 @@ class DFINEContrastiveDenoising(nn.Module):
         num_group = max(1, self.num_denoising // max_gt)
 
         # padded GT: class C and zero box in the padding slots
-        query_class = torch.full([bs, max_gt], self.num_classes,
-                                 dtype=torch.int32, device=device)
+        query_class = torch.full([bs, max_gt],
+                                 self.num_classes,
+                                 dtype=torch.int32,
+                                 device=device)
         query_bbox = torch.zeros([bs, max_gt, 4], device=device)
         pad_mask = torch.zeros([bs, max_gt], dtype=torch.bool, device=device)
         for i, num_gt in enumerate(num_gts):
@@ -187,8 +189,7 @@ class DFINEContrastiveDenoising(nn.Module):
                     self.label_noise_ratio * 0.5)
             new_label = torch.randint_like(
                 flip, 0, self.num_classes, dtype=query_class.dtype)
-            query_class = torch.where(flip & pad_mask, new_label,
-                                      query_class)
+            query_class = torch.where(flip & pad_mask, new_label, query_class)
 
         if self.box_noise_scale > 0:
             known_bbox = bbox_cxcywh_to_xyxy_clamped(query_bbox)
@@ -196,8 +197,8 @@ class DFINEContrastiveDenoising(nn.Module):
                               [1, 1, 2]) * self.box_noise_scale
             rand_sign = torch.randint_like(query_bbox, 0, 2) * 2.0 - 1.0
             rand_part = torch.rand_like(query_bbox)
-            rand_part = (rand_part + 1.0) * negative + rand_part * (
-                1 - negative)
+            rand_part = (rand_part + 1.0) * negative + rand_part * (1 -
+                                                                    negative)
             known_bbox = known_bbox + rand_sign * rand_part * diff
             known_bbox = torch.clip(known_bbox, min=0.0, max=1.0)
             query_bbox = bbox_xyxy_to_cxcywh(known_bbox)
@@ -214,10 +215,10 @@ class DFINEContrastiveDenoising(nn.Module):
         return dn_query, dn_ref_unact, attn_mask, dn_meta
 
 
-def dn_match_indices(dn_meta: Optional[Dict],
-                     num_gts: Sequence[int],
-                     device: Optional[torch.device] = None
-                     ) -> List[Tuple[Tensor, Tensor]]:
+def dn_match_indices(
+        dn_meta: Optional[Dict],
+        num_gts: Sequence[int],
+        device: Optional[torch.device] = None) -> List[Tuple[Tensor, Tensor]]:
     """Fixed denoising matches: positive slot ``<->`` its GT, every group.
 
     Args:

@@ -37,13 +37,13 @@ the first couple of iterations.
 import math
 
 import torch
+from mmdet.registry import MODELS
 from mmengine.model import BaseAveragedModel
 from torch import Tensor, nn
 
-from mmdet.registry import MODELS
 
-
-def dfine_ema_decay(updates: int, decay: float = 0.9999,
+def dfine_ema_decay(updates: int,
+                    decay: float = 0.9999,
                     warmups: int = 1000) -> float:
     """The official EMA decay ramp ``d(u) = decay * (1 - exp(-u / warmups))``.
 
@@ -119,14 +119,15 @@ class DFINEModelEMA(BaseAveragedModel):
         Args:
             model (nn.Module): The trained (source) model, unwrapped.
         """
-        src = (model.state_dict()
-               if self.update_buffers else dict(model.named_parameters()))
+        src = (
+            model.state_dict()
+            if self.update_buffers else dict(model.named_parameters()))
         steps = int(self.steps)
         if steps % self.interval == 0:
             for k, p_avg in self.avg_parameters.items():
                 if p_avg.dtype.is_floating_point:
-                    self.avg_func(p_avg.data,
-                                  src[k].data.to(p_avg.device), steps)
+                    self.avg_func(p_avg.data, src[k].data.to(p_avg.device),
+                                  steps)
         if not self.update_buffers:
             for b_avg, b_src in zip(self.module.buffers(), model.buffers()):
                 b_avg.data.copy_(b_src.data.to(b_avg.device))

@@ -259,8 +259,8 @@ class DFINETransformerDecoder(nn.Module):
         ])
         self.embed_dims = self.layers[0].embed_dims
         # positional embedding of the current reference box (4 -> 2D -> D)
-        self.query_pos_head = MLP(4, 2 * self.embed_dims, self.embed_dims, 2,
-                                  act=mlp_act)
+        self.query_pos_head = MLP(
+            4, 2 * self.embed_dims, self.embed_dims, 2, act=mlp_act)
         # W(n) hyper-parameters in checkpoint form. The official model
         # registers each as a non-trainable Parameter under two names
         # (decoder.up and decoder.decoder.up); here each is one buffer. As
@@ -368,10 +368,9 @@ class DFINETransformerDecoder(nn.Module):
             if i == 0:
                 pre_boxes, ref_init = pre_refine(pre_reg_branch, output,
                                                  ref_detach)
-            corners, box = fdr_refine(reg_branches[i],
-                                      output + output_detach, corners,
-                                      ref_init, self.bbox_coder, project,
-                                      self.reg_scale)
+            corners, box = fdr_refine(reg_branches[i], output + output_detach,
+                                      corners, ref_init, self.bbox_coder,
+                                      project, self.reg_scale)
             hidden_states.append(output)
             all_boxes.append(box)
             all_corners.append(corners)

@@ -63,14 +63,19 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
     (``num_layers``, ``layer_cfg``, ``post_norm_cfg=None``,
     ``return_intermediate=True``)."""
 
-    def forward(self, query: Tensor, value: Tensor, key_padding_mask: Tensor,
-                self_attn_mask: Tensor, reference_points: Tensor,
-                spatial_shapes: Tensor, level_start_index: Tensor,
-                valid_ratios: Tensor, reg_branches: nn.ModuleList,
+    def forward(self,
+                query: Tensor,
+                value: Tensor,
+                key_padding_mask: Tensor,
+                self_attn_mask: Tensor,
+                reference_points: Tensor,
+                spatial_shapes: Tensor,
+                level_start_index: Tensor,
+                valid_ratios: Tensor,
+                reg_branches: nn.ModuleList,
                 bbox_coder: FDRBBoxCoder,
                 pre_reg_branch: Optional[nn.Module] = None,
-                **kwargs
-                ) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
+                **kwargs) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor]]:
         """Run the decoder layers with FDR.
 
         Args:

@@ -77,4 +77,3 @@ class LQE(nn.Module):
             Tensor: ``[B, Q, C]`` = ``scores + quality`` (broadcast over C).
         """
         return scores + self.quality(pred_corners)
-

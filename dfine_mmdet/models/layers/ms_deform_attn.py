@@ -105,7 +105,10 @@ def grid_sample_native(value: Tensor, grid: Tensor) -> Tensor:
     (bilinear, zero padding, ``align_corners=False``); ``[N, C, H, W]`` x
     ``[N, Hg, Wg, 2]`` -> ``[N, C, Hg, Wg]``."""
     return F.grid_sample(
-        value, grid, mode='bilinear', padding_mode='zeros',
+        value,
+        grid,
+        mode='bilinear',
+        padding_mode='zeros',
         align_corners=False)
 
 
@@ -113,7 +116,8 @@ def grid_sample_native(value: Tensor, grid: Tensor) -> Tensor:
 SAMPLERS = dict(grid_sample=grid_sample_native, gather=grid_sample_gather)
 
 
-def sample_bilinear(value: Tensor, grid: Tensor,
+def sample_bilinear(value: Tensor,
+                    grid: Tensor,
                     sampler: str = 'grid_sample') -> Tensor:
     """Bilinear, zero-padded, ``align_corners=False`` sampling of ``value``
     ``[N, C, H, W]`` at ``grid`` ``[N, Hg, Wg, 2]`` with the named
@@ -180,8 +184,8 @@ class MSDeformableAttention(nn.Module):
         self.register_buffer('num_points_scale',
                              torch.tensor(scale, dtype=torch.float32))
 
-        self.sampling_offsets = nn.Linear(
-            embed_dims, num_heads * self.total_points * 2)
+        self.sampling_offsets = nn.Linear(embed_dims,
+                                          num_heads * self.total_points * 2)
         self.attention_weights = nn.Linear(embed_dims,
                                            num_heads * self.total_points)
         self.init_weights()
@@ -192,12 +196,12 @@ class MSDeformableAttention(nn.Module):
         point index within its level; uniform attention."""
         nn.init.constant_(self.sampling_offsets.weight, 0.)
         thetas = torch.arange(
-            self.num_heads, dtype=torch.float32) * (2.0 * math.pi /
-                                                    self.num_heads)
+            self.num_heads,
+            dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
         grid = torch.stack([thetas.cos(), thetas.sin()], -1)
         grid = grid / grid.abs().max(-1, keepdim=True).values
-        grid = grid.reshape(self.num_heads, 1, 2).tile(
-            [1, self.total_points, 1])
+        grid = grid.reshape(self.num_heads, 1,
+                            2).tile([1, self.total_points, 1])
         scaling = torch.cat([
             torch.arange(1, n + 1) for n in self.num_points_list
         ]).reshape(1, -1, 1)
@@ -253,8 +257,9 @@ class MSDeformableAttention(nn.Module):
                              f'of shape [B, Q, 1, 4], got '
                              f'{tuple(reference_boxes.shape)}')
 
-        offsets = self.sampling_offsets(query).reshape(
-            bs, num_query, self.num_heads, self.total_points, 2)
+        offsets = self.sampling_offsets(query).reshape(bs, num_query,
+                                                       self.num_heads,
+                                                       self.total_points, 2)
         weights = self.attention_weights(query).reshape(
             bs, num_query, self.num_heads, self.total_points)
         weights = F.softmax(weights, dim=-1)
@@ -273,7 +278,8 @@ class MSDeformableAttention(nn.Module):
                             self.sampler)  # [B*M, D/M, Q, P_l]
             for value_l, grid_l in zip(value, grids)
         ]
-        weights = weights.permute(0, 2, 1, 3).reshape(
-            bs * self.num_heads, 1, num_query, self.total_points)
+        weights = weights.permute(0, 2, 1,
+                                  3).reshape(bs * self.num_heads, 1, num_query,
+                                             self.total_points)
         out = (torch.cat(sampled, dim=-1) * weights).sum(-1)
         return out.reshape(bs, self.embed_dims, num_query).permute(0, 2, 1)

@@ -91,7 +91,8 @@ class DecoupledDistillationFocalLoss(nn.Module):
         loss_weight (float): Multiplier. Default 1 (D-FINE uses 1.5).
     """
 
-    def __init__(self, temperature: float = 5.0,
+    def __init__(self,
+                 temperature: float = 5.0,
                  loss_weight: float = 1.0) -> None:
         super().__init__()
         self.temperature = temperature

@@ -113,8 +113,7 @@ def classification_loss(loss_cls: nn.Module, logits: Tensor, boxes: Tensor,
     num_classes = logits.shape[-1]
     idx = query_index(indices)
     labels = torch.full(
-        logits.shape[:2], num_classes, dtype=torch.int64,
-        device=logits.device)
+        logits.shape[:2], num_classes, dtype=torch.int64, device=logits.device)
     labels[idx] = matched_targets(targets, indices, 'labels')
     if not is_iou_aware(loss_cls):
         return loss_key(loss_cls), loss_cls(
@@ -188,8 +187,6 @@ def ddf_loss(loss_ddf: nn.Module, corners: Tensor, teacher_corners: Tensor,
     pos_mask = torch.zeros_like(confidence, dtype=torch.bool)
     pos_mask[idx] = True
     return loss_ddf(
-        corners.reshape(-1, bins),
-        teacher_corners.reshape(-1, bins),
+        corners.reshape(-1, bins), teacher_corners.reshape(-1, bins),
         weight.repeat_interleave(4, dim=-1).reshape(-1),
-        pos_mask.repeat_interleave(4, dim=-1).reshape(-1),
-        *balance)
+        pos_mask.repeat_interleave(4, dim=-1).reshape(-1), *balance)

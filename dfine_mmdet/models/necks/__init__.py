@@ -1,2 +1,2 @@
 # Each module here registers itself on import; add one import line per module.
-from .hybrid_encoder import HybridEncoder  # noqa: F401
+from .hybrid_encoder import HybridEncoder

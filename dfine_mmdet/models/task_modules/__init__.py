@@ -1,1 +1,1 @@
-from . import assigners, coders  # noqa: F401
+from . import assigners, coders

@@ -22,7 +22,8 @@ ACTIVATIONS = {
 }
 
 
-def activation_layer(act: Union[str, nn.Module], field: str = 'act',
+def activation_layer(act: Union[str, nn.Module],
+                     field: str = 'act',
                      inplace: bool = False) -> nn.Module:
     """Activation module from a name of :data:`ACTIVATIONS` (an
     ``nn.Module`` is returned as is); ``field`` names the config field in

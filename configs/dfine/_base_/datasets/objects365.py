@@ -19,5 +19,6 @@ val_dataloader = dict(
         ann_file='annotations/zhiyuan_objv2_val.json',
         data_prefix=dict(img='val/')))
 test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=obj365_root + 'annotations/zhiyuan_objv2_val.json')
+val_evaluator = dict(ann_file=obj365_root +
+                     'annotations/zhiyuan_objv2_val.json')
 test_evaluator = val_evaluator

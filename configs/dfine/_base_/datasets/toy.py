@@ -16,8 +16,10 @@ img_size = 128
 
 backend_args = None
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile', on_error='skip',
-         backend_args=backend_args),
+    dict(
+        type='CheckedLoadImageFromFile',
+        on_error='skip',
+        backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='SanitizeBoundingBoxes',
@@ -25,20 +27,31 @@ train_pipeline = [
         drop_ignored=True,
         log_dropped=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=backend_args),
-    dict(type='Resize', scale=(img_size, img_size), keep_ratio=False,
-         backend='pillow', interpolation='bilinear'),
+    dict(
+        type='LoadImageFromFile',
+        imdecode_backend='pillow',
+        backend_args=backend_args),
+    dict(
+        type='Resize',
+        scale=(img_size, img_size),
+        keep_ratio=False,
+        backend='pillow',
+        interpolation='bilinear'),
     dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                    'scale_factor')),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor')),
 ]
 train_dataloader = dict(
     batch_size=8,

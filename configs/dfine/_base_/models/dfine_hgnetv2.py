@@ -73,8 +73,7 @@ model = dict(
             gamma=2.0),
         go_lsd_assigner=dict(type='GOLSDAssigner'),
         loss_cls=dict(
-            type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0,
-            loss_weight=1.0),
+            type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0),
         loss_bbox=dict(type='L1Loss', loss_weight=5.0),
         loss_iou=dict(type='GIoULoss', loss_weight=2.0),
         loss_fgl=dict(type='FineGrainedLocalizationLoss', loss_weight=0.15),

@@ -6,8 +6,10 @@ model = dict(
     # batch multi-scale of the official BatchImageCollateFunction; repeat
     # count per size, the same in its coco/obj365/obj2coco/custom recipes
     data_preprocessor=dict(batch_augments=[
-        dict(type='DFINEBatchMultiScaleResize', base_size=640,
-             base_size_repeat=20)
+        dict(
+            type='DFINEBatchMultiScaleResize',
+            base_size=640,
+            base_size_repeat=20)
     ]),
     backbone=dict(
         arch='B0', use_lab=True, frozen_stem=False, freeze_norm=False),

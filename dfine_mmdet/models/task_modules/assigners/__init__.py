@@ -1,3 +1,3 @@
 # Each module here registers itself on import; add one import line per module.
-from .dfine_hungarian_assigner import DFINEHungarianAssigner  # noqa: F401
-from .go_lsd_assigner import GOLSDAssigner  # noqa: F401
+from .dfine_hungarian_assigner import DFINEHungarianAssigner
+from .go_lsd_assigner import GOLSDAssigner

@@ -97,16 +97,17 @@ class DFINEHungarianAssigner(BaseAssigner):
         prob = pred_logits.sigmoid()[:, gt_labels]
         neg_cost = (1 - self.alpha) * (prob**self.gamma) * (
             -(1 - prob + self.eps).log())
-        pos_cost = self.alpha * ((1 - prob)**self.gamma) * (
-            -(prob + self.eps).log())
+        pos_cost = self.alpha * (
+            (1 - prob)**self.gamma) * (-(prob + self.eps).log())
         cost_class = pos_cost - neg_cost
         cost_bbox = torch.cdist(pred_boxes, gt_boxes, p=1)
         cost_giou = -bbox_overlaps(
             bbox_cxcywh_to_xyxy_clamped(pred_boxes),
             bbox_cxcywh_to_xyxy_clamped(gt_boxes),
             mode='giou')
-        cost = (self.cost_bbox * cost_bbox + self.cost_class * cost_class +
-                self.cost_giou * cost_giou)
+        cost = (
+            self.cost_bbox * cost_bbox + self.cost_class * cost_class +
+            self.cost_giou * cost_giou)
         return torch.nan_to_num(cost, nan=self.nan_cost)
 
     @staticmethod
@@ -150,9 +151,7 @@ class DFINEHungarianAssigner(BaseAssigner):
         cost = self.cost_matrix(
             pred_logits.flatten(0, 1), pred_boxes.flatten(0, 1), gt_labels,
             gt_boxes).view(bs, num_queries, -1).cpu()
-        return [
-            self._solve(c[i]) for i, c in enumerate(cost.split(sizes, -1))
-        ]
+        return [self._solve(c[i]) for i, c in enumerate(cost.split(sizes, -1))]
 
     @torch.no_grad()
     def assign(self,
@@ -176,17 +175,14 @@ class DFINEHungarianAssigner(BaseAssigner):
         num_gts, num_preds = len(gt_instances), len(pred_instances)
         device = gt_instances.labels.device
         gt_inds = torch.zeros(num_preds, dtype=torch.long, device=device)
-        labels = torch.full((num_preds, ), -1, dtype=torch.long,
-                            device=device)
+        labels = torch.full((num_preds, ), -1, dtype=torch.long, device=device)
         if num_gts > 0 and num_preds > 0:
             cost = self.cost_matrix(pred_instances.scores,
-                                    pred_instances.bboxes,
-                                    gt_instances.labels,
+                                    pred_instances.bboxes, gt_instances.labels,
                                     gt_instances.bboxes).cpu()
             rows, cols = self._solve(cost)
             rows, cols = rows.to(device), cols.to(device)
             gt_inds[rows] = cols + 1
             labels[rows] = gt_instances.labels[cols]
         return AssignResult(
-            num_gts=num_gts, gt_inds=gt_inds, max_overlaps=None,
-            labels=labels)
+            num_gts=num_gts, gt_inds=gt_inds, max_overlaps=None, labels=labels)

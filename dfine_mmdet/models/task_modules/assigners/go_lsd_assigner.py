@@ -46,15 +46,16 @@ class GOLSDAssigner:
         queries = unique[:, 0]
         # position of the first occurrence of each query in the sorted list
         position = torch.arange(len(queries), device=queries.device)
-        first = torch.full((int(queries.max()) + 1, ), len(queries),
-                           dtype=position.dtype, device=queries.device)
+        first = torch.full((int(queries.max()) + 1, ),
+                           len(queries),
+                           dtype=position.dtype,
+                           device=queries.device)
         first = first.scatter_reduce(0, queries, position, reduce='amin')
         keep = unique[first[queries] == position]
         return keep[:, 0].long(), keep[:, 1].long()
 
     def assign(
-            self,
-            layer_indices: Sequence[Sequence[MatchIndices]]
+            self, layer_indices: Sequence[Sequence[MatchIndices]]
     ) -> List[MatchIndices]:
         """Union of the matches of several outputs.
 

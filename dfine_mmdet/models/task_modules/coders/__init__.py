@@ -1,2 +1,2 @@
 # Each module here registers itself on import; add one import line per module.
-from .fdr_coder import FDRBBoxCoder  # noqa: F401
+from .fdr_coder import FDRBBoxCoder

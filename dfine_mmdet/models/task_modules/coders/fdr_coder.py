@@ -241,22 +241,23 @@ class FDRBBoxCoder(BaseBBoxCoder):
         """``W(n)`` of shape (reg_max + 1,)."""
         if up is None:
             up = torch.tensor([self.up], device=device)
-        return weighting_function(self.reg_max, up,
-                                  self.reg_scale if reg_scale is None else
-                                  reg_scale)
+        return weighting_function(
+            self.reg_max, up,
+            self.reg_scale if reg_scale is None else reg_scale)
 
-    def encode(self,
-               ref: Tensor,
-               gt_xyxy: Tensor,
-               up: Optional[Tensor] = None,
-               reg_scale: Optional[Number] = None
-               ) -> Tuple[Tensor, Tensor, Tensor]:
+    def encode(
+            self,
+            ref: Tensor,
+            gt_xyxy: Tensor,
+            up: Optional[Tensor] = None,
+            reg_scale: Optional[Number] = None
+    ) -> Tuple[Tensor, Tensor, Tensor]:
         """See :func:`bbox2distance`."""
         if up is None:
             up = torch.tensor([self.up], device=ref.device)
-        return bbox2distance(ref, gt_xyxy, self.reg_max,
-                             self.reg_scale if reg_scale is None else
-                             reg_scale, up)
+        return bbox2distance(
+            ref, gt_xyxy, self.reg_max,
+            self.reg_scale if reg_scale is None else reg_scale, up)
 
     def decode(self,
                ref: Tensor,
