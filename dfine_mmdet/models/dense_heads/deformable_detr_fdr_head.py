@@ -11,12 +11,12 @@ loss path) with what Deformable DETR differs in:
 * the two-stage encoder head is class-agnostic as in mmdet's
   ``DeformableDETRHead`` (its proposals are ranked by the first class
   logit and supervised with label 0 for every object): the mixin's
-  ``enc_meta.class_agnostic``;
+  ``class_agnostic_enc``;
 * no pre head (the decoder has none).
 
 Boxes are normalised ``(cx, cy, w, h)`` by each image's ``img_shape``.
 """
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -34,6 +34,8 @@ class DeformableDETRFDRHead(DINOFDRHead):
     are set by :class:`~dfine_mmdet.models.detectors.DeformableDETRFDR` as
     mmdet's ``DeformableDETR`` sets them.
     """
+
+    class_agnostic_enc = True
 
     def __init__(self, *args, pre_refine: bool = False, **kwargs) -> None:
         if pre_refine:
@@ -70,10 +72,3 @@ class DeformableDETRFDRHead(DINOFDRHead):
             enc_outputs_coord,
             batch_data_samples,
             dn_meta=None)
-
-    def loss_by_outputs(self, outputs: Dict,
-                        targets: List[Dict[str, Tensor]]) -> Dict[str, Tensor]:
-        """The mixin's losses with a class-agnostic encoder head."""
-        if 'enc_aux_outputs' in outputs:
-            outputs['enc_meta'] = dict(class_agnostic=True)
-        return super().loss_by_outputs(outputs, targets)

@@ -95,6 +95,11 @@ class GOLSDLossMixin:
     normalisers, FGL targets, DDF teachers) and the loss loop of a DETR head
     with FDR corners (see the module docstring)."""
 
+    #: the encoder's top-k head is class-agnostic (mmdet's two-stage
+    #: Deformable DETR ranks proposals by its first logit): its ``_enc_*``
+    #: entries are matched and supervised with every label 0
+    class_agnostic_enc: bool = False
+
     def _init_go_lsd_losses(self,
                             go_lsd_assigner: dict,
                             loss_fgl: dict,
@@ -182,7 +187,14 @@ class GOLSDLossMixin:
         ]
         pre_own = self._match(pre.logits, pre.boxes, targets) \
             if pre is not None else None
-        enc_own = [self._match(e.logits, e.boxes, targets) for e in enc]
+        # a class-agnostic encoder head (mmdet's two-stage Deformable DETR)
+        # is matched and supervised with every label 0
+        enc_targets = [
+            dict(t, labels=torch.zeros_like(t['labels'])) for t in targets
+        ] if self.class_agnostic_enc else None
+        enc_own = [
+            self._match(e.logits, e.boxes, enc_targets or targets) for e in enc
+        ]
         union = self.go_lsd_assigner.assign([own[-1]] + own[:-1] + (
             [pre_own] if pre is not None else []) + enc_own)
         num_union = reduce_count(sum(len(q) for q, _ in union), device)
@@ -218,7 +230,7 @@ class GOLSDLossMixin:
                             num_boxes, num_union, None, None))
         plan += [
             Supervision(f'_enc_{i}', SupervisedOutput(*e, None, None, idx),
-                        union, num_boxes, num_union, None, None)
+                        union, num_boxes, num_union, None, None, enc_targets)
             for i, (e, idx) in enumerate(zip(enc, enc_own))
         ]
         if dn_layers is None or len(dn_layers.logits) == 0:
@@ -292,8 +304,10 @@ class GOLSDLossMixin:
                                          dn_pre, dn_meta)
             for entry in plan:
                 out = entry.output
+                entry_targets = targets if entry.targets is None \
+                    else entry.targets
                 key, value = classification_loss(self.loss_cls, out.logits,
-                                                 out.boxes, targets,
+                                                 out.boxes, entry_targets,
                                                  out.indices,
                                                  entry.cls_normaliser)
                 terms = {key: value}

@@ -16,7 +16,7 @@ key suffix, the output (:class:`SupervisedOutput`: predictions + its own
 matches), the box matches, both normalisers, the FGL targets and the DDF
 teacher.  :meth:`GOLSDLossMixin.go_lsd_loss` consumes the list in one loop.
 """
-from typing import List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from torch import Tensor
 
@@ -100,6 +100,9 @@ class Supervision(NamedTuple):
         fgl_targets (tuple[Tensor] | None): FGL bin targets of
             ``box_indices``; None = no FGL / DDF terms (no corners).
         teacher (DDFTeacher | None): None = no DDF term.
+        targets (list[dict] | None): Targets of this entry when they differ
+            from the step's (a class-agnostic encoder head: every label 0);
+            None = the step's targets.
     """
     suffix: str
     output: SupervisedOutput
@@ -108,3 +111,4 @@ class Supervision(NamedTuple):
     box_normaliser: float
     fgl_targets: Optional[FGLTargets]
     teacher: Optional[DDFTeacher]
+    targets: Optional[Sequence[Dict[str, Tensor]]] = None

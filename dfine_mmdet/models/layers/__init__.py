@@ -4,8 +4,7 @@ from .aifi import (AIFIEncoder, AIFIEncoderLayer, SinCos2DPositionEmbedding,
 from .contrastive_denoising import DFINEContrastiveDenoising, dn_match_indices
 from .dfine_ema import DFINEModelEMA
 from .fdr_decoder import DFINETransformerDecoder, DFINETransformerDecoderLayer
-from .fdr_deformable_decoder import (FDRDeformableDetrTransformerDecoder,
-                                     fdr_refine_step)
+from .fdr_deformable_decoder import FDRDeformableDetrTransformerDecoder
 from .fdr_dino_decoder import FDRDinoTransformerDecoder
 from .gelan_blocks import (ConvNormLayer, CSPLayer, RepNCSPELAN4, SCDown,
                            VGGBlock)

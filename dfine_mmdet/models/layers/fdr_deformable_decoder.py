@@ -16,9 +16,9 @@ decoded around the **fixed initial reference** with the head's
     box_i     = FDRBBoxCoder.decode(ref^0, corners_i)    (Eq. 2-3)
     ref^{i+1} = sg(box_i)                                next sampling box
 
-The per-layer step is :func:`fdr_refine_step` (the same step as
-:class:`~dfine_mmdet.models.layers.FDRDinoTransformerDecoder`'s, which the
-DINO decoder also computes; the two decoders differ in what Deformable DETR
+The per-layer step is :func:`~dfine_mmdet.models.layers.fdr_decoder.
+fdr_refine`, the one FDR step of D-FINE's and the DINO + FDR decoders; the
+two mmdet-based decoders differ in what Deformable DETR
 and DINO differ in: DINO recomputes ``query_pos`` from the sine embedding of
 ``ref^i`` every layer and norms every layer's output, Deformable DETR keeps
 the two-stage ``query_pos`` and has no final norm).
@@ -26,39 +26,14 @@ the two-stage ``query_pos`` and has no final norm).
 Everything else is mmdet's (the layers, their parameters and names), so a
 plain mmdet Deformable DETR checkpoint loads into every decoder parameter.
 """
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from mmdet.models.layers import DeformableDetrTransformerDecoder
 from torch import Tensor, nn
 
 from ..task_modules.coders.fdr_coder import FDRBBoxCoder
-
-
-def fdr_refine_step(branch: nn.Module, hidden: Tensor,
-                    corners_prev: Optional[Tensor], ref_init: Tensor,
-                    bbox_coder: FDRBBoxCoder,
-                    project: Tensor) -> Tuple[Tensor, Tensor]:
-    """One FDR refinement step (paper Eq. 5 then Eq. 2-3).
-
-    Args:
-        branch (nn.Module): The layer's reg branch ``D -> 4 (reg_max + 1)``.
-        hidden (Tensor): ``[B, Q, D]`` the layer's output.
-        corners_prev (Tensor | None): ``[B, Q, 4 (reg_max + 1)]`` the
-            previous layer's accumulated corner logits (not detached), None
-            for the first layer.
-        ref_init (Tensor): ``[B, Q, 4]`` fixed reference, cxcywh.
-        bbox_coder (FDRBBoxCoder): The head's coder.
-        project (Tensor): ``W(n)`` ``[reg_max + 1]``.
-
-    Returns:
-        tuple[Tensor]: accumulated corner logits ``[B, Q, 4 (reg_max + 1)]``
-        and the decoded box ``[B, Q, 4]`` (cxcywh, not clamped).
-    """
-    corners = branch(hidden)
-    if corners_prev is not None:
-        corners = corners + corners_prev
-    return corners, bbox_coder.decode(ref_init, corners, project=project)
+from .fdr_decoder import fdr_refine
 
 
 class FDRDeformableDetrTransformerDecoder(DeformableDetrTransformerDecoder):
@@ -128,9 +103,9 @@ class FDRDeformableDetrTransformerDecoder(DeformableDetrTransformerDecoder):
                 valid_ratios=valid_ratios,
                 reference_points=ref[:, :, None] * ratios,
                 **kwargs)
-            corners_prev, box = fdr_refine_step(reg_branches[lid], query,
-                                                corners_prev, ref_init,
-                                                bbox_coder, project)
+            corners_prev, box = fdr_refine(reg_branches[lid], query,
+                                           corners_prev, ref_init, bbox_coder,
+                                           project)
             hidden_states.append(query)
             boxes.append(box)
             corners.append(corners_prev)
