@@ -679,12 +679,11 @@ def test_misconfigurations_name_the_field():
                 loss_cls=dict(type='CrossEntropyLoss'),
                 train_cfg=dict(assigner=dict(type='DFINEHungarianAssigner'))))
     with pytest.raises(
-            ValueError,
-            match=r'model\.bbox_head\.reg_max.*'
+            ValueError, match=r'model\.decoder\.reg_max.*'
             r'bbox_coder\.reg_max'):
         fill_fdr_settings(
-            dict(num_layers=2, layer_cfg=dict()),
-            dict(reg_max=16, bbox_coder=dict(type='FDRBBoxCoder', reg_max=32)))
+            dict(num_layers=2, layer_cfg=dict(), reg_max=16),
+            dict(bbox_coder=dict(type='FDRBBoxCoder', reg_max=32)))
     with pytest.raises(
             ValueError,
             match=r'bbox_head\.embed_dims.*'
