@@ -154,7 +154,7 @@ def parity_model(config: str,
             osp.join(parity_dir, 'parity_input.npz')):
         import numpy as np
 
-        from ..models.detectors.official_checkpoint import convert_state_dict
+        from ..checkpoint.official import convert_state_dict
         spec = importlib.util.spec_from_file_location(
             '_official_random_weights',
             osp.join(parity_dir, 'official_random_weights.py'))

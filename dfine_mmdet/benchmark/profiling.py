@@ -44,10 +44,9 @@ LOSS_METHODS: Tuple[Tuple[str, str], ...] = (
     ('bbox_head.loss', 'loss'),
     ('bbox_head.assigner.match', 'loss.matching'),
     ('bbox_head.go_lsd_assigner.assign', 'loss.go_lsd_union'),
-    ('bbox_head.get_go_lsd_targets', 'loss.matching_and_union'),
-    ('bbox_head.get_dn_targets', 'loss.denoising_targets'),
-    ('bbox_head.loss_dn', 'loss.denoising_losses'),
-    ('bbox_head._matching_losses', 'loss.matching_losses'),
+    ('bbox_head.go_lsd_loss', 'loss.go_lsd_loss'),
+    ('bbox_head.supervision_plan', 'loss.matching_and_union'),
+    ('bbox_head.dn_matches', 'loss.denoising_targets'),
     ('bbox_head.predict', 'predict'),
     ('data_preprocessor.forward', 'data_preprocessor'),
     ('extract_feat', 'extract_feat'),
@@ -439,9 +438,9 @@ def format_report(res: Dict,
         '', '| loss phase | ms/iter | ATen self ms | Python/dispatch '
         'overhead | calls/iter |', '|---|---:|---:|---:|---:|'
     ]
-    for k in ('loss', 'loss.matching_and_union', 'loss.matching',
-              'loss.go_lsd_union', 'loss.matching_losses',
-              'loss.denoising_targets', 'loss.denoising_losses') + tuple(
+    for k in ('loss', 'loss.go_lsd_loss', 'loss.matching_and_union',
+              'loss.matching', 'loss.go_lsd_union',
+              'loss.denoising_targets') + tuple(
                   sorted(
                       k for k in sc if k.startswith('fwd:bbox_head.loss_')
                       or k.startswith('fwd:dn_query_generator'))):
