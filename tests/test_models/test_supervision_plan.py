@@ -142,3 +142,28 @@ def test_reduced_precision_records_give_float32_terms(dtype):
     for k, v in losses.items():
         assert v.dtype == torch.float32, k
         assert torch.equal(v, ref[k]), k
+
+
+def test_class_agnostic_encoder_entries_use_label_zero():
+    """``class_agnostic_enc`` (mmdet's two-stage Deformable DETR): the
+    ``_enc_*`` entries are matched and supervised with every label 0, the
+    other entries with the real labels; off by default."""
+    targets = _targets()
+    head = _head()
+    plan = head.supervision_plan(_layers(Q, 0), targets, enc=[_boxes(1)])
+    assert all(e.targets is None for e in plan)
+    head.class_agnostic_enc = True
+    plan = head.supervision_plan(_layers(Q, 0), targets, enc=[_boxes(1)])
+    enc = [e for e in plan if e.suffix.startswith('_enc')]
+    assert len(enc) == 1 and all(
+        e.targets is None for e in plan if not e.suffix.startswith('_enc'))
+    for got, ref in zip(enc[0].targets, targets):
+        assert torch.equal(got['labels'], torch.zeros_like(ref['labels']))
+        assert torch.equal(got['boxes'], ref['boxes'])
+    # the class term of the encoder entry changes with the labels
+    agnostic = head.go_lsd_loss(_layers(Q, 0), targets, enc=[_boxes(1)])
+    head.class_agnostic_enc = False
+    per_class = head.go_lsd_loss(_layers(Q, 0), targets, enc=[_boxes(1)])
+    assert not torch.equal(agnostic['loss_vfl_enc_0'],
+                           per_class['loss_vfl_enc_0'])
+    assert torch.equal(agnostic['loss_vfl'], per_class['loss_vfl'])
