@@ -1,7 +1,7 @@
 """Side-by-side training-step timing: this plugin against the official code.
 
 Runs, alternately and in separate processes (so neither warms the other's
-caches or allocator), ``tools/benchmark/train_step.py`` (ours) and the
+caches or allocator), ``tools/experiments/train_step.py`` (ours) and the
 official-code timer ``train_step_official.py`` (``shared/tools``; it needs a
 checkout of ``Peterande/D-FINE`` at 4a1f73a) with the same variant, batch,
 input size, GT count and thread count, for several rounds.  Each round gives

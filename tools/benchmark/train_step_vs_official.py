@@ -47,7 +47,7 @@ def main(argv=None):
         args.batch_size, '--gt', args.gt, '--threads', args.threads
     ]
     ours = python_cmd(
-        osp.join(ROOT, 'tools', 'benchmark', 'train_step.py'), '--config',
+        osp.join(ROOT, 'tools', 'experiments', 'train_step.py'), '--config',
         osp.join(ROOT, 'configs', 'dfine',
                  f'dfine_hgnetv2_{args.variant}_coco.py'), *common)
     official = python_cmd(

@@ -98,6 +98,9 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
             ``loss_giou``).
         loss_fgl, loss_ddf (dict): FGL / DDF (``dict()`` disables a term).
         ddf_ref_batch_size (int): DDF balance constant. Default 8.
+        union_box_losses (bool): Box terms (L1, GIoU, FGL) of every output
+            on the GO-LSD union (True, D-FINE) or on the output's own match
+            (False; an ablation of issue 17, docs/fdr_in_detrs.md).
         sync_cls_avg_factor (bool): Accepted for config compatibility with
             ``DINOHead``; the mixin always averages its normalisers over
             GPUs.
@@ -133,6 +136,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                      temperature=5.0,
                      loss_weight=1.5),
                  ddf_ref_batch_size: int = 8,
+                 union_box_losses: bool = True,
                  sync_cls_avg_factor: bool = True,
                  train_cfg: OptConfigType = None,
                  test_cfg: ConfigType = dict(max_per_img=300),
@@ -174,7 +178,7 @@ class DINOFDRHead(GOLSDLossMixin, DINOHead):
                 '(FocalLoss with use_sigmoid=True or DFINEVarifocalLoss), got '
                 f'{type(self.loss_cls).__name__}')
         self._init_go_lsd_losses(go_lsd_assigner, loss_fgl, loss_ddf,
-                                 ddf_ref_batch_size)
+                                 ddf_ref_batch_size, union_box_losses)
 
     @property
     def num_fdr_layers(self) -> int:

@@ -104,13 +104,19 @@ class GOLSDLossMixin:
                             go_lsd_assigner: dict,
                             loss_fgl: dict,
                             loss_ddf: dict,
-                            ddf_ref_batch_size: int = 8) -> None:
+                            ddf_ref_batch_size: int = 8,
+                            union_box_losses: bool = True) -> None:
         """Build the GO-LSD union assigner and the FDR losses
         (``loss_fgl`` / ``loss_ddf`` = ``dict()`` disables the term).
 
         ``ddf_ref_batch_size`` is the constant of the DDF balance factors
-        ``sqrt(count * ref / B)`` (official 8).
+        ``sqrt(count * ref / B)`` (official 8).  ``union_box_losses=False``
+        supervises the boxes (L1, GIoU, FGL) of every output on its own
+        Hungarian match over ``num_boxes`` instead of the GO-LSD union (the
+        official ``use_uni_set=False``); the union still selects DDF's
+        matched queries.
         """
+        self.union_box_losses = union_box_losses
         self.go_lsd_assigner = TASK_UTILS.build(go_lsd_assigner)
         self.loss_fgl = MODELS.build(loss_fgl) if loss_fgl else None
         self.loss_ddf = MODELS.build(loss_ddf) if loss_ddf else None
@@ -213,24 +219,33 @@ class GOLSDLossMixin:
             return SupervisedOutput(preds.logits[i], preds.boxes[i],
                                     preds.corners[i], preds.refs, indices)
 
+        def box_sup(indices: List[MatchIndices], with_fgl: bool) -> tuple:
+            """``(box_indices, cls_normaliser, box_normaliser,
+            fgl_targets)`` of an entry whose own matches are ``indices``."""
+            if self.union_box_losses:
+                return union, num_boxes, num_union, fgl if with_fgl else None
+            return indices, num_boxes, num_boxes, (
+                self.fgl_targets(layers.refs, targets, indices)
+                if with_fgl else None)
+
         teacher = DDFTeacher(layers.corners[-1], layers.logits[-1], balance)
         plan = [
-            Supervision('', layer(layers, -1, own[-1]), union, num_boxes,
-                        num_union, fgl, None)
+            Supervision('', layer(layers, -1, own[-1]),
+                        *box_sup(own[-1], True), None)
         ]
         plan += [
-            Supervision(f'_aux_{i}', layer(layers, i, own[i]), union,
-                        num_boxes, num_union, fgl, teacher)
+            Supervision(f'_aux_{i}', layer(layers, i, own[i]),
+                        *box_sup(own[i], True), teacher)
             for i in range(num_layers - 1)
         ]
         if pre is not None:
             plan.append(
                 Supervision('_pre', SupervisedOutput(*pre, None, None,
-                                                     pre_own), union,
-                            num_boxes, num_union, None, None))
+                                                     pre_own),
+                            *box_sup(pre_own, False), None))
         plan += [
             Supervision(f'_enc_{i}', SupervisedOutput(*e, None, None, idx),
-                        union, num_boxes, num_union, None, None, enc_targets)
+                        *box_sup(idx, False), None, enc_targets)
             for i, (e, idx) in enumerate(zip(enc, enc_own))
         ]
         if dn_layers is None or len(dn_layers.logits) == 0:

@@ -190,9 +190,17 @@ class DFINETransformerDecoderLayer(nn.Module):
             Tensor: ``[B, Q, D]``.
         """
         q = k = query if query_pos is None else query + query_pos
-        # need_weights=True (the default) keeps PyTorch's explicit-softmax
-        # path, which is what the official model runs.
-        attn_out, _ = self.self_attn(q, k, value=query, attn_mask=attn_mask)
+        # Inference: need_weights=True keeps PyTorch's explicit-softmax path
+        # (the official model's numerics and exportable graph).  Training:
+        # the weights are never used and need_weights=False runs the fused
+        # scaled_dot_product_attention (about 2x faster forward + backward on
+        # CPU, results within ~2e-7: summation order only; docs/profiling.md).
+        attn_out, _ = self.self_attn(
+            q,
+            k,
+            value=query,
+            attn_mask=attn_mask,
+            need_weights=not self.training)
         query = self.norm1(query + self.dropout1(attn_out))
 
         cross_in = query if query_pos is None else query + query_pos

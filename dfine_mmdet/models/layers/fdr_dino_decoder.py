@@ -61,7 +61,19 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
     """:class:`DinoTransformerDecoder` whose per-layer box refinement is FDR
     (see the module docstring).  Same constructor and parameters as mmdet's
     (``num_layers``, ``layer_cfg``, ``post_norm_cfg=None``,
-    ``return_intermediate=True``)."""
+    ``return_intermediate=True``), plus:
+
+    Args:
+        detach_corners (bool): Stop the gradient of layer ``i``'s box
+            losses at ``corners_{i-1}`` (each branch then learns only its
+            own residual, like DINO's detached delta refinement).  Default
+            False: D-FINE's un-detached accumulation.  An ablation of issue
+            17 (docs/fdr_in_detrs.md).
+    """
+
+    def __init__(self, *args, detach_corners: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.detach_corners = detach_corners
 
     def forward(self,
                 query: Tensor,
@@ -149,7 +161,10 @@ class FDRDinoTransformerDecoder(DinoTransformerDecoder):
             hidden = self.norm(query)
             if ref_init is None:  # layer 0 with a pre head
                 pre_boxes, ref_init = pre_refine(pre_reg_branch, hidden, ref)
-            corners, box = fdr_refine(reg_branches[lid], hidden, corners,
+            prev = corners
+            if prev is not None and self.detach_corners:
+                prev = prev.detach()
+            corners, box = fdr_refine(reg_branches[lid], hidden, prev,
                                       ref_init, bbox_coder, project)
             hidden_states.append(hidden)
             boxes.append(box)
