@@ -693,3 +693,28 @@ def test_misconfigurations_name_the_field():
                 num_layers=2,
                 layer_cfg=dict(self_attn_cfg=dict(embed_dims=64))),
             dict(embed_dims=128))
+
+
+def test_detach_corners_stops_gradient_at_the_previous_layer(fdr_cfg):
+    """``decoder.detach_corners=True`` (an issue-17 ablation): the last
+    layer's box gets no gradient into layer 0's corner branch; D-FINE's
+    default (un-detached accumulation) does."""
+    grads = {}
+    for detach in (False, True):
+        cfg = copy.deepcopy(fdr_cfg)
+        cfg.model.decoder.detach_corners = detach
+        model = _build(cfg)
+        model.train()
+        with torch.no_grad():  # non-uniform distributions
+            for branch in model.bbox_head.reg_branches[:NUM_LAYERS]:
+                branch[-1].weight.normal_(0, 0.5)
+        batch = _batch(cfg.train_dataloader)
+        data = model.data_preprocessor(batch, True)
+        feats = model.extract_feat(data['inputs'])
+        out = model.forward_transformer(feats, data['data_samples'])
+        out['references'][-1].sum().backward()
+        first = model.bbox_head.reg_branches[0][-1].weight.grad
+        last = model.bbox_head.reg_branches[NUM_LAYERS - 1][-1].weight.grad
+        assert last is not None and last.abs().sum() > 0
+        grads[detach] = 0. if first is None else first.abs().sum().item()
+    assert grads[False] > 0 and grads[True] == 0

@@ -167,3 +167,25 @@ def test_class_agnostic_encoder_entries_use_label_zero():
     assert not torch.equal(agnostic['loss_vfl_enc_0'],
                            per_class['loss_vfl_enc_0'])
     assert torch.equal(agnostic['loss_vfl'], per_class['loss_vfl'])
+
+
+def test_own_match_box_losses_when_union_is_off():
+    """``union_box_losses=False``: every output's box / FGL terms use its
+    own Hungarian match over the GT count; the default uses the union."""
+    head, targets = _head(), _targets()
+    layers, enc = _layers(Q, 0), _boxes(2)
+    union_plan = head.supervision_plan(layers, targets, enc=[enc])
+    head.union_box_losses = False
+    plan = head.supervision_plan(layers, targets, enc=[enc])
+    assert [e.suffix for e in plan] == [e.suffix for e in union_plan]
+    union = union_plan[0].box_indices
+    # the union of this case is larger than the last layer's own match
+    assert sum(map(len, (q for q, _ in union))) > 3
+    for e in plan:
+        assert e.box_indices is e.output.indices, e.suffix
+        assert e.cls_normaliser == e.box_normaliser == 3.0
+        if e.output.corners is not None:
+            own = head.fgl_targets(layers.refs, targets, e.output.indices)
+            assert all(
+                torch.equal(a, b) for a, b in zip(e.fgl_targets, own))
+            assert len(e.fgl_targets[0]) == 4 * 3

@@ -85,9 +85,16 @@ class DINOFDR(DINO):
     def _init_layers(self) -> None:
         """DINO's layers with the decoder swapped for the FDR one (same
         constructor arguments and parameters)."""
-        decoder_cfg = self.decoder
+        decoder_cfg = dict(self.decoder)
+        # FDR-only decoder options, unknown to mmdet's DINO decoder
+        fdr_options = {
+            k: self.decoder.pop(k)
+            for k in ('detach_corners', ) if k in self.decoder
+        }
         super()._init_layers()
         self.decoder = FDRDinoTransformerDecoder(**decoder_cfg)
+        assert all(
+            getattr(self.decoder, k) == v for k, v in fdr_options.items())
 
     def forward_decoder(self,
                         query: Tensor,
