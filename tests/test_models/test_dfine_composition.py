@@ -244,6 +244,46 @@ def test_class_loss_key_comes_from_the_loss():
     assert value.item() == pytest.approx(0.25, rel=1e-6)
 
 
+def test_quality_focal_loss_gets_flat_iou_targets():
+    """mmdet's QualityFocalLoss (IoU-aware) is called as mmdet's DETR heads
+    call it: flat logits and ``(labels, IoU)`` targets, background = C."""
+    from mmdet.models.losses.gfocal_loss import quality_focal_loss
+    from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_overlaps
+
+    from dfine_mmdet.models.losses import classification_loss
+    from dfine_mmdet.models.losses.set_prediction_losses import is_iou_aware
+    qfl = MODELS.build(
+        dict(type='QualityFocalLoss', use_sigmoid=True, beta=2.0))
+    assert is_iou_aware(qfl)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 3, generator=g)
+    boxes = torch.rand(2, 4, 4, generator=g) * 0.3 + 0.3
+    gts = [torch.rand(2, 4, generator=g) * 0.3 + 0.3, torch.rand(1, 4)]
+    targets = [
+        dict(labels=torch.tensor([2, 0]), boxes=gts[0]),
+        dict(labels=torch.tensor([1]), boxes=gts[1] * 0.3 + 0.3)
+    ]
+    indices = [(torch.tensor([3, 1]), torch.tensor([0, 1])),
+               (torch.tensor([2]), torch.tensor([0]))]
+    key, value = classification_loss(qfl, logits, boxes, targets, indices, 3.0)
+    # expected, built independently: per-query label and IoU score
+    labels = torch.full((2, 4), 3)
+    scores = torch.zeros(2, 4)
+    for b, (q, t) in enumerate(indices):
+        labels[b, q] = targets[b]['labels'][t]
+        scores[b, q] = bbox_overlaps(
+            bbox_cxcywh_to_xyxy(boxes[b, q]),
+            bbox_cxcywh_to_xyxy(targets[b]['boxes'][t]),
+            is_aligned=True)
+    assert (scores > 0).sum() == 3
+    expected = quality_focal_loss(
+        logits.reshape(-1, 3), (labels.reshape(-1), scores.reshape(-1)),
+        beta=2.0,
+        reduction='none').sum() / 3.0
+    assert key == 'loss_cls'
+    torch.testing.assert_close(value, expected, rtol=1e-5, atol=1e-7)
+
+
 def test_activation_fields_reach_every_mlp():
     """decoder.activation / decoder.mlp_act (DEIM's fields) select the
     layer FFN + LQE and the query-pos / box / corner MLP activations."""

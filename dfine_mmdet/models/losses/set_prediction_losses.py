@@ -33,6 +33,7 @@ converted to ``xyxy`` with widths/heights clamped at 0, as upstream.
 from typing import Dict, Sequence, Tuple
 
 import torch
+from mmdet.models.losses import QualityFocalLoss
 from mmdet.structures.bbox import bbox_overlaps
 from torch import Tensor, nn
 
@@ -57,10 +58,12 @@ def loss_key(loss_cls: nn.Module) -> str:
 def is_iou_aware(loss_cls: nn.Module) -> bool:
     """Whether the class loss takes ``(labels, IoU)`` targets: its
     ``iou_aware`` attribute, else True for the types of
-    :data:`_CLS_LOSS_KEYS`."""
+    :data:`_CLS_LOSS_KEYS` and mmdet's ``QualityFocalLoss``."""
     return bool(
-        getattr(loss_cls, 'iou_aware',
-                type(loss_cls).__name__ in _CLS_LOSS_KEYS))
+        getattr(
+            loss_cls, 'iou_aware',
+            type(loss_cls).__name__ in _CLS_LOSS_KEYS
+            or isinstance(loss_cls, QualityFocalLoss)))
 
 
 def query_index(indices: Sequence[MatchIndices]) -> Tuple[Tensor, Tensor]:
@@ -103,9 +106,11 @@ def classification_loss(loss_cls: nn.Module, logits: Tensor, boxes: Tensor,
     (:func:`is_iou_aware`: ``DFINEVarifocalLoss``, DEIM's
     ``MatchabilityAwareLoss``) is called as ``loss_cls(logits [B, Q, C],
     (labels [B, Q], ious [B, Q]), avg_factor=avg_factor)`` with the detached
-    IoU of each matched pair (0 elsewhere); a label-only loss (mmdet's
-    ``FocalLoss``) as ``loss_cls(logits [B Q, C], labels [B Q],
-    avg_factor=avg_factor)``.
+    IoU of each matched pair (0 elsewhere); mmdet's ``QualityFocalLoss``
+    with the same targets flattened, as mmdet's DETR heads call it
+    (``loss_cls(logits [B Q, C], (labels [B Q], ious [B Q]),
+    avg_factor=avg_factor)``); a label-only loss (mmdet's ``FocalLoss``) as
+    ``loss_cls(logits [B Q, C], labels [B Q], avg_factor=avg_factor)``.
 
     Returns:
         tuple[str, Tensor]: :func:`loss_key` and the weighted scalar.
@@ -123,6 +128,11 @@ def classification_loss(loss_cls: nn.Module, logits: Tensor, boxes: Tensor,
     scores = torch.zeros(
         logits.shape[:2], dtype=logits.dtype, device=logits.device)
     scores[idx] = matched_ious(boxes, targets, indices).to(logits.dtype)
+    if isinstance(loss_cls, QualityFocalLoss):
+        return loss_key(loss_cls), loss_cls(
+            logits.reshape(-1, num_classes),
+            (labels.reshape(-1), scores.reshape(-1)),
+            avg_factor=avg_factor)
     return loss_key(loss_cls), loss_cls(
         logits, (labels, scores), avg_factor=avg_factor)
 
