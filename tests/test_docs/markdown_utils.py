@@ -175,7 +175,8 @@ def page_commands(
     for b in blocks:
         if b.lang in SHELL_LANGS:
             out += [Command(page, b.line, c) for c in block_commands(b.body)]
-        elif not b.lang:  # an unlabelled block: the lines that look like commands
+        # an unlabelled block: the lines that look like commands
+        elif not b.lang:
             out += [
                 Command(page, b.line, c) for c in block_commands(b.body)
                 if _INLINE_COMMAND.match(c)

@@ -113,7 +113,8 @@ def _match(cmd):
 
 
 def test_commands_are_found():
-    """The extraction sees the README's setup, test, deploy and convert lines."""
+    """The extraction sees the README's setup, test, deploy and convert
+    lines."""
     texts = [normalize(c.text) for c in COMMANDS if c.page == 'README.md']
     assert 'bash tools/setup_env.sh' in texts and 'python -m pytest' in texts
     assert any(
@@ -129,7 +130,8 @@ def test_every_command_is_run_by_a_test_or_ci():
         f'{c.page}:{c.line}: {c.text}' for c in COMMANDS if _match(c) is None
     ]
     assert not missing, (
-        'commands shown in the docs that no row of the table in docs/testing.md covers; '
+        'commands shown in the docs that no row of the table in '
+        'docs/testing.md covers; '
         'add a test that runs them and a row naming it:\n' +
         '\n'.join(missing))
 
@@ -352,9 +354,9 @@ def test_dist_test_sh(tmp_path):
 
 @pytest.mark.slow
 def test_toy_train_minutes_budget(tmp_path):
-    """``python tools/experiments/toy_train.py --minutes M`` (docs/benchmarks.md;
-    the tool's own test uses ``--iters``): a 3-second budget trains, stops and
-    evaluates."""
+    """``python tools/experiments/toy_train.py --minutes M``
+    (docs/benchmarks.md; the tool's own test uses ``--iters``): a 3-second
+    budget trains, stops and evaluates."""
     data = tmp_path / 'toy'
     subprocess.run([
         sys.executable,

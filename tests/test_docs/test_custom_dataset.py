@@ -1,4 +1,5 @@
-"""docs/custom_dataset.md, run from top to bottom, and the class ids end to end.
+"""docs/custom_dataset.md, run from top to bottom, and the class ids end to
+end.
 
 The page is the script: every ``bash`` block is run in order (``bash -e``)
 from a scratch directory laid out like the repository root (``configs`` and
@@ -56,8 +57,9 @@ def page_steps(text):
             first = b.body.split('\n', 1)[0]
             m = re.match(r'^# file: (\S+)$', first)
             assert m, (
-                f'{PAGE}:{b.line}: a python block must start with "# file: NAME" '
-                '(it is written to NAME); other python code cannot be run')
+                f'{PAGE}:{b.line}: a python block must start with "# file: '
+                'NAME" (it is written to NAME); other python code cannot be '
+                'run')
             steps.append(('file', (m.group(1), b.body + '\n'), None, b.line))
         else:
             assert b.lang in (
@@ -101,8 +103,8 @@ def journey(tmp_path_factory, parity_dir):
         out = proc.stdout + proc.stderr
         if expect is None:
             assert proc.returncode == 0, (
-                f'{PAGE}:{line}: block failed ({proc.returncode}):\n{payload}\n{out[-6000:]}'
-            )
+                f'{PAGE}:{line}: block failed ({proc.returncode}):\n'
+                f'{payload}\n{out[-6000:]}')
         else:
             assert proc.returncode != 0, f'{PAGE}:{line}: expected to fail:\n{payload}'
             assert expect in out, (

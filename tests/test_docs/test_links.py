@@ -50,9 +50,9 @@ def test_relative_links_and_anchors_resolve(page):
                 )
                 continue
             if anchor not in targets:
-                bad.append(
-                    f'{page}:{line}: {target}: no heading with anchor #{anchor} in '
-                    f'{path or page} (anchors: {sorted(targets)[:40]})')
+                bad.append(f'{page}:{line}: {target}: no heading with anchor '
+                           f'#{anchor} in {path or page} (anchors: '
+                           f'{sorted(targets)[:40]})')
     assert not bad, '\n'.join(bad)
 
 
@@ -104,7 +104,8 @@ def test_repeated_headings_get_numbered_anchors():
 
 
 def test_checker_finds_a_broken_anchor_and_file():
-    """The link check can fail: a page with a wrong anchor and a missing file."""
+    """The link check can fail: a page with a wrong anchor and a missing
+    file."""
     text = '# Title\n\n[ok](#title) [bad](#nope) [file](no_such_file.md)\n'
     found = links(text)
     assert [t for _, t in found] == ['#title', '#nope', 'no_such_file.md']

@@ -1,4 +1,5 @@
-"""DFINEOptimWrapperConstructor: AdamW param groups (fixed and official-bug modes)."""
+"""DFINEOptimWrapperConstructor: AdamW param groups (fixed and official-bug
+modes)."""
 import re
 from collections import OrderedDict
 
@@ -188,10 +189,10 @@ def _to_official(name):
                                             ('dfine_hgnetv2_l_coco', 'lx')])
 def test_real_detector_official_mode_matches_official_regexes(
         project_root, cfg_name, style):
-    """On the real N (N/S/M regexes) and L (L/X regexes, frozen stem + frozen BN)
-    detectors, the official-bug mode gives exactly the groups the official regexes
-    give on the official parameter names; the fixed mode moves norms/LAB/biases out
-    of weight decay."""
+    """On the real N (N/S/M regexes) and L (L/X regexes, frozen stem + frozen
+    BN) detectors, the official-bug mode gives exactly the groups the official
+    regexes give on the official parameter names; the fixed mode moves
+    norms/LAB/biases out of weight decay."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -215,7 +216,8 @@ def test_real_detector_official_mode_matches_official_regexes(
 
 
 def test_flat_cosine_composes_from_mmengine_schedulers():
-    """Warmup, flat, then cosine: the composition documented in _base_/schedules/dfine_adamw.py."""
+    """Warmup, flat, then cosine: the composition documented in
+    _base_/schedules/dfine_adamw.py."""
     from mmengine.optim.scheduler import CosineAnnealingLR
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1e-3)

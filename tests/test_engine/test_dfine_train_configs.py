@@ -1,4 +1,5 @@
-"""Every D-FINE config dry-builds with its training parts, and carries the official schedule.
+"""Every D-FINE config dry-builds with its training parts, and carries the
+official schedule.
 
 Built per config: the model, the optimizer wrapper (AdamW groups of
 ``DFINEOptimWrapperConstructor``; ``AmpOptimWrapper`` swapped for
@@ -24,10 +25,10 @@ CONFIGS = sorted(
         osp.join(ROOT, 'configs', 'dfine', '**', '*.py'), recursive=True)
     if '_base_' not in p)
 
-# official resolved configs (shared/docs/official_resolved_configs.json, spec section 6;
-# custom = configs/dfine/custom/*_custom.yml):
-# lr, backbone lr, weight decay, epochs, stop epoch, multi-scale repeat, total batch,
-# EMA warmups, LR warmup iterations, regex style
+# official resolved configs (shared/docs/official_resolved_configs.json, spec
+# section 6; custom = configs/dfine/custom/*_custom.yml):
+# lr, backbone lr, weight decay, epochs, stop epoch, multi-scale repeat, total
+# batch, EMA warmups, LR warmup iterations, regex style
 OFFICIAL = {
     'dfine_hgnetv2_n_coco':
     (8e-4, 4e-4, 1e-4, 160, 148, None, 128, 1000, 500, 'nsm'),
@@ -157,16 +158,18 @@ def test_config_dry_builds(path):
         assert cfg.load_from
 
 
-# official HGNetv2 `name` per size letter; `pretrained: True` in every official COCO /
-# Objects365 / obj2coco / custom config (spec section 1.2)
+# official HGNetv2 `name` per size letter; `pretrained: True` in every
+# official COCO / Objects365 / obj2coco / custom config (spec section 1.2)
 OFFICIAL_ARCH = dict(n='B0', s='B0', m='B2', l='B4', x='B5')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_name)
 def test_backbone_initialisation(path):
-    """Training from data starts from the ImageNet-pretrained HGNetV2 file of its arch (a
-    relative path: nothing is downloaded); fine-tuning configs take every weight from
-    ``load_from`` instead; the toy and ResNet-50 configs start from scratch."""
+    """Training from data starts from the ImageNet-pretrained HGNetV2 file of
+    its arch (a relative path: nothing is downloaded); fine-tuning configs
+    take every weight from ``load_from`` instead; the toy and ResNet-50
+    configs start
+    from scratch."""
     name = _name(path)
     cfg = Config.fromfile(path)
     init_cfg = cfg.model.backbone.get('init_cfg')
@@ -183,9 +186,10 @@ def test_backbone_initialisation(path):
 
 
 def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
-    """``dfine_hgnetv2_n_coco.py`` with its init_cfg pointed at an official-style file
-    (plain backbone state_dict, no ``backbone.`` prefix): ``init_weights`` of the whole
-    detector puts exactly those values into the backbone."""
+    """``dfine_hgnetv2_n_coco.py`` with its init_cfg pointed at an
+    official-style file (plain backbone state_dict, no ``backbone.`` prefix):
+    ``init_weights`` of the whole detector puts exactly those values into the
+    backbone."""
     init_default_scope('mmdet')
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
@@ -197,7 +201,8 @@ def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
                 t.copy_(torch.randn_like(t))
     path = str(tmp_path / 'PPHGNetV2_B0_stage1.pth')
     torch.save(src.state_dict(), path)
-    # what `--cfg-options model.backbone.init_cfg.checkpoint=PATH` does (README)
+    # what `--cfg-options model.backbone.init_cfg.checkpoint=PATH` does
+    # (README)
     cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': path})
     assert cfg.model.backbone.init_cfg == dict(
         type='Pretrained', checkpoint=path)

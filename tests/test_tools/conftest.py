@@ -1,10 +1,11 @@
 """Fixtures for the tool tests: a tiny D-FINE config on the synthetic toy set.
 
-``tiny_config`` inherits ``configs/dfine/toy/dfine_hgnetv2_n_toy.py`` (D-FINE-N, the
-[training] toy config) and shrinks it to 64x64 inputs, 10 queries, one epoch of two
-iterations on the 8-image set written by ``tools/make_toy_dataset.py``. The config
-carries the plugin's ``custom_imports``, so a run only succeeds when the subprocess
-(started by ``mim`` or the ``tools/`` wrappers) imports ``dfine_mmdet`` and builds the
+``tiny_config`` inherits ``configs/dfine/toy/dfine_hgnetv2_n_toy.py``
+(D-FINE-N, the [training] toy config) and shrinks it to 64x64 inputs, 10
+queries, one epoch of two iterations on the 8-image set written by
+``tools/make_toy_dataset.py``. The config carries the plugin's
+``custom_imports``, so a run only succeeds when the subprocess (started by
+``mim`` or the ``tools/`` wrappers) imports ``dfine_mmdet`` and builds the
 plugin's components.
 """
 import os
@@ -61,7 +62,8 @@ def tiny_config(toy_coco, tmp_path_factory):
 
 
 def run_cli(cmd, cwd, timeout=900, env=None):
-    """Run a command line tool; return its combined output, failing the test on rc != 0."""
+    """Run a command line tool; return its combined output, failing the test
+    on rc != 0."""
     proc = subprocess.run(
         cmd,
         cwd=cwd,
@@ -75,7 +77,8 @@ def run_cli(cmd, cwd, timeout=900, env=None):
 
 
 def venv_script(name):
-    """A console script installed beside the running interpreter (e.g. ``mim``)."""
+    """A console script installed beside the running interpreter (e.g.
+    ``mim``)."""
     path = osp.join(osp.dirname(sys.executable), name)
     assert osp.exists(path), f'{path} missing; run: bash tools/setup_env.sh'
     return path
@@ -94,7 +97,8 @@ def mim_bin():
 
 @pytest.fixture(scope='session')
 def mim_trained(tiny_config, tmp_path_factory):
-    """``mim train mmdetection <plugin config>`` run from an unrelated directory.
+    """``mim train mmdetection <plugin config>`` run from an unrelated
+    directory.
 
     Returns ``(work_dir, checkpoint, output)``.
     """

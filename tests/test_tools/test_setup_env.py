@@ -1,10 +1,11 @@
 """``tools/setup_env.sh`` (the README's setup command) and ``.ci/run``.
 
-* ``--check`` against the project venv: everything the script installs is importable and
-  the compiled MMCV ops run (the script's own final check).
-* Failure paths, driven by a stand-in interpreter that prints the state the script probes
-  (a shell script, so no venv is touched): wrong Python, torch too new for MMCV's C++17
-  build, no C++ compiler. Each must stop with exit code 1 and say what to do.
+* ``--check`` against the project venv: everything the script installs is
+  importable and the compiled MMCV ops run (the script's own final check).
+* Failure paths, driven by a stand-in interpreter that prints the state the
+  script probes (a shell script, so no venv is touched): wrong Python, torch
+  too new for MMCV's C++17 build, no C++ compiler. Each must stop with exit
+  code 1 and say what to do.
 * ``.ci/run`` runs exactly the README's setup and test commands.
 """
 import os
@@ -27,7 +28,8 @@ def run_setup(*args, env=None, timeout=300):
 
 
 def fake_python(path, lines):
-    """An executable that ignores its arguments and prints ``lines`` (the probe's output)."""
+    """An executable that ignores its arguments and prints ``lines`` (the
+    probe's output)."""
     path.write_text('#!/bin/sh\ncat >/dev/null 2>&1\nprintf "%s\\n" ' +
                     ' '.join(f"'{ln}'" for ln in lines) + '\n')
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -86,7 +88,8 @@ def test_torch_too_new_is_refused(tmp_path):
     err = proc.stderr
     assert 'torch 2.14.1+cpu is too new' in err, err
     assert 'C++20' in err and 'c++17' in err and 'torch==2.13.0' in err, err
-    assert 'pip install' not in proc.stdout  # refused before installing anything
+    # refused before installing anything
+    assert 'pip install' not in proc.stdout
 
 
 def test_torch_too_old_is_refused(tmp_path):

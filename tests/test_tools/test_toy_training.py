@@ -1,10 +1,12 @@
-"""D-FINE end to end through the tools: toy data, train.py + resume, CPU DDP, mim, benchmarks.
+"""D-FINE end to end through the tools: toy data, train.py + resume, CPU DDP,
+mim, benchmarks.
 
-All runs use D-FINE-N at 64x64 on an 8-image toy set (``tools/make_toy_dataset.py``)
+All runs use D-FINE-N at 64x64 on an 8-image toy set
+(``tools/make_toy_dataset.py``)
 so that each command takes well under a minute on 2 CPU cores.  The tiny config
-inherits ``configs/dfine/toy/dfine_hgnetv2_n_toy.py`` and puts the official strong
-augmentation and a batch multi-scale augment back in, so the stop-epoch switch has
-something to switch off.
+inherits ``configs/dfine/toy/dfine_hgnetv2_n_toy.py`` and puts the official
+strong augmentation and a batch multi-scale augment back in, so the stop-epoch
+switch has something to switch off.
 """
 import json
 import os.path as osp
@@ -67,7 +69,8 @@ custom_hooks = [dict(type='ClassHeadAdaptHook')]
 """
 
 # one OpenMP thread per process: on a shared 2-core machine oversubscribed
-# threads make a D-FINE step up to ~20x slower (tools/experiments/train_step.py)
+# threads make a D-FINE step up to ~20x slower
+# (tools/experiments/train_step.py)
 ONE_THREAD = dict(OMP_NUM_THREADS='1')
 
 
@@ -181,13 +184,17 @@ def test_make_toy_dataset_command_line(tmp_path, cli):
     assert bad.returncode == 2 and '--category-ids' in bad.stderr
 
 
-# ------------------------------------------- train.py, stop epoch, resume, finetune
+# ------------------------------------------- train.py, stop epoch, resume,
+# finetune
 @pytest.mark.slow
 def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data,
                                                      tmp_path, cli):
-    """Epoch 1 fine-tunes from an 80-class checkpoint (class layers re-initialised);
-    the run then resumes into epoch 2, where the strong augs and multi-scale stop and
-    the best stage-1 checkpoint is reloaded; the counters continue from the checkpoint."""
+    """Epoch 1 fine-tunes from an 80-class checkpoint (class layers
+    re-initialised); the run then resumes into epoch 2, where the strong augs
+    and multi-scale stop and the best stage-1 checkpoint is reloaded; the
+    counters continue
+    from the
+    checkpoint."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -225,7 +232,8 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data,
     assert re.search(r'Epoch\(train\) \[2\]\[2/2\]', out2), out2[-3000:]
     assert re.search(
         r"DFINEStopAugHook: epoch 1 >= stop_epoch 1: removed "
-        r"\['RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'\] transforms, "
+        r"\['RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'\] "
+        r"transforms, "
         r"disabled 1 batch multi-scale augment", out2), out2[-3000:]
     assert re.search(
         r'reloaded model, EMA and optimizer from the best stage-1 checkpoint '

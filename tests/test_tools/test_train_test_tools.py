@@ -1,9 +1,10 @@
-"""``python tools/test.py``, ``bash tools/dist_train.sh`` (CPU DDP over gloo) and
-``tools/train.py --resume`` after a killed run, on the tiny
+"""``python tools/test.py``, ``bash tools/dist_train.sh`` (CPU DDP over gloo)
+and ``tools/train.py --resume`` after a killed run, on the tiny
 D-FINE-N config of ``conftest.py``.
 
-The wrappers run MMDetection's own scripts; without CUDA they initialise a gloo process
-group themselves and drop DDP's ``device_ids`` (see ``dfine_mmdet/launch.py``).
+The wrappers run MMDetection's own scripts; without CUDA they initialise a
+gloo process group themselves and drop DDP's ``device_ids`` (see
+``dfine_mmdet/launch.py``).
 """
 import os.path as osp
 import re
@@ -49,9 +50,11 @@ def test_dist_train_sh_runs_two_cpu_processes(tiny_config, tmp_path, cli):
 
 
 def test_resume_after_a_killed_run(tiny_config, tmp_path, cli):
-    """``python tools/train.py CFG --resume`` after the first run was killed (SIGKILL)
-    in the middle of training: it continues from the checkpoint ``last_checkpoint``
-    names, with the epoch counter of that checkpoint, and finishes the schedule."""
+    """``python tools/train.py CFG --resume`` after the first run was killed
+    (SIGKILL) in the middle of training: it continues from the checkpoint
+    ``last_checkpoint`` names, with the epoch counter of that checkpoint, and
+    finishes the
+    schedule."""
     import os
     import subprocess
     import time

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Draw D-FINE's Fine-grained Distribution Refinement (FDR) for chosen detections.
+"""Draw D-FINE's Fine-grained Distribution Refinement (FDR) for chosen
+detections.
 
 Usage::
 
@@ -80,7 +81,8 @@ class DecoderRecorder:
 
 
 def fdr_distributions(model, img: str) -> Dict[str, Any]:
-    """Run ``inference_detector`` on ``img`` and return the FDR state of every query.
+    """Run ``inference_detector`` on ``img`` and return the FDR state of every
+    query.
 
     Returns:
         dict:
@@ -95,8 +97,8 @@ def fdr_distributions(model, img: str) -> Dict[str, Any]:
     from mmdet.apis import inference_detector
     if not hasattr(model, 'decoder'):
         raise TypeError(
-            f'{type(model).__name__} has no decoder; vis_fdr.py needs a D-FINE model'
-        )
+            f'{type(model).__name__} has no decoder; vis_fdr.py needs a '
+            'D-FINE model')
     rec = DecoderRecorder(model.decoder)
     try:
         result = inference_detector(model, img)
@@ -110,8 +112,8 @@ def fdr_distributions(model, img: str) -> Dict[str, Any]:
     corners = dec_out['pred_corners'][:, 0]  # [L, Q, 4 * num_bins]
     if corners.shape[-1] != 4 * num_bins:
         raise ValueError(
-            f'pred_corners has {corners.shape[-1]} channels, expected 4 * {num_bins}'
-        )
+            f'pred_corners has {corners.shape[-1]} channels, expected 4 * '
+            f'{num_bins}')
     probs = torch.softmax(
         corners.reshape(*corners.shape[:2], 4, num_bins).float(), -1)
     return dict(
@@ -127,7 +129,8 @@ def match_queries(bboxes: torch.Tensor, boxes_last: torch.Tensor,
     """Query of each detection: the nearest last-layer box (L1, pixels).
 
     Args:
-        bboxes (Tensor): ``[K, 4]`` detections, xyxy pixels of the image of size ``hw``.
+        bboxes (Tensor): ``[K, 4]`` detections, xyxy pixels of the image of
+        size ``hw``.
         boxes_last (Tensor): ``[Q, 4]`` last-layer boxes, normalised cxcywh.
         hw (tuple): ``(H, W)`` the boxes are normalised by.
     """
@@ -264,9 +267,9 @@ def main(argv=None) -> int:
     if args.dump_json:
         with open(args.dump_json, 'w') as f:
             json.dump(data, f)
-    print(
-        f'{len(data["detections"])} detection(s), {data["num_layers"]} decoder layers, '
-        f'queries from {data["query_from"]}; written {args.out}')
+    print(f'{len(data["detections"])} detection(s), {data["num_layers"]} '
+          f'decoder layers, queries from {data["query_from"]}; written '
+          f'{args.out}')
     return 0
 
 

@@ -1,4 +1,5 @@
-"""D-FINE beside MMDetection's detectors, measured in one run: params, FLOPs, latency.
+"""D-FINE beside MMDetection's detectors, measured in one run: params, FLOPs,
+latency.
 
 Usage::
 
@@ -20,18 +21,20 @@ and measured in its own subprocess (``--timeout`` seconds each; a model that
 fails or times out gets a row saying why) with the same input, thread count
 and process settings:
 
-* ``params``: ``sum(p.numel() for p in model.parameters())`` of the built model;
+* ``params``: ``sum(p.numel() for p in model.parameters())`` of the built
+  model;
 * ``GFLOPs``: MMEngine's ``FlopAnalyzer`` on ``model._forward`` (the
   ``mode='tensor'`` graph, as MMDetection's ``get_flops`` does), multiply-adds
   counted as one, plus a handle for ``aten::grid_sampler`` so deformable
-  attention is counted (see :mod:`dfine_mmdet.benchmark.flops`); element-wise ops are not
-  counted (MMEngine's convention);
+  attention is counted (see :mod:`dfine_mmdet.benchmark.flops`); element-wise
+  ops are not counted (MMEngine's convention);
 * ``eager``: ``model(x, samples, mode='predict')`` under ``no_grad`` (backbone
   to post-processed boxes, the data preprocessor excluded), batch 1;
 * ``ort``: ONNX Runtime (CPU, same threads, ``ORT_ENABLE_ALL``) on the
-  MMDeploy end-to-end graph (``configs/deploy/detection_onnxruntime_static-640x640.py``
-  at the benchmark's input size; MMDeploy's rewriters for MMDetection's models,
-  the plugin's for D-FINE), outputs ``dets``/``labels``; export time excluded;
+  MMDeploy end-to-end graph
+  (``configs/deploy/detection_onnxruntime_static-640x640.py`` at the
+  benchmark's input size; MMDeploy's rewriters for MMDetection's models, the
+  plugin's for D-FINE), outputs ``dets``/``labels``; export time excluded;
 * ``fp16`` (only with ``--device cuda``): eager under ``torch.autocast`` fp16.
 
 Latency: ``--warmup`` untimed calls then ``--runs`` timed calls; the table
@@ -109,7 +112,8 @@ def build_model(cfg: str, size: Optional[int] = None):
 
 
 class TensorForward:
-    """``model._forward(x, samples)`` as a callable module for tracing (FLOPs)."""
+    """``model._forward(x, samples)`` as a callable module for tracing
+    (FLOPs)."""
 
     def __new__(cls, model, samples):
         import torch.nn as nn
@@ -140,8 +144,9 @@ def export_ort_session(model, inputs, tmp: str):
 
 def measure(cfg: str, args, result: Dict[str, Any],
             save: Callable[[], None]) -> None:
-    """Fill ``result`` stage by stage (``save()`` after each, so a timeout keeps
-    what was measured). Stage errors are recorded in ``result['errors']``."""
+    """Fill ``result`` stage by stage (``save()`` after each, so a timeout
+    keeps what was measured). Stage errors are recorded in
+    ``result['errors']``."""
     import torch
     model, _ = build_model(cfg, args.size)
     device = torch.device(args.device)
@@ -220,7 +225,8 @@ def measure(cfg: str, args, result: Dict[str, Any],
 
 
 def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
-    """Toy mAP after ``--toy-minutes`` of training, or COCO AP of ``--checkpoint``."""
+    """Toy mAP after ``--toy-minutes`` of training, or COCO AP of
+    ``--checkpoint``."""
     import torch
 
     from dfine_mmdet.benchmark import accuracy
@@ -251,14 +257,16 @@ def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
             acc = result['accuracy']
             if acc['ckpt_covered'] < acc['ckpt_total']:
                 result['errors']['accuracy'] = (
-                    f'checkpoint covers {acc["ckpt_covered"]}/{acc["ckpt_total"]} model tensors '
+                    'checkpoint covers '
+                    f'{acc["ckpt_covered"]}/{acc["ckpt_total"]} model tensors '
                     f'(e.g. {", ".join(acc["ckpt_missing"][:2])})')
     result['ap'] = result['accuracy']['map']
     torch.set_num_threads(args.threads)  # the runner may have changed it
 
 
 def worker_main(args) -> int:
-    """Measure one model (``--worker CFG``) and write its JSON to ``--result``."""
+    """Measure one model (``--worker CFG``) and write its JSON to
+    ``--result``."""
     import torch
     torch.set_num_threads(args.threads)
     result: Dict[str, Any] = dict(config=args.worker, status='running')
@@ -310,7 +318,8 @@ def run_one(label: str, cfg: str, args, tmp: str, idx: int) -> Dict[str, Any]:
         OMP_NUM_THREADS=str(args.threads),
         MKL_NUM_THREADS=str(args.threads))
     if args.device == 'cpu':
-        env['CUDA_VISIBLE_DEVICES'] = ''  # the runner of the accuracy stage would pick CUDA
+        # the runner of the accuracy stage would pick CUDA
+        env['CUDA_VISIBLE_DEVICES'] = ''
     start = time.perf_counter()
     status = None
     try:
@@ -374,18 +383,19 @@ def markdown_table(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         head.append('iters')
     head.append('note')
     lines = [
-        f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, device '
-        f'{meta["device"]}, median of {meta["runs"]} runs after {meta["warmup"]} warm-up; '
-        f'{meta["date"]}, {meta["machine"]}, load average before/after: '
-        f'{meta["load_before"]} / {meta.get("load_after", "?")}.'
+        f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, '
+        f'device {meta["device"]}, median of {meta["runs"]} runs after '
+        f'{meta["warmup"]} warm-up; {meta["date"]}, {meta["machine"]}, load '
+        f'average before/after: {meta["load_before"]} / '
+        f'{meta.get("load_after", "?")}.'
     ]
     if acc.get('kind') == 'toy mAP':
         lines.append(
-            f'toy mAP: bbox mAP (COCO-style, 0-1) on the toy val split ({acc["val_images"]} '
-            f'images) after {acc["minutes"]:g} min of training from scratch per model '
-            f'({acc["train_images"]} train images, {acc["size"]}x{acc["size"]}, batch '
-            f'{acc["batch"]}, seed {acc["seed"]}); iters: iterations the budget allowed.'
-        )
+            'toy mAP: bbox mAP (COCO-style, 0-1) on the toy val split '
+            f'({acc["val_images"]} images) after {acc["minutes"]:g} min of '
+            f'training from scratch per model ({acc["train_images"]} train '
+            f'images, {acc["size"]}x{acc["size"]}, batch {acc["batch"]}, seed '
+            f'{acc["seed"]}); iters: iterations the budget allowed.')
     elif acc.get('kind') == 'COCO AP':
         lines.append(
             f'COCO AP: box mAP (0-1) of the given checkpoints, MMDetection\'s '
@@ -481,8 +491,8 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str,
                 left_out.append(r['label'])
         if xs:  # zip below: xs, ys, labels are appended together
             ax.scatter(xs, ys, marker=marker, label=f'{backend} latency')
-            # labels staggered in height: equal accuracies (e.g. 0 after a short
-            # toy run) would otherwise print them on top of each other
+            # labels staggered in height: equal accuracies (e.g. 0 after a
+            # short toy run) would otherwise print them on top of each other
             rank = {
                 i: r
                 for r, i in enumerate(
@@ -554,8 +564,8 @@ def _plot_speed_accuracy(results: List[Dict[str, Any]], path: str,
     )
     footnote = (
         f'latency measured {meta["date"]} on {meta["machine"]}, median of '
-        f'{meta["runs"]} runs, load average before/after {meta["load_before"]} / '
-        f'{meta.get("load_after", "?")}')
+        f'{meta["runs"]} runs, load average before/after '
+        f'{meta["load_before"]} / {meta.get("load_after", "?")}')
     if meta.get('ap_sources'):
         footnote += '; AP: ' + '; '.join(
             sorted(set(meta['ap_sources'].values())))
@@ -690,7 +700,8 @@ def model_list(configs: List[str]):
 
 
 def _checkpoint_map(args, models) -> Dict[str, str]:
-    """``--checkpoints LABEL=CKPT`` as a dict (absolute paths); checks the labels."""
+    """``--checkpoints LABEL=CKPT`` as a dict (absolute paths); checks the
+    labels."""
     ckpts = {}
     for item in args.checkpoints:
         if '=' not in item:
@@ -708,7 +719,8 @@ def _checkpoint_map(args, models) -> Dict[str, str]:
 
 
 def toy_meta(args) -> Dict[str, Any]:
-    """Writes the toy set when ``--toy-data`` holds none; its settings for the JSON."""
+    """Writes the toy set when ``--toy-data`` holds none; its settings for the
+    JSON."""
     args.toy_data = osp.abspath(
         args.toy_data or osp.join(args.out_dir, 'toy_data'))
     counts = {}

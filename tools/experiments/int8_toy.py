@@ -19,14 +19,14 @@ per ``--scopes`` entry, and every graph is evaluated on the toy *val* split
 with the config's ``CocoMetric`` through MMDeploy's ``End2EndModel``: FP32
 in ONNX Runtime and OpenVINO, each INT8 graph in ONNX Runtime and OpenVINO.
 
-Latency part: the paths of :mod:`dfine_mmdet.benchmark.inference_paths` (plugin FP32
-graph and the official exporter's recipe, each in ORT and OpenVINO; eager
-PyTorch with ``--eager``) plus ``plugin-int8-ort`` / ``plugin-int8-openvino``
-(the plugin graph quantised with scope ``--latency-scopes``, calibrated on
-``--num-calib`` toy images resized to 640 by the COCO config's test
-pipeline), timed interleaved with the same thread count. Printed: the table
-with ratios to the fastest, then ``int8 / fp32`` of the same runtime and
-``best int8 / best official``.
+Latency part: the paths of :mod:`dfine_mmdet.benchmark.inference_paths`
+(plugin FP32 graph and the official exporter's recipe, each in ORT and
+OpenVINO; eager PyTorch with ``--eager``) plus ``plugin-int8-ort`` /
+``plugin-int8-openvino`` (the plugin graph quantised with scope
+``--latency-scopes``, calibrated on ``--num-calib`` toy images resized to 640
+by the COCO config's test pipeline), timed interleaved with the same thread
+count. Printed: the table with ratios to the fastest, then ``int8 / fp32`` of
+the same runtime and ``best int8 / best official``.
 """
 import argparse
 import glob

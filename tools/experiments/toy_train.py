@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train D-FINE-N on the synthetic toy set on CPU for a fixed budget and report bbox mAP.
+"""Train D-FINE-N on the synthetic toy set on CPU for a fixed budget and
+report bbox mAP.
 
 This is a learning benchmark, not a unit test: it shows that the whole recipe
 (model, criterion with GO-LSD/FGL/DDF, denoising, AdamW param groups, warmup,

@@ -27,16 +27,18 @@ toy_resize = dict(
     interpolation='bilinear')
 # plain MMDetection loading (D-FINE's toy base uses its checked pipeline)
 toy_train_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=None),
+    dict(
+        type='LoadImageFromFile', imdecode_backend='pillow',
+        backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     toy_resize,
     dict(type='PackDetInputs'),
 ]
 toy_test_pipeline = [
-    dict(type='LoadImageFromFile', imdecode_backend='pillow',
-         backend_args=None),
+    dict(
+        type='LoadImageFromFile', imdecode_backend='pillow',
+        backend_args=None),
     toy_resize,
     dict(type='LoadAnnotations', with_bbox=True),
     dict(

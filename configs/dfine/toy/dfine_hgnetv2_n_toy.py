@@ -7,7 +7,8 @@
 #
 # Architecture = D-FINE-N (HGNetV2-B0 from scratch, 128-d encoder/decoder,
 # 3 decoder layers).  What differs from the official N recipe, and why
-# (the official settings learn too slowly from scratch for a CPU budget of minutes):
+# (the official settings learn too slowly from scratch for a CPU budget of
+# minutes):
 #   input 128x128 (official 640)            the toy images are 128-192 px; CPU time
 #   num_queries 60, 30 denoising queries    128 px gives only 80 memory tokens at
 #     (official 300 / 100)                  strides 16/32 (300 cannot be selected)

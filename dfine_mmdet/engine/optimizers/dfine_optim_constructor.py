@@ -1,4 +1,5 @@
-"""AdamW parameter groups of the D-FINE recipe (backbone lr, no decay on norms/biases).
+"""AdamW parameter groups of the D-FINE recipe (backbone lr, no decay on
+norms/biases).
 
 The official recipe (``configs/dfine/include/optimizer.yml`` and the per-size
 overrides) builds AdamW param groups from regexes over the *official*

@@ -1,4 +1,5 @@
-"""D-FINE's model EMA: exponential moving average with an exponential decay ramp.
+"""D-FINE's model EMA: exponential moving average with an exponential decay
+ramp.
 
 The official recipe (``src/optim/ema.py``, ``ModelEMA``) keeps an EMA of
 **every floating-point entry of the model's state_dict** (parameters *and*

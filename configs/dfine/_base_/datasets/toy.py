@@ -6,8 +6,7 @@ _base_ = ['./coco.py', '../../../_base_/datasets/toy.py']
 
 data_root = _base_.toy_data_root
 train_pipeline = [
-    dict(
-        type='CheckedLoadImageFromFile', on_error='skip', backend_args=None),
+    dict(type='CheckedLoadImageFromFile', on_error='skip', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='SanitizeBoundingBoxes',

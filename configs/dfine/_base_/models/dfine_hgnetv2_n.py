@@ -20,6 +20,4 @@ model = dict(
     decoder=dict(
         num_layers=3,
         layer_cfg=dict(
-            embed_dims=128,
-            feedforward_channels=512,
-            num_points=[6, 6])))
+            embed_dims=128, feedforward_channels=512, num_points=[6, 6])))
