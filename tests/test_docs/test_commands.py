@@ -234,7 +234,8 @@ def test_every_row_is_used():
         if m:
             used.add(id(m[0]))
     unused = [r[0] for r in ROWS if id(r) not in used]
-    assert not unused, f'rows of {TABLE_PAGE} that no page uses (remove them): {unused}'
+    assert not unused, (
+        f'rows of {TABLE_PAGE} that no page uses (remove them): {unused}')
 
 
 def test_an_uncovered_command_fails():

@@ -106,7 +106,8 @@ def journey(tmp_path_factory, parity_dir):
                 f'{PAGE}:{line}: block failed ({proc.returncode}):\n'
                 f'{payload}\n{out[-6000:]}')
         else:
-            assert proc.returncode != 0, f'{PAGE}:{line}: expected to fail:\n{payload}'
+            assert proc.returncode != 0, (
+                f'{PAGE}:{line}: expected to fail:\n{payload}')
             assert expect in out, (
                 f'{PAGE}:{line}: failed, but without {expect!r}:\n'
                 f'{out[-6000:]}')
@@ -298,12 +299,14 @@ def test_exported_model_class_ids_end_to_end(journey):
     for img, dets in app_img.items():
         for a in dets:
             b = _pair(a, dep_img[img], box_tol=0.05, score_tol=1e-5)
-            assert b is not None, f'image {img}: {a} has no MMDeploy counterpart'
+            assert b is not None, (
+                f'image {img}: {a} has no MMDeploy counterpart')
             assert b['category_id'] == a['category_id'], (a, b)
     for img, dets in pt_img.items():
         for p in dets:
             b = _pair(p, dep_img[img], box_tol=0.05, score_tol=1e-3)
-            assert b is not None, f'image {img}: PyTorch detection {p} not in the export'
+            assert b is not None, (
+                f'image {img}: PyTorch detection {p} not in the export')
             assert b['category_id'] == p['category_id'], (p, b)
 
 

@@ -76,7 +76,9 @@ def test_readme_is_a_front_page():
             q for q in (resolve_link(p, t)[0] for _, t in links(read(p))
                         if not is_external(t)) if q in pages
         ]
-    assert pages <= reached, f'docs pages no link leads to from README.md: {sorted(pages - reached)}'
+    assert pages <= reached, (
+        f'docs pages no link leads to from README.md: {sorted(pages - reached)}'
+    )
 
 
 @pytest.mark.parametrize('heading, slug', [

@@ -72,7 +72,9 @@ def run_cli(cmd, cwd, timeout=900, env=None):
         timeout=timeout,
         env=dict(os.environ, PYTHONUNBUFFERED='1', **(env or {})))
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f'{" ".join(map(str, cmd))} failed ({proc.returncode}):\n{out[-5000:]}'
+    assert proc.returncode == 0, (
+        f'{" ".join(map(str, cmd))} failed ({proc.returncode}):\n{out[-5000:]}'
+    )
     return out
 
 

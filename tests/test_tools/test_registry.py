@@ -51,7 +51,8 @@ def collected():
                           text=True,
                           cwd=ROOT,
                           timeout=300)
-    assert proc.returncode == 0, f'import dfine_mmdet failed:\n{proc.stderr[-3000:]}'
+    assert proc.returncode == 0, (
+        f'import dfine_mmdet failed:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -95,7 +96,8 @@ def test_every_readme_component_is_registered(collected):
         f'register in mmdet.registry: {missing}')
     wrong_module = [(r, n, m, registered[(r, n)])
                     for r, n, m in readme_table() if registered[(r, n)] != m]
-    assert not wrong_module, f'README module column differs from the class module: {wrong_module}'
+    assert not wrong_module, (
+        f'README module column differs from the class module: {wrong_module}')
 
 
 def test_every_registered_component_is_in_readme(collected):

@@ -65,8 +65,10 @@ def test_wrong_python_is_refused(tmp_path):
     py = fake_python(tmp_path / 'python3.9', ['3.9'])
     proc = run_setup(env=dict(PYTHON=py, DFINE_VENV=str(tmp_path / 'venv')))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Python '3.9'" in proc.stderr and 'Python 3.10-3.12' in proc.stderr, proc.stderr
-    assert 'PYTHON=python3.11 bash tools/setup_env.sh' in proc.stderr, proc.stderr
+    assert ("Python '3.9'" in proc.stderr
+            and 'Python 3.10-3.12' in proc.stderr), proc.stderr
+    assert 'PYTHON=python3.11 bash tools/setup_env.sh' in proc.stderr, (
+        proc.stderr)
     assert not (tmp_path / 'venv').exists()
 
 
@@ -75,7 +77,8 @@ def test_missing_python_is_refused(tmp_path):
         env=dict(
             PYTHON=str(tmp_path / 'nope'), DFINE_VENV=str(tmp_path / 'v')))
     assert proc.returncode == 1
-    assert 'interpreter found' in proc.stderr and 'Python 3.11' in proc.stderr, proc.stderr
+    assert ('interpreter found' in proc.stderr
+            and 'Python 3.11' in proc.stderr), proc.stderr
 
 
 def test_torch_too_new_is_refused(tmp_path):
@@ -107,7 +110,8 @@ def test_missing_compiler_is_reported(tmp_path):
     ])
     proc = run_setup(env=dict(DFINE_VENV=venv, CXX=str(tmp_path / 'no-g++')))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert 'ERROR (MMCV (compiled ops)): no C/C++ compiler found' in proc.stderr, proc.stderr
+    assert ('ERROR (MMCV (compiled ops)): no C/C++ compiler found'
+            in proc.stderr), proc.stderr
     assert 'build-essential' in proc.stderr
     assert 'pip install' not in proc.stdout
 
@@ -126,4 +130,5 @@ def test_ci_runs_exactly_the_readme_commands():
     with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
         readme_lines = [ln.strip() for ln in f]
     for line in ci:
-        assert line in readme_lines, f'README.md must show the line {line!r} on its own'
+        assert line in readme_lines, (
+            f'README.md must show the line {line!r} on its own')
