@@ -141,7 +141,8 @@ def test_iou_crop_min_iou_constraint_and_zeroing():
         out = t.transform(res)
         h, w = out['img'].shape[:2]
         b = out['gt_bboxes'].tensor.numpy()
-        # the crop must overlap the big box with IoU >= 0.9 -> nearly the whole image
+        # the crop must overlap the big box with IoU >= 0.9 -> nearly the
+        # whole image
         assert h * w >= 0.9 * (116 * 96) - 1
         if (h, w) != (100, 120):
             # big box clamped to the crop == the crop itself (IoU of crop with

@@ -1,8 +1,8 @@
 """Every command the pages show is run by a test or by CI.
 
-The table between ``<!-- command-tests:start -->`` and ``<!-- command-tests:end -->``
-in docs/testing.md maps command prefixes to the tests that run them (see that
-page). Checked here:
+The table between ``<!-- command-tests:start -->`` and
+``<!-- command-tests:end -->`` in docs/testing.md maps command prefixes to
+the tests that run them (see that page). Checked here:
 
 * every command of README.md, projects_readme.md, docs/**/*.md and
   configs/**/README.md (shell-block lines, and inline code that starts like a
@@ -249,7 +249,9 @@ def test_an_uncovered_command_fails():
                           True))[1] == page
     assert _match(
         Command(page, 1, 'python check_classes.py CFG --nope', True)) is None
-    assert _match(Command('README.md', 1, '.venv/bin/python tools/train.py a.py'))[1] == \
+    assert _match(
+        Command('README.md', 1,
+                '.venv/bin/python tools/train.py a.py'))[1] == \
         'python tools/train.py'
 
 
@@ -277,15 +279,19 @@ def test_activate_then_import():
 TINY_DIST_TEST_CFG = """\
 _base_ = {toy!r}
 data_root = {data!r}
-model = dict(num_queries=10, eval_spatial_size=(64, 64), dn_cfg=dict(num_denoising=10))
+model = dict(num_queries=10, eval_spatial_size=(64, 64),
+             dn_cfg=dict(num_denoising=10))
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='Resize', scale=(64, 64), keep_ratio=False, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor')),
 ]
-val_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator

@@ -197,9 +197,10 @@ def test_training_adapts_the_80_class_checkpoint(journey):
     out = _output(
         outputs,
         'python tools/train.py shapes_dfine_n.py --work-dir work_dirs/shapes ')
-    assert 'ClassHeadAdaptHook: class count differs from the checkpoint' in out, out[
-        -3000:]
-    assert 'bbox_head.cls_branches' in out and 'dn_query_generator.label_embedding' in out
+    assert ('ClassHeadAdaptHook: class count differs from the checkpoint'
+            in out), out[-3000:]
+    assert ('bbox_head.cls_branches' in out
+            and 'dn_query_generator.label_embedding' in out)
     for epoch in (1, 2):
         assert osp.isfile(work / f'work_dirs/shapes/epoch_{epoch}.pth')
 
@@ -334,8 +335,9 @@ def test_make_toy_dataset_category_ids(tmp_path):
             for c in b['categories']] == [(40, 'square'), (7, 'circle'),
                                           (23, 'triangle')]
     remap = {1: 40, 2: 7, 3: 23}
-    assert [dict(x, category_id=remap[x['category_id']]) for x in a['annotations']] == \
-        b['annotations']
+    assert [
+        dict(x, category_id=remap[x['category_id']]) for x in a['annotations']
+    ] == b['annotations']
     assert (tmp_path / 'a/train/000003.png').read_bytes() == \
         (tmp_path / 'b/train/000003.png').read_bytes()
     with pytest.raises(SystemExit):

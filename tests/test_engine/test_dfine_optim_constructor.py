@@ -23,7 +23,8 @@ LX = [('backbone', r'^(?=.*backbone)(?!.*norm|bn).*$'),
 
 
 def official_groups(named_params, patterns):
-    """The official get_optim_params on official names -> {group: set(names)}."""
+    """The official get_optim_params on official names ->
+    {group: set(names)}."""
     out, visited = {}, set()
     for gname, pat in patterns:
         names = {
@@ -153,7 +154,8 @@ def test_constructor_rejects_unknown_keys():
 
 
 def test_linear_warmup_matches_official():
-    """LinearLR(1/500 -> 1, iterations 0..499) == official lr * min(1, (it+1)/500)."""
+    """LinearLR(1/500 -> 1, iterations 0..499) ==
+    official lr * min(1, (it+1)/500)."""
     p = nn.Parameter(torch.zeros(1))
     q = nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([dict(params=[p], lr=4e-4),
@@ -177,7 +179,8 @@ def test_linear_warmup_matches_official():
 
 
 def _to_official(name):
-    """Our parameter name -> the official one (inverse of the converter's key table)."""
+    """Our parameter name -> the official one (inverse of the converter's
+    key table)."""
     from dfine_mmdet.checkpoint.official import KEY_MAP
     for official, ours in sorted(KEY_MAP, key=lambda kv: -len(kv[1])):
         if name.startswith(ours):

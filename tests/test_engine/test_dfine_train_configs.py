@@ -120,8 +120,8 @@ def test_config_dry_builds(path):
     name = _name(path)
     if name not in OFFICIAL:
         return
-    lr, bb_lr, wd, epochs, stop, repeat, total_bs, ema_warm, lr_warm, style = OFFICIAL[
-        name]
+    (lr, bb_lr, wd, epochs, stop, repeat, total_bs, ema_warm, lr_warm,
+     style) = OFFICIAL[name]
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=0.1)
     opt = cfg.optim_wrapper.optimizer
@@ -134,7 +134,8 @@ def test_config_dry_builds(path):
     assert (ema.ema_type, ema.decay, ema.warmups, ema.update_buffers) == \
         ('DFINEModelEMA', 0.9999, ema_warm, True)
     if lr_warm:
-        assert [(s.type, s.start_factor, s.end, s.by_epoch) for s in cfg.param_scheduler] == \
+        assert [(s.type, s.start_factor, s.end, s.by_epoch)
+                for s in cfg.param_scheduler] == \
             [('LinearLR', 1 / lr_warm, lr_warm, False)]
     else:
         assert cfg.param_scheduler == []
@@ -146,7 +147,8 @@ def test_config_dry_builds(path):
             [('DFINEBatchMultiScaleResize', 640, repeat)]
     assert cfg.train_dataloader.batch_size * 4 == total_bs
     assert cfg.auto_scale_lr.base_batch_size == total_bs
-    assert cfg.train_dataloader.drop_last and cfg.train_dataloader.batch_sampler is None
+    assert cfg.train_dataloader.drop_last
+    assert cfg.train_dataloader.batch_sampler is None
     if 'obj2coco' in name:
         assert cfg.custom_hooks == [
             dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco')
@@ -217,8 +219,8 @@ def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
     'override,ema_decays,stop_epochs',
     [
         ('', [0.9999], [148]),
-        ('default_hooks = dict(stop_aug=dict(stop_epoch=3), ema=dict(decay=0.99))',
-         [0.99], [3]),
+        ('default_hooks = dict(stop_aug=dict(stop_epoch=3), '
+         'ema=dict(decay=0.99))', [0.99], [3]),
         # MMEngine accepts `None` only for its own default-hook names, so a run
         # without EMA re-lists the default hooks it keeps
         ("default_hooks = dict(_delete_=True, logger=dict(type='LoggerHook'), "

@@ -30,7 +30,8 @@ TINY_BACKBONES = {
 }
 
 TINY_CONFIG = """\
-# tiny variant of {name} (written by tests/test_mix_and_match/mixed_fixtures.py)
+# tiny variant of {name}
+# (written by tests/test_mix_and_match/mixed_fixtures.py)
 _base_ = {base!r}
 data_root = {data_root!r}
 img = 64

@@ -20,11 +20,13 @@ TOY_CONFIG = osp.join(ROOT, 'configs', 'dfine', 'toy',
                       'dfine_hgnetv2_n_toy.py')
 
 TINY_CONFIG = """\
-# D-FINE-N, 64x64, 1 epoch of 2 iterations (written by tests/test_tools/conftest.py)
+# D-FINE-N, 64x64, 1 epoch of 2 iterations
+# (written by tests/test_tools/conftest.py)
 _base_ = {toy_cfg!r}
 data_root = {data_root!r}
 img = 64
-model = dict(num_queries=10, eval_spatial_size=(img, img), dn_cfg=dict(num_denoising=10))
+model = dict(num_queries=10, eval_spatial_size=(img, img),
+             dn_cfg=dict(num_denoising=10))
 train_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
@@ -38,10 +40,15 @@ test_pipeline = [
     dict(type='Resize', scale=(img, img), keep_ratio=False, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor')),
 ]
-train_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_dataloader = dict(
+    batch_size=4,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
@@ -88,7 +95,8 @@ def venv_script(name):
 
 @pytest.fixture(scope='session')
 def cli():
-    """``cli(cmd, cwd, timeout=900, env=None) -> output``; fails the test on a non-zero exit."""
+    """``cli(cmd, cwd, timeout=900, env=None) -> output``; fails the test on
+    a non-zero exit."""
     return run_cli
 
 

@@ -61,8 +61,9 @@ def test_browse_dataset(mim_bin, tiny_config, cli, tmp_path):
 @pytest.mark.slow
 def test_analyze_logs_plot_curve_by_dfine_loss_names(mim_bin, mim_trained, cli,
                                                      tmp_path):
-    """README:
-    ``mim run mmdetection analyze_logs plot_curve LOG.json --keys loss_vfl loss_fgl loss_ddf_aux_0 --style default --backend Agg --out curve.png``."""
+    """README: ``mim run mmdetection analyze_logs plot_curve LOG.json
+    --keys loss_vfl loss_fgl loss_ddf_aux_0 --style default --backend Agg
+    --out curve.png``."""
     import glob
     import os.path as osp
     work_dir, _, _ = mim_trained
@@ -91,10 +92,10 @@ def test_analyze_logs_plot_curve_by_dfine_loss_names(mim_bin, mim_trained, cli,
 @pytest.mark.slow
 def test_benchmark_inference_runs_or_fails_for_the_stated_reason(
         mim_bin, mim_trained, tmp_path):
-    """README:
-    ``mim run mmdetection benchmark CFG --checkpoint CKPT --task inference --cfg-options
-    test_dataloader.num_workers=0``: FPS on a CUDA machine with ``psutil``; elsewhere it fails for the reason the README gives (no ``psutil`` / no
-    CUDA)."""
+    """README: ``mim run mmdetection benchmark CFG --checkpoint CKPT
+    --task inference --cfg-options test_dataloader.num_workers=0``: FPS on a
+    CUDA machine with ``psutil``; elsewhere it fails for the reason the README
+    gives (no ``psutil`` / no CUDA)."""
     import importlib.util
     import os.path as osp
     import subprocess

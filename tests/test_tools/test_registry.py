@@ -40,7 +40,8 @@ def walk(module):
 
 print(json.dumps(dict(
     mmdet=walk(mmdet_reg), mmengine=walk(mme_reg),
-    modules=sorted(m for m in sys.modules if m.split('.')[0] == 'dfine_mmdet'))))
+    modules=sorted(m for m in sys.modules
+                   if m.split('.')[0] == 'dfine_mmdet'))))
 '''
 
 
