@@ -3,7 +3,8 @@
 Runs MMDetection's own entry script
 (``<site-packages>/mmdet/.mim/tools/<name>.py``, the same file
 ``mim train mmdetection`` runs) in this process. Plugin configs carry
-``custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)``; the plugin is imported here as well (this module is part of it).
+``custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)``;
+the plugin is imported here as well (this module is part of it).
 
 CPU distributed runs (``torchrun ... tools/train.py CFG --launcher pytorch``
 without CUDA) need two fixes that MMEngine 0.10.x does not make itself:

@@ -5,33 +5,34 @@ own code.
 DEIM (ShihuaHuang95/DEIM, commit a9aa4adce6b5, Apache-2.0) is imported from a
 checkout given with ``--deim-root`` (made with
 ``git --git-dir=<mirror> archive a9aa4adce6b5 | tar -x -C DIR``) without
-executing its ``engine/__init__.py``: only the model / criterion modules are loaded.  DEIM's
-``engine/misc/dist_utils.py`` imports its whole data package, so the two
-functions the criterion takes
-from it are given here for a single process (``get_world_size() == 1``, not distributed).  A tiny
+executing its ``engine/__init__.py``: only the model / criterion modules are
+loaded.  DEIM's ``engine/misc/dist_utils.py`` imports its whole data package,
+so the two functions the criterion takes from it are given here for a single
+process (``get_world_size() == 1``, not distributed).  A tiny
 ``torchvision.ops`` stand-in is installed when the local torchvision cannot be
-imported (see
-``../shared/tools/README.md``).  Requirements: torch, numpy, pyyaml, scipy.
+imported (see ``../shared/tools/README.md``).  Requirements: torch, numpy,
+pyyaml, scipy.
 
 Sub-commands:
 
-  mal                      ``deim_mal_cases.pt``: DEIM's ``DEIMCriterion.loss_labels_mal`` on fixed inputs
-                           (values and d loss / d logits) for three settings
-  criterion                ``deim_criterion_<case>.pt``: the whole ``DEIMCriterion`` with the DEIM-D-FINE
-                           loss config on the D-FINE loss fixtures of
-                           ``--parity-dir`` (inputs are not
-                           copied: only the resulting terms are stored)
-  forward --variant v      ``deim_{v}_coco.npz`` + ``deim_{v}_coco_keys.json.gz``: eval-mode forward of
-                           DEIM's D-FINE model
-                           (``configs/deim_dfine/deim_hgnetv2_{v}_coco.yml``)
-                           on random weights made by
-                           ``--parity-dir``/official_random_weights.py
-  all                      everything above (each variant in a subprocess)
+  mal                  ``deim_mal_cases.pt``: DEIM's
+                       ``DEIMCriterion.loss_labels_mal`` on fixed inputs
+                       (values and d loss / d logits) for three settings
+  criterion            ``deim_criterion_<case>.pt``: the whole
+                       ``DEIMCriterion`` with the DEIM-D-FINE loss config on
+                       the D-FINE loss fixtures of ``--parity-dir`` (inputs
+                       are not copied: only the resulting terms are stored)
+  forward --variant v  ``deim_{v}_coco.npz`` + ``deim_{v}_coco_keys.json.gz``:
+                       eval-mode forward of DEIM's D-FINE model
+                       (``configs/deim_dfine/deim_hgnetv2_{v}_coco.yml``) on
+                       random weights made by
+                       ``--parity-dir``/official_random_weights.py
+  all                  everything above (each variant in a subprocess)
 
 Random weights are never stored: the tests regenerate them from the recorded
-seed and gain with
-``official_random_weights.py`` (the same helper as the D-FINE parity fixtures).  The forward input is
-image 0 of ``--parity-dir``/parity_input.npz.
+seed and gain with ``official_random_weights.py`` (the same helper as the
+D-FINE parity fixtures).  The forward input is image 0 of
+``--parity-dir``/parity_input.npz.
 """
 import argparse
 import copy
@@ -224,8 +225,10 @@ def cmd_mal(a):
                     n, 4, generator=g)
             boxes[b, q] = (t['boxes'][gt] * (1 + jitter)).clamp(0.01, 0.99)
             if n:
-                boxes[b, q[0]] = torch.tensor([0.02, 0.02, 0.01, 0.01]) if t['boxes'][gt[0], 0] > 0.2 \
-                    else torch.tensor([0.98, 0.98, 0.01, 0.01])
+                boxes[b, q[0]] = (
+                    torch.tensor([0.02, 0.02, 0.01, 0.01]) if t['boxes'][gt[0],
+                                                                         0]
+                    > 0.2 else torch.tensor([0.98, 0.98, 0.01, 0.01]))
                 logits[b, q, t['labels'][gt]] += 3.0
             targets.append(t)
             indices.append((q, gt))
@@ -280,11 +283,16 @@ def cmd_mal(a):
             }))
     rec = {
         'meta': {
-            'deim_commit': COMMIT,
-            'function': 'engine/deim/deim_criterion.py '
-            'DEIMCriterion.loss_labels_mal (values=None: IoU computed by DEIM)',
-            'generator': 'tools/make_deim_fixtures.py mal',
-            'torch': str(torch.__version__)
+            'deim_commit':
+            COMMIT,
+            'function':
+            'engine/deim/deim_criterion.py '
+            'DEIMCriterion.loss_labels_mal '
+            '(values=None: IoU computed by DEIM)',
+            'generator':
+            'tools/make_deim_fixtures.py mal',
+            'torch':
+            str(torch.__version__)
         },
         'cases': cases
     }
@@ -390,9 +398,9 @@ def cmd_forward(a):
             for k, t in sd0.items()]
     fixed = {k: t.clone() for k, t in sd0.items() if orw.is_fixed_key(k)}
     dfx = np.load(osp.join(a.parity_dir, f'dfine_{v}_coco.npz'))
-    # Same architecture and input size as D-FINE: the anchors are the D-FINE fixture's buffers.  They are
-    # taken from there (torch.log may differ by 1 ulp between CPUs, and a
-    # checkpoint carries its own).
+    # Same architecture and input size as D-FINE: the anchors are the D-FINE
+    # fixture's buffers.  They are taken from there (torch.log may differ by
+    # 1 ulp between CPUs, and a checkpoint carries its own).
     anchor_diff = {}
     for k in SHARED_FIXED:
         ref = torch.from_numpy(dfx['buffer/' + k])

@@ -69,7 +69,8 @@ class DecoderRecorder:
     def _hook(self, module, args, output):
         if not isinstance(output, dict) or 'pred_corners' not in output:
             raise TypeError(
-                f'{type(module).__name__} returned {type(output).__name__} without '
+                f'{type(module).__name__} returned {type(output).__name__} '
+                'without '
                 "'pred_corners'; vis_fdr.py needs D-FINE's FDR decoder")
         self.output = {
             k: v.detach().cpu() if torch.is_tensor(v) else v
@@ -242,7 +243,8 @@ def draw(data: Dict[str, Any], out: str) -> None:
     if dets:
         fig.legend(loc='upper right', fontsize=7, ncol=min(num_layers, 8))
     fig.suptitle(
-        'D-FINE FDR: edge distributions per decoder layer (light: first, dark: last)',
+        'D-FINE FDR: edge distributions per decoder layer '
+        '(light: first, dark: last)',
         fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)

@@ -3,14 +3,19 @@ latency.
 
 Usage::
 
-    python tools/benchmark/compare.py                       # default set, 640x640
+    # default set, 640x640
+    python tools/benchmark/compare.py
     python tools/benchmark/compare.py configs/dfine/dfine_hgnetv2_n_coco.py \\
         mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --threads 2 --runs 10 \\
         --out-dir work_dirs/compare
-    python tools/benchmark/compare.py --toy-minutes 2     # + toy mAP, equal training time
-    python tools/benchmark/compare.py D-FINE-N=configs/dfine/dfine_hgnetv2_n_coco.py \\
-        RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --coco-root data/coco \\
-        --checkpoints D-FINE-N=dfine_n.pth RTMDet-tiny=rtmdet_tiny.pth   # + COCO box AP
+    # + toy mAP, equal training time
+    python tools/benchmark/compare.py --toy-minutes 2
+    # + COCO box AP
+    python tools/benchmark/compare.py \\
+        D-FINE-N=configs/dfine/dfine_hgnetv2_n_coco.py \\
+        RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py \\
+        --coco-root data/coco \\
+        --checkpoints D-FINE-N=dfine_n.pth RTMDet-tiny=rtmdet_tiny.pth
 
 Configs are plugin config files or MMDetection's own, written ``mmdet::<path
 under mmdet's configs>`` (resolved in the installed package). Every model is
@@ -207,8 +212,8 @@ def measure(cfg: str, args, result: Dict[str, Any],
             result['ort'] = summarize(
                 time_calls(run_ort, args.warmup, args.runs))
         except Exception as e:  # noqa: BLE001
-            errors[
-                'ort'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            errors['ort'] = (f'{type(e).__name__}: '
+                             f'{str(e).splitlines()[0] if str(e) else ""}')
             if args.verbose:
                 traceback.print_exc()
         save()
@@ -218,8 +223,9 @@ def measure(cfg: str, args, result: Dict[str, Any],
         try:
             measure_accuracy(cfg, args, result)
         except Exception as e:  # noqa: BLE001 (recorded in the row)
-            errors[
-                'accuracy'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            errors['accuracy'] = (
+                f'{type(e).__name__}: '
+                f'{str(e).splitlines()[0] if str(e) else ""}')
             traceback.print_exc()
         save()
 
@@ -246,8 +252,8 @@ def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
                 accuracy.train_and_evaluate(toy_cfg, args.toy_minutes * 60))
         else:
             if not args.checkpoint:
-                result['errors'][
-                    'accuracy'] = 'no checkpoint given (--checkpoints LABEL=PATH)'
+                result['errors']['accuracy'] = (
+                    'no checkpoint given (--checkpoints LABEL=PATH)')
                 return
             coco_cfg = accuracy.coco_config(
                 resolve_config(cfg), args.coco_root, args.checkpoint, work_dir)
@@ -279,8 +285,8 @@ def worker_main(args) -> int:
         measure(args.worker, args, result, save)
         result['status'] = 'ok'
     except Exception as e:  # noqa: BLE001 (the parent writes the row)
-        result[
-            'status'] = f'failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+        result['status'] = (f'failed: {type(e).__name__}: '
+                            f'{str(e).splitlines()[0] if str(e) else ""}')
         traceback.print_exc()
     save()
     return 0

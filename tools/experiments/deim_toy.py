@@ -9,11 +9,10 @@ RTMDet-tiny: every number from one run.
     O2O Mosaic + batch MixUp under the epoch policy, quadratic warmup) for the
     same number of epochs (so the same iterations, batch and data), for every
     ``--seeds`` value (model init, data order and augmentation); ``--jobs``
-    runs
-    several trainings at once (separate processes, ``--threads`` each).  Both run as
-    epoch-based training so that the DEIM policy hook sees real epochs; DEIM's
-    policy epochs are placed at DEIM-N's proportions (4 / 78 / 148 of 160) of
-    ``--epochs``.  The EMA weights are evaluated on the toy val split.  The two
+    runs several trainings at once (separate processes, ``--threads`` each).
+    Both run as epoch-based training so that the DEIM policy hook sees real
+    epochs; DEIM's policy epochs are placed at DEIM-N's proportions (4 / 78 /
+    148 of 160) of ``--epochs``.  The EMA weights are evaluated on the toy val split.  The two
     recipes of one seed run back to back, their order alternating between
     seeds (the machine load drifts).
 (b) **Equal CPU budget.** ``tools/benchmark/compare.py --toy-minutes M`` on
@@ -32,7 +31,8 @@ one-line summary.  Use one thread (default) on a shared machine.
 
 Example::
 
-    python tools/experiments/deim_toy.py --epochs 8 --seeds 0 1 --compare-minutes 5
+    python tools/experiments/deim_toy.py --epochs 8 --seeds 0 1 \\
+        --compare-minutes 5
 """
 import argparse
 import json
@@ -323,7 +323,8 @@ def main(argv=None):
                f'{mean["DEIM"]:.3f}/{mean["D-FINE"]:.3f} = {mean_ratio:.2f}x')
     if args.compare_minutes > 0:
         print(
-            f'(b) equal CPU budget: compare.py --toy-minutes {args.compare_minutes:g}',
+            '(b) equal CPU budget: compare.py --toy-minutes '
+            f'{args.compare_minutes:g}',
             flush=True)
         rows, l0, l1, cmd = run_compare(args, data_dir, work_root)
         print(f'  command: {cmd}')
@@ -341,7 +342,8 @@ def main(argv=None):
         ratio = d / t if d is not None and t else float('nan')
         print(f'  DEIM-D-FINE-N / RTMDet-tiny toy mAP = {ratio:.2f}x (load '
               f'{l0:.1f} -> {l1:.1f})')
-        summary += f'; (b) DEIM-D-FINE-N/RTMDet-tiny at equal CPU time: {ratio:.2f}x'
+        summary += ('; (b) DEIM-D-FINE-N/RTMDet-tiny at equal CPU time: '
+                    f'{ratio:.2f}x')
     print(summary, flush=True)
     return runs
 

@@ -3,8 +3,9 @@ latency at 640 next to the official export recipe, in one run.
 
 Usage::
 
-    # accuracy: a D-FINE-N trained on the toy set (tools/experiments/toy_train.py
-    # --iters N --work-dir W writes W/iter_N.pth), evaluated on its val split
+    # accuracy: a D-FINE-N trained on the toy set
+    # (tools/experiments/toy_train.py --iters N --work-dir W writes
+    # W/iter_N.pth), evaluated on its val split
     python tools/experiments/int8_toy.py --checkpoint W/iter_1300.pth \
         --data W/toy_data --skip-latency
     # latency: N and S at 640, random weights, 2 threads

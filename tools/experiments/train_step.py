@@ -12,7 +12,7 @@ GO-LSD matching) and backward + step.  The last line is the summary.
 
 Example::
 
-    python tools/experiments/train_step.py                       # N, batch 4, 640x640
+    python tools/experiments/train_step.py    # N, batch 4, 640x640
     python tools/experiments/train_step.py --threads 2 --iters 5
 """
 import argparse

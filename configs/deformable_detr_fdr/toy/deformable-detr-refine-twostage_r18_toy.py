@@ -4,7 +4,8 @@
 # against deformable-detr-refine-twostage_r18_fdr_toy.py (same settings +
 # FDR/GO-LSD).  Not a recipe for real data.
 #
-#     python tools/experiments/dino_fdr_toy.py --iters 300 --models DDETR DDETR+FDR
+#     python tools/experiments/dino_fdr_toy.py --iters 300 \
+#         --models DDETR DDETR+FDR
 #
 # Same toy recipe as configs/dino_fdr/toy/dino-4scale_r18_toy.py (ResNet-18
 # at half width from scratch, 2 encoder / 3 decoder layers, 512-d FFN, 60

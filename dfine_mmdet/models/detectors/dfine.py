@@ -179,7 +179,8 @@ class DFINE(DetectionTransformer):
 
     Settings shared by several parts are set in ONE place and filled in here
     (as mmdet's ``DeformableDETR`` / ``DINO`` do), see
-    :func:`fill_shared_settings`: ``num_classes`` (``bbox_head``) -> ``dn_cfg``;
+    :func:`fill_shared_settings` and :func:`fill_in_channels`:
+    ``num_classes`` (``bbox_head``) -> ``dn_cfg``;
     ``embed_dims`` (``decoder.layer_cfg``) -> ``bbox_head``, ``dn_cfg``;
     ``num_layers`` (``decoder``) -> ``bbox_head.num_pred_layer``;
     ``activation`` / ``mlp_act`` (``decoder``) -> ``bbox_head``;
