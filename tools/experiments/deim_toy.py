@@ -12,9 +12,9 @@ RTMDet-tiny: every number from one run.
     runs several trainings at once (separate processes, ``--threads`` each).
     Both run as epoch-based training so that the DEIM policy hook sees real
     epochs; DEIM's policy epochs are placed at DEIM-N's proportions (4 / 78 /
-    148 of 160) of ``--epochs``.  The EMA weights are evaluated on the toy val split.  The two
-    recipes of one seed run back to back, their order alternating between
-    seeds (the machine load drifts).
+    148 of 160) of ``--epochs``.  The EMA weights are evaluated on the toy val
+    split.  The two recipes of one seed run back to back, their order
+    alternating between seeds (the machine load drifts).
 (b) **Equal CPU budget.** ``tools/benchmark/compare.py --toy-minutes M`` on
     DEIM-D-FINE-N (``configs/deim_dfine/deim_hgnetv2_n_coco.py``) and
     RTMDet-tiny (MMDetection's config) on the same toy set: the same
