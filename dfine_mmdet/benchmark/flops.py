@@ -53,8 +53,8 @@ def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor,
                                                 ...]) -> Dict[str, Any]:
     """Total multiply-adds of ``model(*inputs)`` and the ops left uncounted.
 
-    Returns
-    ``dict(flops=int, grid_sampler_flops=int, unsupported={op: calls})``.
+    Returns:
+        ``dict(flops=int, grid_sampler_flops=int, unsupported={op: calls})``.
     """
     from mmengine.analysis import FlopAnalyzer
 

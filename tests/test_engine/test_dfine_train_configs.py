@@ -170,8 +170,7 @@ def test_backbone_initialisation(path):
     """Training from data starts from the ImageNet-pretrained HGNetV2 file of
     its arch (a relative path: nothing is downloaded); fine-tuning configs
     take every weight from ``load_from`` instead; the toy and ResNet-50
-    configs start
-    from scratch."""
+    configs start from scratch."""
     name = _name(path)
     cfg = Config.fromfile(path)
     init_cfg = cfg.model.backbone.get('init_cfg')

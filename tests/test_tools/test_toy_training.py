@@ -194,17 +194,14 @@ def test_make_toy_dataset_command_line(tmp_path, cli):
     assert bad.returncode == 2 and '--category-ids' in bad.stderr
 
 
-# ------------------------------------------- train.py, stop epoch, resume,
-# finetune
+# ------------------------------ train.py, stop epoch, resume, finetune
 @pytest.mark.slow
 def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data,
                                                      tmp_path, cli):
     """Epoch 1 fine-tunes from an 80-class checkpoint (class layers
     re-initialised); the run then resumes into epoch 2, where the strong augs
     and multi-scale stop and the best stage-1 checkpoint is reloaded; the
-    counters continue
-    from the
-    checkpoint."""
+    counters continue from the checkpoint."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
