@@ -2,11 +2,12 @@
 
 ``pip install -e .`` (editable) and ``pip install .`` (regular) both work.
 
-The OpenMMLab stack (torch, mmcv with compiled ops, mmengine, mmdet) is deliberately
-NOT listed in ``install_requires``: the same import names are provided by different
-distributions (``onedl-mmcv``/``mmcv``, ``onedl-mmdetection``/``mmdet``, ...), mmcv must
-be compiled against the user's torch, and pip would otherwise replace a working
-installation. ``tools/setup_env.sh`` installs the tested stack; README.md lists it.
+The OpenMMLab stack (torch, mmcv with compiled ops, mmengine, mmdet) is
+deliberately NOT listed in ``install_requires``: the same import names are
+provided by different distributions (``onedl-mmcv``/``mmcv``,
+``onedl-mmdetection``/``mmdet``, ...), mmcv must be compiled against the
+user's torch, and pip would otherwise replace a working installation.
+``tools/setup_env.sh`` installs the tested stack; README.md lists it.
 """
 import os.path as osp
 from setuptools import find_packages, setup
@@ -43,15 +44,17 @@ setup(
     python_requires='>=3.10,<3.13',
     packages=find_packages(include=['dfine_mmdet', 'dfine_mmdet.*']),
     include_package_data=False,
-    # Only what the plugin imports beyond the OpenMMLab stack (see the module docstring).
+    # Only what the plugin imports beyond the OpenMMLab stack (see the module
+    # docstring).
     install_requires=['numpy', 'scipy'],
     extras_require={
         'tests': [
             'pytest', 'pycocotools', 'onedl-mim', 'flake8==7.5.0',
             'isort==9.0.2', 'yapf==0.43.0'
         ],
-        # mmdeploy is not listed: its metadata requires the 'mmengine' distribution, which would
-        # replace onedl-mmengine; install it with 'pip install --no-deps mmdeploy==1.3.1'.
+        # mmdeploy is not listed: its metadata requires the 'mmengine'
+        # distribution, which would replace onedl-mmengine; install it with
+        # 'pip install --no-deps mmdeploy==1.3.1'.
         'deploy': ['onnx', 'onnxruntime', 'openvino'],
         'mim': ['onedl-mim'],
     },

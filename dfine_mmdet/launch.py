@@ -1,20 +1,22 @@
 """The launcher of ``tools/train.py`` and ``tools/test.py``.
 
-Runs MMDetection's own entry script (``<site-packages>/mmdet/.mim/tools/<name>.py``, the
-same file ``mim train mmdetection`` runs) in this process. Plugin configs carry
+Runs MMDetection's own entry script
+(``<site-packages>/mmdet/.mim/tools/<name>.py``, the same file
+``mim train mmdetection`` runs) in this process. Plugin configs carry
 ``custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)``;
 the plugin is imported here as well (this module is part of it).
 
-CPU distributed runs (``torchrun ... tools/train.py CFG --launcher pytorch`` without CUDA)
-need two fixes that MMEngine 0.10.x does not make itself:
+CPU distributed runs (``torchrun ... tools/train.py CFG --launcher pytorch``
+without CUDA) need two fixes that MMEngine 0.10.x does not make itself:
 
-1. ``mmengine.dist.init_dist`` always calls ``torch.cuda.set_device(local_rank)``, which
-   raises on CPU-only torch builds. We initialise a ``gloo`` process group first; the
-   Runner then skips ``init_dist`` because ``torch.distributed.is_initialized()``.
+1. ``mmengine.dist.init_dist`` always calls
+   ``torch.cuda.set_device(local_rank)``, which raises on CPU-only torch
+   builds. We initialise a ``gloo`` process group first; the Runner then skips
+   ``init_dist`` because ``torch.distributed.is_initialized()``.
 2. The Runner wraps the model with ``device_ids=[LOCAL_RANK]``, which
    ``DistributedDataParallel`` rejects for CPU modules. We append
-   ``--cfg-options model_wrapper_cfg.device_ids=None`` (merged with the config's own
-   ``model_wrapper_cfg``).
+   ``--cfg-options model_wrapper_cfg.device_ids=None`` (merged with the
+   config's own ``model_wrapper_cfg``).
 
 SyncBN layers still need ``norm_cfg=dict(type='BN')`` in the config on CPU.
 
@@ -54,7 +56,8 @@ def _prepare_cpu_ddp(argv):
 
 
 def mmdet_tool_path(name):
-    """Path of MMDetection's packaged ``tools/<name>.py`` (what ``mim`` runs)."""
+    """Path of MMDetection's packaged ``tools/<name>.py`` (what ``mim``
+    runs)."""
     import mmdet
     pkg_root = osp.dirname(mmdet.__file__)
     for candidate in (osp.join(pkg_root, '.mim', 'tools', f'{name}.py'),

@@ -7,8 +7,8 @@ Installs and downloads nothing.
 
 Example::
 
-    python tools/gpu_check.py                          # cuda, N and S, ~5 min on one H100
-    python tools/gpu_check.py --device cpu --tiny      # the CPU smoke run of the tests
+    python tools/gpu_check.py                  # cuda, N and S, ~5 min on H100
+    python tools/gpu_check.py --device cpu --tiny    # the tests' CPU smoke run
 """
 import argparse
 import os.path as osp

@@ -1,29 +1,38 @@
 #!/usr/bin/env python
-"""Generate the DEIM parity fixtures in ``tests/data/deim/`` by running DEIM's own code.
+"""Generate the DEIM parity fixtures in ``tests/data/deim/`` by running DEIM's
+own code.
 
-DEIM (ShihuaHuang95/DEIM, commit a9aa4adce6b5, Apache-2.0) is imported from a checkout given with
-``--deim-root`` (made with ``git --git-dir=<mirror> archive a9aa4adce6b5 | tar -x -C DIR``) without
-executing its ``engine/__init__.py``: only the model / criterion modules are loaded.  DEIM's
-``engine/misc/dist_utils.py`` imports its whole data package, so the two functions the criterion takes
-from it are given here for a single process (``get_world_size() == 1``, not distributed).  A tiny
-``torchvision.ops`` stand-in is installed when the local torchvision cannot be imported (see
-``../shared/tools/README.md``).  Requirements: torch, numpy, pyyaml, scipy.
+DEIM (ShihuaHuang95/DEIM, commit a9aa4adce6b5, Apache-2.0) is imported from a
+checkout given with ``--deim-root`` (made with
+``git --git-dir=<mirror> archive a9aa4adce6b5 | tar -x -C DIR``) without
+executing its ``engine/__init__.py``: only the model / criterion modules are
+loaded.  DEIM's ``engine/misc/dist_utils.py`` imports its whole data package,
+so the two functions the criterion takes from it are given here for a single
+process (``get_world_size() == 1``, not distributed).  A tiny
+``torchvision.ops`` stand-in is installed when the local torchvision cannot be
+imported (see ``../shared/tools/README.md``).  Requirements: torch, numpy,
+pyyaml, scipy.
 
 Sub-commands:
 
-  mal                      ``deim_mal_cases.pt``: DEIM's ``DEIMCriterion.loss_labels_mal`` on fixed inputs
-                           (values and d loss / d logits) for three settings
-  criterion                ``deim_criterion_<case>.pt``: the whole ``DEIMCriterion`` with the DEIM-D-FINE
-                           loss config on the D-FINE loss fixtures of ``--parity-dir`` (inputs are not
-                           copied: only the resulting terms are stored)
-  forward --variant v      ``deim_{v}_coco.npz`` + ``deim_{v}_coco_keys.json.gz``: eval-mode forward of
-                           DEIM's D-FINE model (``configs/deim_dfine/deim_hgnetv2_{v}_coco.yml``) on random
-                           weights made by ``--parity-dir``/official_random_weights.py
-  all                      everything above (each variant in a subprocess)
+  mal                  ``deim_mal_cases.pt``: DEIM's
+                       ``DEIMCriterion.loss_labels_mal`` on fixed inputs
+                       (values and d loss / d logits) for three settings
+  criterion            ``deim_criterion_<case>.pt``: the whole
+                       ``DEIMCriterion`` with the DEIM-D-FINE loss config on
+                       the D-FINE loss fixtures of ``--parity-dir`` (inputs
+                       are not copied: only the resulting terms are stored)
+  forward --variant v  ``deim_{v}_coco.npz`` + ``deim_{v}_coco_keys.json.gz``:
+                       eval-mode forward of DEIM's D-FINE model
+                       (``configs/deim_dfine/deim_hgnetv2_{v}_coco.yml``) on
+                       random weights made by
+                       ``--parity-dir``/official_random_weights.py
+  all                  everything above (each variant in a subprocess)
 
-Random weights are never stored: the tests regenerate them from the recorded seed and gain with
-``official_random_weights.py`` (the same helper as the D-FINE parity fixtures).  The forward input is
-image 0 of ``--parity-dir``/parity_input.npz.
+Random weights are never stored: the tests regenerate them from the recorded
+seed and gain with ``official_random_weights.py`` (the same helper as the
+D-FINE parity fixtures).  The forward input is image 0 of
+``--parity-dir``/parity_input.npz.
 """
 import argparse
 import copy
@@ -44,7 +53,8 @@ import torch
 COMMIT = 'a9aa4adce6b5'
 VARIANTS = ('n', 's', 'm', 'l', 'x')
 NUM_THREADS = 1
-# first seeds tried per variant (the forward command moves on when a query-selection tie check fails)
+# first seeds tried per variant (the forward command moves on when a
+# query-selection tie check fails)
 WEIGHTS = {
     'n': dict(gain=1.2, seed=16010),
     's': dict(gain=1.25, seed=16020),
@@ -54,7 +64,8 @@ WEIGHTS = {
 }
 MIN_GAP_300_301 = 1e-4
 MIN_CONSECUTIVE_GAP = 5e-6
-# fixed buffers identical to the D-FINE parity fixture of the same size (checked when generating)
+# fixed buffers identical to the D-FINE parity fixture of the same size
+# (checked when generating)
 SHARED_FIXED = ('decoder.anchors', 'decoder.valid_mask')
 DEFAULT_OUT = osp.join(
     osp.dirname(osp.dirname(osp.abspath(__file__))), 'tests', 'data', 'deim')
@@ -99,8 +110,8 @@ def load_deim(root):
     """DEIM's modules (namespace) imported from the checkout ``root``."""
     if not osp.isfile(osp.join(root, 'engine', 'deim', 'deim_criterion.py')):
         raise SystemExit(
-            f'{root}: not a DEIM checkout (engine/deim/deim_criterion.py missing)'
-        )
+            f'{root}: not a DEIM checkout (engine/deim/deim_criterion.py '
+            'missing)')
     _ensure_torchvision_ops()
     for n, p in [('engine', ''), ('engine.core', 'core'),
                  ('engine.deim', 'deim'), ('engine.backbone', 'backbone'),
@@ -126,7 +137,8 @@ def load_deim(root):
 
 
 def load_cfg(root, variant):
-    """DEIM's resolved yml config ``configs/deim_dfine/deim_hgnetv2_{variant}_coco.yml``."""
+    """DEIM's resolved yml config
+    ``configs/deim_dfine/deim_hgnetv2_{variant}_coco.yml``."""
     path = osp.join(root, 'configs', 'deim_dfine',
                     f'deim_hgnetv2_{variant}_coco.yml')
     yu = osp.join(root, 'engine', 'core', 'yaml_utils.py')
@@ -206,14 +218,17 @@ def cmd_mal(a):
             }
             q = torch.randperm(Q, generator=g)[:n]
             gt = torch.randperm(n, generator=g)
-            # matched predictions near their GT: IoUs spread over (0, 1), one disjoint pair
+            # matched predictions near their GT: IoUs spread over (0, 1), one
+            # disjoint pair
             jitter = 0.12 * torch.rand(
                 n, 1, generator=g) * torch.randn(
                     n, 4, generator=g)
             boxes[b, q] = (t['boxes'][gt] * (1 + jitter)).clamp(0.01, 0.99)
             if n:
-                boxes[b, q[0]] = torch.tensor([0.02, 0.02, 0.01, 0.01]) if t['boxes'][gt[0], 0] > 0.2 \
-                    else torch.tensor([0.98, 0.98, 0.01, 0.01])
+                boxes[b, q[0]] = (
+                    torch.tensor([0.02, 0.02, 0.01, 0.01]) if t['boxes'][gt[0],
+                                                                         0]
+                    > 0.2 else torch.tensor([0.98, 0.98, 0.01, 0.01]))
                 logits[b, q, t['labels'][gt]] += 3.0
             targets.append(t)
             indices.append((q, gt))
@@ -232,7 +247,8 @@ def cmd_mal(a):
         }, targets, indices, num_boxes)
         loss = out['loss_mal']
         loss.backward()
-        # the IoUs DEIM computed inside (values=None path), for the pure-loss test
+        # the IoUs DEIM computed inside (values=None path), for the pure-loss
+        # test
         idx = crit._get_src_permutation_idx(indices)
         tb = torch.cat([t['boxes'][j] for t, (_, j) in zip(targets, indices)])
         ious = torch.diag(
@@ -267,11 +283,16 @@ def cmd_mal(a):
             }))
     rec = {
         'meta': {
-            'deim_commit': COMMIT,
-            'function': 'engine/deim/deim_criterion.py '
-            'DEIMCriterion.loss_labels_mal (values=None: IoU computed by DEIM)',
-            'generator': 'tools/make_deim_fixtures.py mal',
-            'torch': str(torch.__version__)
+            'deim_commit':
+            COMMIT,
+            'function':
+            'engine/deim/deim_criterion.py '
+            'DEIMCriterion.loss_labels_mal '
+            '(values=None: IoU computed by DEIM)',
+            'generator':
+            'tools/make_deim_fixtures.py mal',
+            'torch':
+            str(torch.__version__)
         },
         'cases': cases
     }
@@ -284,7 +305,8 @@ def cmd_mal(a):
 # whole criterion on the D-FINE loss fixtures
 # ------------------------------------------------------------------------------------------------
 CRITERION_CASES = {
-    # our name: (D-FINE loss fixture in --parity-dir, DEIM config whose DEIMCriterion is used)
+    # our name: (D-FINE loss fixture in --parity-dir, DEIM config whose
+    # DEIMCriterion is used)
     'deim_s_criterion_case1.pt': ('dfine_s_loss_case1.pt', 's'),
     'deim_s_criterion_case2.pt': ('dfine_s_loss_case2.pt', 's'),
     'deim_s_criterion_case3.pt': ('dfine_s_loss_case3.pt', 's'),
@@ -376,8 +398,9 @@ def cmd_forward(a):
             for k, t in sd0.items()]
     fixed = {k: t.clone() for k, t in sd0.items() if orw.is_fixed_key(k)}
     dfx = np.load(osp.join(a.parity_dir, f'dfine_{v}_coco.npz'))
-    # Same architecture and input size as D-FINE: the anchors are the D-FINE fixture's buffers.  They are
-    # taken from there (torch.log may differ by 1 ulp between CPUs, and a checkpoint carries its own).
+    # Same architecture and input size as D-FINE: the anchors are the D-FINE
+    # fixture's buffers.  They are taken from there (torch.log may differ by
+    # 1 ulp between CPUs, and a checkpoint carries its own).
     anchor_diff = {}
     for k in SHARED_FIXED:
         ref = torch.from_numpy(dfx['buffer/' + k])
@@ -500,8 +523,8 @@ def main(argv=None):
         required=True,
         help=f'checkout of ShihuaHuang95/DEIM at {COMMIT}')
     help_text = (
-        'D-FINE parity folder (official_random_weights.py, parity_input.npz, loss fixtures)'
-    )
+        'D-FINE parity folder (official_random_weights.py, parity_input.npz, '
+        'loss fixtures)')
     p.add_argument(
         '--parity-dir',
         default=os.environ.get('DFINE_PARITY_DIR', '../shared/parity'),

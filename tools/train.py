@@ -1,7 +1,9 @@
 """Train with a (plugin) config, without MIM.
 
-    python tools/train.py configs/dfine/<config>.py [--work-dir DIR] [--amp] [--resume] ...
-    torchrun --nproc_per_node 2 tools/train.py CFG --launcher pytorch   # DDP, also on CPU (gloo)
+    python tools/train.py configs/dfine/<config>.py [--work-dir DIR] [--amp] \\
+        [--resume] ...
+    # DDP, also on CPU (gloo)
+    torchrun --nproc_per_node 2 tools/train.py CFG --launcher pytorch
 
 Same arguments as MMDetection's ``tools/train.py`` (it is run as-is); see
 ``dfine_mmdet/launch.py`` for the CPU-DDP handling.

@@ -1,5 +1,5 @@
-"""The accuracy column of ``tools/benchmark/compare.py``: COCO box AP of a checkpoint, or toy mAP
-after equal wall-clock training.
+"""The accuracy column of ``tools/benchmark/compare.py``: COCO box AP of a
+checkpoint, or toy mAP after equal wall-clock training.
 
 Both go through MMDetection's own machinery: a ``Runner`` built from the
 model's config (``Runner.from_cfg``), its test / validation loop and
@@ -17,9 +17,9 @@ the right shape (MMEngine loads non-strictly and only warns).
 
 **Toy mAP** (:func:`toy_config` + :func:`train_and_evaluate`): every model is
 trained on the synthetic set of :mod:`.toy_data` for the same
-wall-clock budget (:class:`~dfine_mmdet.engine.hooks.WallClockBudgetHook`) from the
-same seed, then its raw weights are evaluated on the toy val split. What is
-common to all models, replacing the config's own settings:
+wall-clock budget (:class:`~dfine_mmdet.engine.hooks.WallClockBudgetHook`)
+from the same seed, then its raw weights are evaluated on the toy val split.
+What is common to all models, replacing the config's own settings:
 
 * data: ``CocoDataset`` on the toy set (classes read from its annotation file),
   images without objects skipped, one pipeline for all: load, resize to
@@ -105,7 +105,8 @@ def _bbox_metrics(metrics: Dict[str, float],
 
 # -------------------------------------------------------------------- toy mAP
 def toy_classes(data_root: str) -> Tuple[str, ...]:
-    """Class names of the toy set, in category-id order, from its train annotations."""
+    """Class names of the toy set, in category-id order, from its train
+    annotations."""
     path = osp.join(data_root, TOY_TRAIN_ANN)
     if not osp.isfile(path):
         raise FileNotFoundError(
@@ -124,7 +125,8 @@ def toy_config(cfg_path: str,
                seed: int = 0,
                warmup_iters: int = 20,
                device: str = 'cpu') -> Tuple[Any, List[str]]:
-    """The config of ``cfg_path`` adapted to the toy set (see the module docstring).
+    """The config of ``cfg_path`` adapted to the toy set (see the module
+    docstring).
 
     Returns ``(cfg, adapted)``: the MMEngine ``Config`` and the list of model
     fields that were set for the toy set (dotted paths).
@@ -298,7 +300,8 @@ def coco_config(cfg_path: str, coco_root: str, checkpoint: str, work_dir: str):
 def checkpoint_coverage(model, checkpoint: str) -> Tuple[int, int, List[str]]:
     """``(covered, total, examples)``: model tensors that the checkpoint holds
     under the same name with the same shape (``module.`` prefixes ignored, as
-    the runner does), the model's tensor count, and up to 5 names not covered."""
+    the runner does), the model's tensor count, and up to 5 names not
+    covered."""
     from mmengine.runner.checkpoint import _load_checkpoint
 
     ckpt = _load_checkpoint(checkpoint, map_location='cpu')

@@ -1,11 +1,13 @@
-"""FLOP counting of D-FINE and MMDetection detectors with MMEngine's ``FlopAnalyzer``.
+"""FLOP counting of D-FINE and MMDetection detectors with MMEngine's
+``FlopAnalyzer``.
 
 MMEngine's analyzer (fvcore convention: one multiply-add = one "flop") has
 handles for matmul/conv/linear/norm ops but none for ``aten::grid_sampler``, so
 deformable attention would count as zero. Both D-FINE's
 :class:`~dfine_mmdet.models.layers.ms_deform_attn.MSDeformableAttention` and
-mmcv's ``MultiScaleDeformableAttention`` on CPU (``multi_scale_deformable_attn_pytorch``)
-sample values with ``F.grid_sample``; :func:`grid_sampler_flop` counts it.
+mmcv's ``MultiScaleDeformableAttention`` on CPU
+(``multi_scale_deformable_attn_pytorch``) sample values with
+``F.grid_sample``; :func:`grid_sampler_flop` counts it.
 
 Counting rule (``grid_sampler_flop``): bilinear sampling reads 4 neighbours
 per output element and takes a weighted sum, i.e. 4 multiply-adds per output
@@ -26,7 +28,8 @@ def _shape(val) -> List[int]:
 
 
 def grid_sampler_flop(inputs: List[Any], outputs: List[Any]) -> int:
-    """Multiply-adds of ``aten::grid_sampler(input, grid, mode, padding, align)``.
+    """Multiply-adds of
+    ``aten::grid_sampler(input, grid, mode, padding, align)``.
 
     ``outputs[0]`` has shape ``[N, C, H_out, W_out]``; ``inputs[2]`` is the
     interpolation mode (0 bilinear, 1 nearest, 2 bicubic).
@@ -50,7 +53,8 @@ def count_flops(model: nn.Module, inputs: Tuple[torch.Tensor,
                                                 ...]) -> Dict[str, Any]:
     """Total multiply-adds of ``model(*inputs)`` and the ops left uncounted.
 
-    Returns ``dict(flops=int, grid_sampler_flops=int, unsupported={op: calls})``.
+    Returns:
+        ``dict(flops=int, grid_sampler_flops=int, unsupported={op: calls})``.
     """
     from mmengine.analysis import FlopAnalyzer
 

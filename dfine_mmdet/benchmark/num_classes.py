@@ -21,7 +21,8 @@ UNSUPPORTED_KEYS = ('num_things_classes', 'num_stuff_classes')
 
 def find_num_classes(model_cfg: Any, path: str = 'model') -> List[str]:
     """Dotted paths (``model.roi_head.bbox_head.0.num_classes``) of every
-    class-count field of ``model_cfg`` (a dict / ``ConfigDict``), RPN excluded."""
+    class-count field of ``model_cfg`` (a dict / ``ConfigDict``), RPN
+    excluded."""
     found = []
     if isinstance(model_cfg, dict):
         for key, value in model_cfg.items():
@@ -58,7 +59,8 @@ def _unsupported(model_cfg: Any, path: str = 'model') -> List[str]:
 def set_num_classes(model_cfg: Any,
                     num_classes: int,
                     name: str = 'config') -> List[str]:
-    """Set every class-count field of ``model_cfg`` to ``num_classes`` in place.
+    """Set every class-count field of ``model_cfg`` to ``num_classes`` in
+    place.
 
     Args:
         model_cfg: the ``model`` dict of a config (modified in place).
@@ -66,7 +68,8 @@ def set_num_classes(model_cfg: Any,
         name: the config's name, used in error messages.
 
     Returns:
-        The dotted paths that were set, e.g. ``['model.bbox_head.num_classes']``.
+        The dotted paths that were set, e.g.
+        ``['model.bbox_head.num_classes']``.
 
     Raises:
         ValueError: when no field is found or the model ties the class count to
@@ -82,9 +85,9 @@ def set_num_classes(model_cfg: Any,
     paths = find_num_classes(model_cfg)
     if not paths:
         raise ValueError(
-            f'{name}: no num_classes field in the model config (searched every '
-            f'nested dict except {", ".join(CLASS_AGNOSTIC_KEYS)}); set the class '
-            'count by hand')
+            f'{name}: no num_classes field in the model config (searched '
+            f'every nested dict except {", ".join(CLASS_AGNOSTIC_KEYS)}); set '
+            'the class count by hand')
     for path in paths:
         node = model_cfg
         for part in path.split('.')[1:-1]:

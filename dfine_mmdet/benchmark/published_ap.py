@@ -16,8 +16,8 @@ that exact config, at that config's own test resolution:
   compare.py times every model at ``--size`` (640 by default).
 
 The keys are the row labels of compare.py's default set; :func:`lookup` also
-accepts the config file name, so ``compare.py mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py
---ap`` finds RTMDet-s.
+accepts the config file name, so
+``compare.py mmdet::rtmdet/rtmdet_s_8xb32-300e_coco.py --ap`` finds RTMDet-s.
 """
 import os.path as osp
 from typing import Dict, NamedTuple, Optional

@@ -1,4 +1,5 @@
-"""D-FINE training transforms: photometric distort, IoU crop, sanitize, zoom-out, pipeline."""
+"""D-FINE training transforms: photometric distort, IoU crop, sanitize,
+zoom-out, pipeline."""
 import numpy as np
 import pytest
 import torch
@@ -39,7 +40,8 @@ def test_photometric_kernels_hand_computed():
     # brightness: img * b, clamped, truncated
     assert adjust_brightness(px, 1.125).tolist() == [[[112, 56, 225]]]
     assert adjust_brightness(px, 1.5).tolist() == [[[150, 75, 255]]]
-    # contrast: blend with mean grey; grey(100,50,200) = floor(29.89+29.35+22.8) = 82
+    # contrast: blend with mean grey; grey(100,50,200) =
+    # floor(29.89+29.35+22.8) = 82
     assert adjust_contrast(px, 0.5).tolist() == [[[91, 66, 141]]]
     # saturation: blend with the pixel's grey (82)
     assert adjust_saturation(px, 0.0).tolist() == [[[82, 82, 82]]]
@@ -139,10 +141,12 @@ def test_iou_crop_min_iou_constraint_and_zeroing():
         out = t.transform(res)
         h, w = out['img'].shape[:2]
         b = out['gt_bboxes'].tensor.numpy()
-        # the crop must overlap the big box with IoU >= 0.9 -> nearly the whole image
+        # the crop must overlap the big box with IoU >= 0.9 -> nearly the
+        # whole image
         assert h * w >= 0.9 * (116 * 96) - 1
         if (h, w) != (100, 120):
-            # big box clamped to the crop == the crop itself (IoU of crop with big >= 0.9)
+            # big box clamped to the crop == the crop itself (IoU of crop with
+            # big >= 0.9)
             assert b[0, 2] - b[0, 0] > 0.9 * w - 3
     # box_iou helper
     ious = box_iou_xyxy(
@@ -245,7 +249,8 @@ def test_sanitize_counts_and_logs_invalid_boxes(tmp_path):
         assert out['gt_bboxes'].tensor.tolist() == [[5, 5, 50, 50]]
     assert t.num_dropped == 6
     text = log_file.read_text()
-    # reported at the 1st, 2nd, 4th, ... drop: after images 1 (2 dropped) and 2 (4)
+    # reported at the 1st, 2nd, 4th, ... drop: after images 1 (2 dropped) and
+    # 2 (4)
     assert text.count('SanitizeBoundingBoxes: dropped 2 invalid box(es)') == 2
     assert 'img_with_bad_boxes.jpg' in text and '4 dropped so far' in text
     quiet = SanitizeBoundingBoxes(min_size=1)

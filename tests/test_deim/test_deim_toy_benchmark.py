@@ -1,5 +1,5 @@
-"""Smoke test of tools/experiments/deim_toy.py (the command of docs/deim.md) at a
-tiny size: both parts run and print their numbers and ratios."""
+"""Smoke test of tools/experiments/deim_toy.py (the command of docs/deim.md)
+at a tiny size: both parts run and print their numbers and ratios."""
 import os.path as osp
 import re
 import subprocess

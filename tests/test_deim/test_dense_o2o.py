@@ -204,14 +204,16 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='DEIMMosaic', output_size=32, prob=1.0),
     dict(type='RandomPhotometricDistort', p=0.5),
-    dict(type='SkipAfterMosaic', transforms=[dict(type='RandomIoUCrop', p=0.8)]),
+    dict(type='SkipAfterMosaic',
+         transforms=[dict(type='RandomIoUCrop', p=0.8)]),
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='Resize', scale=(img, img), keep_ratio=False, backend='pillow'),
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='PackDetInputs'),
 ]
-train_dataloader = dict(batch_size=4, num_workers=0,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+train_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')

@@ -1,7 +1,8 @@
 """tools/make_deim_fixtures.py (the command of docs/deim.md) reproduces the
 committed fixtures from DEIM's code.
 
-Needs a DEIM checkout at a9aa4adce6b5 in ``$DEIM_ROOT`` (``git --git-dir=<mirror>
+Needs a DEIM checkout at a9aa4adce6b5 in ``$DEIM_ROOT``
+(``git --git-dir=<mirror>
 archive a9aa4adce6b5 | tar -x -C DIR``); skipped otherwise.  The MAL cases are
 regenerated and compared with ``tests/data/deim/deim_mal_cases.pt``, the
 criterion terms with ``deim_{s,x}_criterion_case2.pt`` and the forward

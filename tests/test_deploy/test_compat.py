@@ -1,4 +1,5 @@
-"""Unit tests of the deployment shims (``dfine_mmdet.deploy.backends.tensorrt``,
+"""Unit tests of the deployment shims
+(``dfine_mmdet.deploy.backends.tensorrt``,
 ``dfine_mmdet.deploy.export_shims``) that need no TensorRT.
 
 The TensorRT shims run against ``fake_tensorrt``, a stand-in that has only

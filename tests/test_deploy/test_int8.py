@@ -1,4 +1,5 @@
-"""Opt-in INT8 quantisation (dfine_mmdet.deploy.quantize, tools/deploy_int8.py).
+"""Opt-in INT8 quantisation (dfine_mmdet.deploy.quantize,
+tools/deploy_int8.py).
 
 Model: the toy D-FINE-N (``configs/dfine/toy``, 128x128, 60 queries) with
 random weights plus noise as in ``deploy_fixtures.py`` (so that features and

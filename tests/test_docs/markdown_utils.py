@@ -113,8 +113,8 @@ def links(text: str) -> List[Tuple[int, str]]:
 SHELL_LANGS = ('bash', 'sh', 'shell', 'console')
 #: inline code spans that are commands (not paths, config keys or snippets)
 _INLINE_COMMAND = re.compile(
-    r'^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?(?:python3?|bash|sh|mim|pip)\s+\S|^tools/\S+\.sh\s+\S'
-)
+    r'^(?:[A-Z_]+=\S+\s+)*(?:\.venv/bin/)?(?:python3?|bash|sh|mim|pip)\s+\S'
+    r'|^tools/\S+\.sh\s+\S')
 
 
 def block_commands(body: str) -> List[str]:
@@ -175,7 +175,8 @@ def page_commands(
     for b in blocks:
         if b.lang in SHELL_LANGS:
             out += [Command(page, b.line, c) for c in block_commands(b.body)]
-        elif not b.lang:  # an unlabelled block: the lines that look like commands
+        # an unlabelled block: the lines that look like commands
+        elif not b.lang:
             out += [
                 Command(page, b.line, c) for c in block_commands(b.body)
                 if _INLINE_COMMAND.match(c)

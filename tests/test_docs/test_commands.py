@@ -1,8 +1,8 @@
 """Every command the pages show is run by a test or by CI.
 
-The table between ``<!-- command-tests:start -->`` and ``<!-- command-tests:end -->``
-in docs/testing.md maps command prefixes to the tests that run them (see that
-page). Checked here:
+The table between ``<!-- command-tests:start -->`` and
+``<!-- command-tests:end -->`` in docs/testing.md maps command prefixes to
+the tests that run them (see that page). Checked here:
 
 * every command of README.md, projects_readme.md, docs/**/*.md and
   configs/**/README.md (shell-block lines, and inline code that starts like a
@@ -113,7 +113,8 @@ def _match(cmd):
 
 
 def test_commands_are_found():
-    """The extraction sees the README's setup, test, deploy and convert lines."""
+    """The extraction sees the README's setup, test, deploy and convert
+    lines."""
     texts = [normalize(c.text) for c in COMMANDS if c.page == 'README.md']
     assert 'bash tools/setup_env.sh' in texts and 'python -m pytest' in texts
     assert any(
@@ -129,7 +130,8 @@ def test_every_command_is_run_by_a_test_or_ci():
         f'{c.page}:{c.line}: {c.text}' for c in COMMANDS if _match(c) is None
     ]
     assert not missing, (
-        'commands shown in the docs that no row of the table in docs/testing.md covers; '
+        'commands shown in the docs that no row of the table in '
+        'docs/testing.md covers; '
         'add a test that runs them and a row naming it:\n' +
         '\n'.join(missing))
 
@@ -232,7 +234,8 @@ def test_every_row_is_used():
         if m:
             used.add(id(m[0]))
     unused = [r[0] for r in ROWS if id(r) not in used]
-    assert not unused, f'rows of {TABLE_PAGE} that no page uses (remove them): {unused}'
+    assert not unused, (
+        f'rows of {TABLE_PAGE} that no page uses (remove them): {unused}')
 
 
 def test_an_uncovered_command_fails():
@@ -246,7 +249,9 @@ def test_an_uncovered_command_fails():
                           True))[1] == page
     assert _match(
         Command(page, 1, 'python check_classes.py CFG --nope', True)) is None
-    assert _match(Command('README.md', 1, '.venv/bin/python tools/train.py a.py'))[1] == \
+    assert _match(
+        Command('README.md', 1,
+                '.venv/bin/python tools/train.py a.py'))[1] == \
         'python tools/train.py'
 
 
@@ -274,15 +279,19 @@ def test_activate_then_import():
 TINY_DIST_TEST_CFG = """\
 _base_ = {toy!r}
 data_root = {data!r}
-model = dict(num_queries=10, eval_spatial_size=(64, 64), dn_cfg=dict(num_denoising=10))
+model = dict(num_queries=10, eval_spatial_size=(64, 64),
+             dn_cfg=dict(num_denoising=10))
 test_pipeline = [
     dict(type='LoadImageFromFile', imdecode_backend='pillow'),
     dict(type='Resize', scale=(64, 64), keep_ratio=False, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor')),
 ]
-val_dataloader = dict(batch_size=2, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+val_dataloader = dict(
+    batch_size=2,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
@@ -352,9 +361,9 @@ def test_dist_test_sh(tmp_path):
 
 @pytest.mark.slow
 def test_toy_train_minutes_budget(tmp_path):
-    """``python tools/experiments/toy_train.py --minutes M`` (docs/benchmarks.md;
-    the tool's own test uses ``--iters``): a 3-second budget trains, stops and
-    evaluates."""
+    """``python tools/experiments/toy_train.py --minutes M``
+    (docs/benchmarks.md; the tool's own test uses ``--iters``): a 3-second
+    budget trains, stops and evaluates."""
     data = tmp_path / 'toy'
     subprocess.run([
         sys.executable,

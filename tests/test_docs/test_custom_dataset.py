@@ -1,4 +1,5 @@
-"""docs/custom_dataset.md, run from top to bottom, and the class ids end to end.
+"""docs/custom_dataset.md, run from top to bottom, and the class ids end to
+end.
 
 The page is the script: every ``bash`` block is run in order (``bash -e``)
 from a scratch directory laid out like the repository root (``configs`` and
@@ -56,8 +57,9 @@ def page_steps(text):
             first = b.body.split('\n', 1)[0]
             m = re.match(r'^# file: (\S+)$', first)
             assert m, (
-                f'{PAGE}:{b.line}: a python block must start with "# file: NAME" '
-                '(it is written to NAME); other python code cannot be run')
+                f'{PAGE}:{b.line}: a python block must start with "# file: '
+                'NAME" (it is written to NAME); other python code cannot be '
+                'run')
             steps.append(('file', (m.group(1), b.body + '\n'), None, b.line))
         else:
             assert b.lang in (
@@ -101,10 +103,11 @@ def journey(tmp_path_factory, parity_dir):
         out = proc.stdout + proc.stderr
         if expect is None:
             assert proc.returncode == 0, (
-                f'{PAGE}:{line}: block failed ({proc.returncode}):\n{payload}\n{out[-6000:]}'
-            )
+                f'{PAGE}:{line}: block failed ({proc.returncode}):\n'
+                f'{payload}\n{out[-6000:]}')
         else:
-            assert proc.returncode != 0, f'{PAGE}:{line}: expected to fail:\n{payload}'
+            assert proc.returncode != 0, (
+                f'{PAGE}:{line}: expected to fail:\n{payload}')
             assert expect in out, (
                 f'{PAGE}:{line}: failed, but without {expect!r}:\n'
                 f'{out[-6000:]}')
@@ -194,9 +197,10 @@ def test_training_adapts_the_80_class_checkpoint(journey):
     out = _output(
         outputs,
         'python tools/train.py shapes_dfine_n.py --work-dir work_dirs/shapes ')
-    assert 'ClassHeadAdaptHook: class count differs from the checkpoint' in out, out[
-        -3000:]
-    assert 'bbox_head.cls_branches' in out and 'dn_query_generator.label_embedding' in out
+    assert ('ClassHeadAdaptHook: class count differs from the checkpoint'
+            in out), out[-3000:]
+    assert ('bbox_head.cls_branches' in out
+            and 'dn_query_generator.label_embedding' in out)
     for epoch in (1, 2):
         assert osp.isfile(work / f'work_dirs/shapes/epoch_{epoch}.pth')
 
@@ -296,12 +300,14 @@ def test_exported_model_class_ids_end_to_end(journey):
     for img, dets in app_img.items():
         for a in dets:
             b = _pair(a, dep_img[img], box_tol=0.05, score_tol=1e-5)
-            assert b is not None, f'image {img}: {a} has no MMDeploy counterpart'
+            assert b is not None, (
+                f'image {img}: {a} has no MMDeploy counterpart')
             assert b['category_id'] == a['category_id'], (a, b)
     for img, dets in pt_img.items():
         for p in dets:
             b = _pair(p, dep_img[img], box_tol=0.05, score_tol=1e-3)
-            assert b is not None, f'image {img}: PyTorch detection {p} not in the export'
+            assert b is not None, (
+                f'image {img}: PyTorch detection {p} not in the export')
             assert b['category_id'] == p['category_id'], (p, b)
 
 
@@ -329,8 +335,9 @@ def test_make_toy_dataset_category_ids(tmp_path):
             for c in b['categories']] == [(40, 'square'), (7, 'circle'),
                                           (23, 'triangle')]
     remap = {1: 40, 2: 7, 3: 23}
-    assert [dict(x, category_id=remap[x['category_id']]) for x in a['annotations']] == \
-        b['annotations']
+    assert [
+        dict(x, category_id=remap[x['category_id']]) for x in a['annotations']
+    ] == b['annotations']
     assert (tmp_path / 'a/train/000003.png').read_bytes() == \
         (tmp_path / 'b/train/000003.png').read_bytes()
     with pytest.raises(SystemExit):

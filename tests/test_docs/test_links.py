@@ -50,9 +50,9 @@ def test_relative_links_and_anchors_resolve(page):
                 )
                 continue
             if anchor not in targets:
-                bad.append(
-                    f'{page}:{line}: {target}: no heading with anchor #{anchor} in '
-                    f'{path or page} (anchors: {sorted(targets)[:40]})')
+                bad.append(f'{page}:{line}: {target}: no heading with anchor '
+                           f'#{anchor} in {path or page} (anchors: '
+                           f'{sorted(targets)[:40]})')
     assert not bad, '\n'.join(bad)
 
 
@@ -76,13 +76,15 @@ def test_readme_is_a_front_page():
             q for q in (resolve_link(p, t)[0] for _, t in links(read(p))
                         if not is_external(t)) if q in pages
         ]
-    assert pages <= reached, f'docs pages no link leads to from README.md: {sorted(pages - reached)}'
+    assert pages <= reached, ('docs pages no link leads to from README.md: '
+                              f'{sorted(pages - reached)}')
 
 
 @pytest.mark.parametrize('heading, slug', [
     ('Install', 'install'),
     ('Deploy configs (`configs/deploy/`)', 'deploy-configs-configsdeploy'),
-    ('TensorRT >= 10 with MMDeploy 1.3.1 (`dfine_mmdet/deploy/backends/tensorrt.py`)',
+    ('TensorRT >= 10 with MMDeploy 1.3.1 '
+     '(`dfine_mmdet/deploy/backends/tensorrt.py`)',
      'tensorrt--10-with-mmdeploy-131-dfine_mmdetdeploybackendstensorrtpy'),
     ('CPU latency: every path side by side, against the official export',
      'cpu-latency-every-path-side-by-side-against-the-official-export'),
@@ -94,7 +96,8 @@ def test_readme_is_a_front_page():
 ])
 def test_github_slug(heading, slug):
     """Known GitHub anchors (checked against github.com's rendering rules:
-    punctuation dropped, spaces -> '-', '_' kept, runs of spaces not merged)."""
+    punctuation dropped, spaces -> '-', '_' kept, runs of spaces not
+    merged)."""
     assert github_slug(heading) == slug
 
 
@@ -104,7 +107,8 @@ def test_repeated_headings_get_numbered_anchors():
 
 
 def test_checker_finds_a_broken_anchor_and_file():
-    """The link check can fail: a page with a wrong anchor and a missing file."""
+    """The link check can fail: a page with a wrong anchor and a missing
+    file."""
     text = '# Title\n\n[ok](#title) [bad](#nope) [file](no_such_file.md)\n'
     found = links(text)
     assert [t for _, t in found] == ['#title', '#nope', 'no_such_file.md']

@@ -1,5 +1,5 @@
-"""Published COCO AP (``dfine_mmdet/benchmark/published_ap.py``), ``compare.py --ap``
-and the speed/accuracy chart.
+"""Published COCO AP (``dfine_mmdet/benchmark/published_ap.py``),
+``compare.py --ap`` and the speed/accuracy chart.
 
 The MMDetection values are re-read from the model-zoo metadata shipped with the
 installed mmdet (``mmdet/.mim/configs/<model>/metafile.yml``), the D-FINE ones

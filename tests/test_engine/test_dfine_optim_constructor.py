@@ -1,4 +1,5 @@
-"""DFINEOptimWrapperConstructor: AdamW param groups (fixed and official-bug modes)."""
+"""DFINEOptimWrapperConstructor: AdamW param groups (fixed and official-bug
+modes)."""
 import re
 from collections import OrderedDict
 
@@ -22,7 +23,8 @@ LX = [('backbone', r'^(?=.*backbone)(?!.*norm|bn).*$'),
 
 
 def official_groups(named_params, patterns):
-    """The official get_optim_params on official names -> {group: set(names)}."""
+    """The official get_optim_params on official names ->
+    {group: set(names)}."""
     out, visited = {}, set()
     for gname, pat in patterns:
         names = {
@@ -152,7 +154,8 @@ def test_constructor_rejects_unknown_keys():
 
 
 def test_linear_warmup_matches_official():
-    """LinearLR(1/500 -> 1, iterations 0..499) == official lr * min(1, (it+1)/500)."""
+    """LinearLR(1/500 -> 1, iterations 0..499) ==
+    official lr * min(1, (it+1)/500)."""
     p = nn.Parameter(torch.zeros(1))
     q = nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([dict(params=[p], lr=4e-4),
@@ -176,7 +179,8 @@ def test_linear_warmup_matches_official():
 
 
 def _to_official(name):
-    """Our parameter name -> the official one (inverse of the converter's key table)."""
+    """Our parameter name -> the official one (inverse of the converter's
+    key table)."""
     from dfine_mmdet.checkpoint.official import KEY_MAP
     for official, ours in sorted(KEY_MAP, key=lambda kv: -len(kv[1])):
         if name.startswith(ours):
@@ -188,10 +192,10 @@ def _to_official(name):
                                             ('dfine_hgnetv2_l_coco', 'lx')])
 def test_real_detector_official_mode_matches_official_regexes(
         project_root, cfg_name, style):
-    """On the real N (N/S/M regexes) and L (L/X regexes, frozen stem + frozen BN)
-    detectors, the official-bug mode gives exactly the groups the official regexes
-    give on the official parameter names; the fixed mode moves norms/LAB/biases out
-    of weight decay."""
+    """On the real N (N/S/M regexes) and L (L/X regexes, frozen stem + frozen
+    BN) detectors, the official-bug mode gives exactly the groups the official
+    regexes give on the official parameter names; the fixed mode moves
+    norms/LAB/biases out of weight decay."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -215,7 +219,8 @@ def test_real_detector_official_mode_matches_official_regexes(
 
 
 def test_flat_cosine_composes_from_mmengine_schedulers():
-    """Warmup, flat, then cosine: the composition documented in _base_/schedules/dfine_adamw.py."""
+    """Warmup, flat, then cosine: the composition documented in
+    _base_/schedules/dfine_adamw.py."""
     from mmengine.optim.scheduler import CosineAnnealingLR
     p = nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1e-3)

@@ -1,4 +1,5 @@
-"""Every D-FINE config dry-builds with its training parts, and carries the official schedule.
+"""Every D-FINE config dry-builds with its training parts, and carries the
+official schedule.
 
 Built per config: the model, the optimizer wrapper (AdamW groups of
 ``DFINEOptimWrapperConstructor``; ``AmpOptimWrapper`` swapped for
@@ -24,10 +25,10 @@ CONFIGS = sorted(
         osp.join(ROOT, 'configs', 'dfine', '**', '*.py'), recursive=True)
     if '_base_' not in p)
 
-# official resolved configs (shared/docs/official_resolved_configs.json, spec section 6;
-# custom = configs/dfine/custom/*_custom.yml):
-# lr, backbone lr, weight decay, epochs, stop epoch, multi-scale repeat, total batch,
-# EMA warmups, LR warmup iterations, regex style
+# official resolved configs (shared/docs/official_resolved_configs.json, spec
+# section 6; custom = configs/dfine/custom/*_custom.yml):
+# lr, backbone lr, weight decay, epochs, stop epoch, multi-scale repeat, total
+# batch, EMA warmups, LR warmup iterations, regex style
 OFFICIAL = {
     'dfine_hgnetv2_n_coco':
     (8e-4, 4e-4, 1e-4, 160, 148, None, 128, 1000, 500, 'nsm'),
@@ -119,8 +120,8 @@ def test_config_dry_builds(path):
     name = _name(path)
     if name not in OFFICIAL:
         return
-    lr, bb_lr, wd, epochs, stop, repeat, total_bs, ema_warm, lr_warm, style = OFFICIAL[
-        name]
+    (lr, bb_lr, wd, epochs, stop, repeat, total_bs, ema_warm, lr_warm,
+     style) = OFFICIAL[name]
     assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
     assert cfg.optim_wrapper.clip_grad == dict(max_norm=0.1)
     opt = cfg.optim_wrapper.optimizer
@@ -133,7 +134,8 @@ def test_config_dry_builds(path):
     assert (ema.ema_type, ema.decay, ema.warmups, ema.update_buffers) == \
         ('DFINEModelEMA', 0.9999, ema_warm, True)
     if lr_warm:
-        assert [(s.type, s.start_factor, s.end, s.by_epoch) for s in cfg.param_scheduler] == \
+        assert [(s.type, s.start_factor, s.end, s.by_epoch)
+                for s in cfg.param_scheduler] == \
             [('LinearLR', 1 / lr_warm, lr_warm, False)]
     else:
         assert cfg.param_scheduler == []
@@ -145,7 +147,8 @@ def test_config_dry_builds(path):
             [('DFINEBatchMultiScaleResize', 640, repeat)]
     assert cfg.train_dataloader.batch_size * 4 == total_bs
     assert cfg.auto_scale_lr.base_batch_size == total_bs
-    assert cfg.train_dataloader.drop_last and cfg.train_dataloader.batch_sampler is None
+    assert cfg.train_dataloader.drop_last
+    assert cfg.train_dataloader.batch_sampler is None
     if 'obj2coco' in name:
         assert cfg.custom_hooks == [
             dict(type='ClassHeadAdaptHook', class_map='obj365_to_coco')
@@ -157,16 +160,17 @@ def test_config_dry_builds(path):
         assert cfg.load_from
 
 
-# official HGNetv2 `name` per size letter; `pretrained: True` in every official COCO /
-# Objects365 / obj2coco / custom config (spec section 1.2)
+# official HGNetv2 `name` per size letter; `pretrained: True` in every
+# official COCO / Objects365 / obj2coco / custom config (spec section 1.2)
 OFFICIAL_ARCH = dict(n='B0', s='B0', m='B2', l='B4', x='B5')
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=_name)
 def test_backbone_initialisation(path):
-    """Training from data starts from the ImageNet-pretrained HGNetV2 file of its arch (a
-    relative path: nothing is downloaded); fine-tuning configs take every weight from
-    ``load_from`` instead; the toy and ResNet-50 configs start from scratch."""
+    """Training from data starts from the ImageNet-pretrained HGNetV2 file of
+    its arch (a relative path: nothing is downloaded); fine-tuning configs
+    take every weight from ``load_from`` instead; the toy and ResNet-50
+    configs start from scratch."""
     name = _name(path)
     cfg = Config.fromfile(path)
     init_cfg = cfg.model.backbone.get('init_cfg')
@@ -183,9 +187,10 @@ def test_backbone_initialisation(path):
 
 
 def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
-    """``dfine_hgnetv2_n_coco.py`` with its init_cfg pointed at an official-style file
-    (plain backbone state_dict, no ``backbone.`` prefix): ``init_weights`` of the whole
-    detector puts exactly those values into the backbone."""
+    """``dfine_hgnetv2_n_coco.py`` with its init_cfg pointed at an
+    official-style file (plain backbone state_dict, no ``backbone.`` prefix):
+    ``init_weights`` of the whole detector puts exactly those values into the
+    backbone."""
     init_default_scope('mmdet')
     cfg = Config.fromfile(
         osp.join(ROOT, 'configs', 'dfine', 'dfine_hgnetv2_n_coco.py'))
@@ -197,7 +202,8 @@ def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
                 t.copy_(torch.randn_like(t))
     path = str(tmp_path / 'PPHGNetV2_B0_stage1.pth')
     torch.save(src.state_dict(), path)
-    # what `--cfg-options model.backbone.init_cfg.checkpoint=PATH` does (README)
+    # what `--cfg-options model.backbone.init_cfg.checkpoint=PATH` does
+    # (README)
     cfg.merge_from_dict({'model.backbone.init_cfg.checkpoint': path})
     assert cfg.model.backbone.init_cfg == dict(
         type='Pretrained', checkpoint=path)
@@ -212,8 +218,8 @@ def test_pretrained_backbone_file_loads_through_the_detector(tmp_path):
     'override,ema_decays,stop_epochs',
     [
         ('', [0.9999], [148]),
-        ('default_hooks = dict(stop_aug=dict(stop_epoch=3), ema=dict(decay=0.99))',
-         [0.99], [3]),
+        ('default_hooks = dict(stop_aug=dict(stop_epoch=3), '
+         'ema=dict(decay=0.99))', [0.99], [3]),
         # MMEngine accepts `None` only for its own default-hook names, so a run
         # without EMA re-lists the default hooks it keeps
         ("default_hooks = dict(_delete_=True, logger=dict(type='LoggerHook'), "

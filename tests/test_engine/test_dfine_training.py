@@ -1,4 +1,5 @@
-"""Training evidence on the real detector + criterion: the loss goes down, zero-GT batches train.
+"""Training evidence on the real detector + criterion: the loss goes down,
+zero-GT batches train.
 
 D-FINE-N at 64x64 (20 memory tokens, so 10 queries) keeps every step well
 under a second on one CPU core.  The optimizer comes from the recipe's

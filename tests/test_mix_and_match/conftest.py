@@ -1,5 +1,6 @@
 """Fixtures of the mix-and-match tests: tiny configs (see
-``mixed_fixtures.py``) on the session toy set (``toy_coco``, tests/conftest.py)."""
+``mixed_fixtures.py``) on the session toy set (``toy_coco``,
+tests/conftest.py)."""
 import os.path as osp
 
 import pytest

@@ -5,7 +5,13 @@ A tiny config inherits one of ``configs/dfine_mixed/*.py`` unchanged in type
 inputs, 10 queries, 64-d encoder/decoder with 2 decoder layers, and small
 backbone widths/depths given by ``TINY_BACKBONES``; the neck's ``in_channels``
 follow the tiny backbone's channels (the wiring rule of the configs).
+
+Also the helpers of the DINO / Deformable-DETR + FDR tests: a shrunk toy
+config on the session toy set (:func:`small_toy_cfg`), a built and
+initialised model (:func:`build_detector`), one fixed batch
+(:func:`first_batch`).
 """
+import copy
 import os.path as osp
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -24,7 +30,8 @@ TINY_BACKBONES = {
 }
 
 TINY_CONFIG = """\
-# tiny variant of {name} (written by tests/test_mix_and_match/mixed_fixtures.py)
+# tiny variant of {name}
+# (written by tests/test_mix_and_match/mixed_fixtures.py)
 _base_ = {base!r}
 data_root = {data_root!r}
 img = 64
@@ -34,7 +41,6 @@ model = dict(
     backbone=dict(init_cfg=None, **{backbone!r}),
     neck=dict(in_channels={in_channels!r}, embed_dims=64,
               feedforward_channels=128, expansion=0.34, depth_mult=0.5),
-    in_channels=[64, 64, 64],
     num_queries=10,
     eval_spatial_size=(img, img),
     dn_cfg=dict(num_denoising=10),
@@ -82,3 +88,39 @@ val_evaluator = dict(type='CocoMetric', metric='bbox', format_only=False,
                      ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 """
+
+
+def small_toy_cfg(path, data_root, overrides):
+    """``path`` (a toy config) with ``overrides`` (``merge_from_dict`` keys)
+    merged in, reading the toy set at ``data_root``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(path)
+    cfg.merge_from_dict(overrides)
+    root = data_root.rstrip('/') + '/'
+    for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        loader.dataset.data_root = root
+    cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
+    return cfg
+
+
+def build_detector(cfg, seed=0):
+    """``cfg.model`` built (from a copy: mmdet's DINO fills ``dn_cfg`` in
+    place) and initialised under ``torch.manual_seed(seed)``."""
+    import torch
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    import dfine_mmdet  # noqa: F401
+    register_all_modules(init_default_scope=True)
+    torch.manual_seed(seed)
+    model = MODELS.build(copy.deepcopy(cfg.model))
+    model.init_weights()
+    return model
+
+
+def first_batch(cfg_loader):
+    """The first batch of a dataloader config, seeded (RandomFlip draws from
+    numpy's global RNG)."""
+    from mmengine.runner import Runner, set_random_seed
+    set_random_seed(0)
+    return next(iter(Runner.build_dataloader(cfg_loader, seed=0)))

@@ -30,6 +30,7 @@ import re
 
 import pytest
 import torch
+from mixed_fixtures import build_detector, first_batch, small_toy_cfg
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -56,52 +57,24 @@ SMALL = {
 }
 
 
-def _small_cfg(path, data_root):
-    cfg = Config.fromfile(path)
-    cfg.merge_from_dict(SMALL)
-    root = data_root.rstrip('/') + '/'
-    for loader in (cfg.train_dataloader, cfg.val_dataloader):
-        loader.dataset.data_root = root
-    cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
-    return cfg
-
-
-def _build(cfg, seed=0):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-
-    import dfine_mmdet  # noqa: F401
-    register_all_modules(init_default_scope=True)
-    torch.manual_seed(seed)
-    model = MODELS.build(copy.deepcopy(cfg.model))
-    model.init_weights()
-    return model
-
-
-def _batch(cfg_loader):
-    from mmengine.runner import Runner, set_random_seed
-    set_random_seed(0)
-    return next(iter(Runner.build_dataloader(cfg_loader, seed=0)))
-
-
 @pytest.fixture(scope='module')
 def fdr_cfg(toy_coco):
-    return _small_cfg(FDR_TOY, toy_coco)
+    return small_toy_cfg(FDR_TOY, toy_coco, SMALL)
 
 
 @pytest.fixture(scope='module')
 def plain_cfg(toy_coco):
-    return _small_cfg(PLAIN_TOY, toy_coco)
+    return small_toy_cfg(PLAIN_TOY, toy_coco, SMALL)
 
 
 def test_train_fixed_batch_loss_decreases(fdr_cfg):
     from mmengine.optim import OptimWrapper
 
     from dfine_mmdet.models.layers import FDRDeformableDetrTransformerDecoder
-    model = _build(fdr_cfg)
+    model = build_detector(fdr_cfg)
     assert type(model).__name__ == 'DeformableDETRFDR'
     assert isinstance(model.decoder, FDRDeformableDetrTransformerDecoder)
-    batch = _batch(fdr_cfg.train_dataloader)
+    batch = first_batch(fdr_cfg.train_dataloader)
     optim = OptimWrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
         clip_grad=dict(max_norm=0.1))
@@ -137,7 +110,7 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg):
 
 
 def _transformer_outputs(model, cfg, training=False):
-    batch = _batch(
+    batch = first_batch(
         cfg.val_dataloader if not training else cfg.train_dataloader)
     model.train(training)
     data = model.data_preprocessor(batch, training)
@@ -151,7 +124,7 @@ def test_decoder_is_fdr_around_the_proposal(fdr_cfg):
     coder's decode of its corners around references[0]; a zeroed branch
     repeats the previous box; references[0] is the top-k proposal whose
     encoder outputs the head is trained with."""
-    model = _build(fdr_cfg)
+    model = build_detector(fdr_cfg)
     with torch.no_grad():
         for branch in model.bbox_head.reg_branches:
             branch[-1].weight.normal_(0, 0.3)
@@ -178,12 +151,12 @@ def test_decoder_is_fdr_around_the_proposal(fdr_cfg):
 
 
 def test_predict_and_tensor_mode(fdr_cfg):
-    model = _build(fdr_cfg)
+    model = build_detector(fdr_cfg)
     with torch.no_grad():
         for branch in model.bbox_head.reg_branches:
             branch[-1].weight.normal_(0, 0.5)
     model.eval()
-    batch = _batch(fdr_cfg.val_dataloader)
+    batch = first_batch(fdr_cfg.val_dataloader)
     with torch.no_grad():
         outputs = model.val_step(batch)
         data = model.data_preprocessor(batch, False)
@@ -212,7 +185,7 @@ class _Records(logging.Handler):
 
 def test_load_plain_deformable_detr_checkpoint(plain_cfg, fdr_cfg, tmp_path):
     from mmengine.runner import load_checkpoint
-    plain = _build(plain_cfg, seed=1)
+    plain = build_detector(plain_cfg, seed=1)
     assert type(plain).__name__ == 'DeformableDETR'
     gen = torch.Generator().manual_seed(0)
     sd = {
@@ -222,7 +195,7 @@ def test_load_plain_deformable_detr_checkpoint(plain_cfg, fdr_cfg, tmp_path):
     }
     path = str(tmp_path / 'ddetr_plain.pth')
     torch.save({'state_dict': sd}, path)
-    model = _build(fdr_cfg, seed=0)
+    model = build_detector(fdr_cfg, seed=0)
     logger = logging.getLogger('test_ddetr_fdr_load')
     handler = _Records()
     logger.addHandler(handler)
@@ -281,8 +254,8 @@ def test_misconfigurations_name_the_field(fdr_cfg):
     cfg = copy.deepcopy(fdr_cfg)
     cfg.model.with_box_refine = False
     with pytest.raises(ValueError, match='with_box_refine'):
-        _build(cfg)
+        build_detector(cfg)
     cfg = copy.deepcopy(fdr_cfg)
     cfg.model.bbox_head.pre_refine = True
     with pytest.raises(ValueError, match='pre_refine'):
-        _build(cfg)
+        build_detector(cfg)

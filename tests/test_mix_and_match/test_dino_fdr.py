@@ -37,6 +37,7 @@ import re
 
 import pytest
 import torch
+from mixed_fixtures import build_detector, first_batch, small_toy_cfg
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -75,43 +76,14 @@ TINY = {
 }
 
 
-def _tiny_cfg(path, data_root):
-    cfg = Config.fromfile(path)
-    cfg.merge_from_dict(TINY)
-    root = data_root.rstrip('/') + '/'
-    for loader in (cfg.train_dataloader, cfg.val_dataloader):
-        loader.dataset.data_root = root
-    cfg.val_evaluator.ann_file = root + 'annotations/instances_val.json'
-    return cfg
-
-
-def _build(cfg, seed=0):
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-
-    import dfine_mmdet  # noqa: F401
-    register_all_modules(init_default_scope=True)
-    torch.manual_seed(seed)
-    # a copy: mmdet's DINO fills dn_cfg in place
-    model = MODELS.build(copy.deepcopy(cfg.model))
-    model.init_weights()
-    return model
-
-
-def _batch(cfg_loader):
-    from mmengine.runner import Runner, set_random_seed
-    set_random_seed(0)  # RandomFlip draws from numpy's global RNG
-    return next(iter(Runner.build_dataloader(cfg_loader, seed=0)))
-
-
 @pytest.fixture(scope='module')
 def fdr_cfg(toy_coco):
-    return _tiny_cfg(FDR_TOY, toy_coco)
+    return small_toy_cfg(FDR_TOY, toy_coco, TINY)
 
 
 @pytest.fixture(scope='module')
 def plain_cfg(toy_coco):
-    return _tiny_cfg(PLAIN_TOY, toy_coco)
+    return small_toy_cfg(PLAIN_TOY, toy_coco, TINY)
 
 
 def _fdr_terms(num_layers):
@@ -145,11 +117,11 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
 
     from dfine_mmdet.models.layers import FDRDinoTransformerDecoder
     cfg = _with_pre(fdr_cfg, pre_refine)
-    model = _build(cfg)
+    model = build_detector(cfg)
     assert type(model).__name__ == 'DINOFDR'
     assert isinstance(model.decoder, FDRDinoTransformerDecoder)
     assert (model.bbox_head.pre_reg_branch is not None) == pre_refine
-    batch = _batch(cfg.train_dataloader)
+    batch = first_batch(cfg.train_dataloader)
     optim = OptimWrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
         clip_grad=dict(max_norm=0.1))
@@ -191,8 +163,8 @@ def test_varifocal_classification_loss(fdr_cfg):
     cfg = copy.deepcopy(fdr_cfg)
     cfg.model.bbox_head.loss_cls = dict(
         type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
-    model = _build(cfg)
-    batch = _batch(cfg.train_dataloader)
+    model = build_detector(cfg)
+    batch = first_batch(cfg.train_dataloader)
     data = model.data_preprocessor(batch, True)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
@@ -212,7 +184,7 @@ def test_varifocal_classification_loss(fdr_cfg):
 def test_predict_boxes_inside_image(fdr_cfg):
     from mmdet.evaluation import CocoMetric
     from mmengine.runner import Runner
-    model = _build(fdr_cfg)
+    model = build_detector(fdr_cfg)
     # non-zero corner branches so that boxes move off the references
     with torch.no_grad():
         for branch in model.bbox_head.reg_branches:
@@ -248,8 +220,8 @@ def test_tensor_mode_returns_logits_and_fdr_boxes(fdr_cfg, pre_refine):
     per-layer logits and the decoder's FDR boxes, equal to ``predict``'s
     inputs."""
     cfg = _with_pre(fdr_cfg, pre_refine)
-    model = _build(cfg).eval()
-    data = model.data_preprocessor(_batch(cfg.val_dataloader), False)
+    model = build_detector(cfg).eval()
+    data = model.data_preprocessor(first_batch(cfg.val_dataloader), False)
     with torch.no_grad():
         logits, boxes = model(
             data['inputs'], data['data_samples'], mode='tensor')
@@ -305,7 +277,7 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path, pre_refine):
     initialised from DINO's layer-0 delta branch ``reg_branches.0`` (the
     same function: DINO's layer-0 box), so the report is the same: the key
     sets below hold for both variants."""
-    plain = _build(plain_cfg, seed=1)
+    plain = build_detector(plain_cfg, seed=1)
     assert type(plain).__name__ == 'DINO'
     gen = torch.Generator().manual_seed(0)
     sd = {
@@ -316,7 +288,7 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path, pre_refine):
     path = str(tmp_path / 'dino_plain.pth')
     torch.save({'state_dict': sd}, path)
 
-    model = _build(_with_pre(fdr_cfg, pre_refine), seed=0)
+    model = build_detector(_with_pre(fdr_cfg, pre_refine), seed=0)
     mismatched, missing, unexpected, report = _load_report(model, path)
     expected = {
         f'bbox_head.reg_branches.{i}.4.{p}'
@@ -350,10 +322,10 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path, pre_refine):
     if pre_refine:
         # a DINOFDR checkpoint without pre head (132-output reg_branches.0)
         # does not feed the pre head: reported missing, left at its init
-        fdr = _build(fdr_cfg, seed=2)
+        fdr = build_detector(fdr_cfg, seed=2)
         path = str(tmp_path / 'dino_fdr.pth')
         torch.save({'state_dict': fdr.state_dict()}, path)
-        model = _build(_with_pre(fdr_cfg, True), seed=0)
+        model = build_detector(_with_pre(fdr_cfg, True), seed=0)
         init = {
             k: v.clone()
             for k, v in model.state_dict().items() if k in pre_keys
@@ -366,7 +338,7 @@ def test_load_plain_dino_checkpoint(plain_cfg, fdr_cfg, tmp_path, pre_refine):
 
 
 def _transformer_outputs(model, cfg):
-    batch = _batch(cfg.val_dataloader)
+    batch = first_batch(cfg.val_dataloader)
     data = model.data_preprocessor(batch, False)
     with torch.no_grad():
         feats = model.extract_feat(data['inputs'])
@@ -374,7 +346,7 @@ def _transformer_outputs(model, cfg):
 
 
 def test_decoder_refines_previous_distribution(fdr_cfg):
-    model = _build(fdr_cfg)
+    model = build_detector(fdr_cfg)
     model.eval()
     branches = model.bbox_head.reg_branches
     coder = model.bbox_head.bbox_coder
@@ -410,7 +382,7 @@ def test_decoder_refines_previous_distribution(fdr_cfg):
 def _decoder_run(model, cfg):
     """``DINOFDR``'s pre-decoder inputs (eval mode: the two-stage top-k
     proposals as ``reference_points``) and ``forward_decoder``'s output."""
-    batch = _batch(cfg.val_dataloader)
+    batch = first_batch(cfg.val_dataloader)
     data = model.data_preprocessor(batch, False)
     samples = data['data_samples']
     feats = model.extract_feat(data['inputs'])
@@ -425,10 +397,10 @@ def test_pre_refine_reference_is_pre_box(fdr_cfg):
     """``pre_refine``: the fixed FDR reference of every layer is the pre box
     ``sigmoid(delta(h_0) + logit(proposal))`` (detached); a zero pre head
     leaves it equal to the proposal."""
-    model = _build(_with_pre(fdr_cfg, True))
+    model = build_detector(_with_pre(fdr_cfg, True))
     # the pre head is built under a forked RNG: every other parameter is
     # initialised as without it (the variants compare from equal weights)
-    ref_sd = _build(fdr_cfg).state_dict()
+    ref_sd = build_detector(fdr_cfg).state_dict()
     own_sd = model.state_dict()
     assert set(own_sd) - set(ref_sd) == {
         k
@@ -703,12 +675,12 @@ def test_detach_corners_stops_gradient_at_the_previous_layer(fdr_cfg):
     for detach in (False, True):
         cfg = copy.deepcopy(fdr_cfg)
         cfg.model.decoder.detach_corners = detach
-        model = _build(cfg)
+        model = build_detector(cfg)
         model.train()
         with torch.no_grad():  # non-uniform distributions
             for branch in model.bbox_head.reg_branches[:NUM_LAYERS]:
                 branch[-1].weight.normal_(0, 0.5)
-        batch = _batch(cfg.train_dataloader)
+        batch = first_batch(cfg.train_dataloader)
         data = model.data_preprocessor(batch, True)
         feats = model.extract_feat(data['inputs'])
         out = model.forward_transformer(feats, data['data_samples'])

@@ -21,6 +21,28 @@ def load_config(variant: str, family: str = 'coco'):
     return Config.fromfile(config_path(variant, family))
 
 
+def resolved_model_cfg(cfg):
+    """A copy of ``cfg.model`` with the values ``DFINE`` derives filled in by
+    its own helpers: :func:`fill_shared_settings` (``num_levels``, the
+    neck's ``feat_strides``, the head's and ``dn_cfg``'s shared fields) and
+    :func:`fill_in_channels` from the built neck (cheap: no backbone)."""
+    import copy
+
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    import dfine_mmdet  # noqa: F401
+    from dfine_mmdet.models.detectors.dfine import (fill_in_channels,
+                                                    fill_shared_settings)
+    init_default_scope('mmdet')
+    m = copy.deepcopy(cfg.model)
+    fill_shared_settings(m.neck, m.decoder, m.bbox_head, m.get('dn_cfg'),
+                         m.get('feat_strides', (8, 16, 32)))
+    neck = MODELS.build(copy.deepcopy(m.neck))
+    m.in_channels = fill_in_channels(m.get('in_channels'), neck)
+    return m
+
+
 def build_model(variant: str, family: str = 'coco', cfg=None):
     """Model of ``configs/dfine/dfine_hgnetv2_{variant}_{family}.py``."""
     from mmdet.registry import MODELS

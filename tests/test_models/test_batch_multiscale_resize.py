@@ -1,4 +1,5 @@
-"""DFINEBatchMultiScaleResize: official multi-scale sizes, nearest resize, box/meta update."""
+"""DFINEBatchMultiScaleResize: official multi-scale sizes, nearest resize,
+box/meta update."""
 import random
 
 import torch
@@ -49,7 +50,8 @@ def test_nearest_resize_and_box_update():
         assert s.gt_instances.bboxes.tolist() == [[4., 2., 20., 30.]]
         assert s.img_shape == (32, 32) and s.batch_input_shape == (32, 32)
         assert s.pad_shape == (32, 32)
-    # normalised boxes (what the head uses) are unchanged, as in the official collate
+    # normalised boxes (what the head uses) are unchanged, as in the official
+    # collate
     assert (samples[0].gt_instances.bboxes /
             32).tolist() == [[0.125, 0.0625, 0.625, 0.9375]]
 

@@ -4,9 +4,7 @@ import glob
 import os.path as osp
 
 import pytest
-from dfine_model_utils import CONFIG_DIR, load_config
-
-from dfine_mmdet.models.detectors.dfine import fill_shared_settings
+from dfine_model_utils import CONFIG_DIR, load_config, resolved_model_cfg
 
 # variant -> (backbone arch, neck in_channels, decoder layers, D, reg_scale,
 #             decoder levels)
@@ -30,13 +28,11 @@ def _all_config_files():
 def test_variant_configs(variant, family):
     cfg = load_config(variant, family)
     arch, in_ch, layers, dims, reg_scale, levels = ARCH[variant]
-    m = cfg.model
+    # the shared settings as DFINE fills them in from their source
+    m = resolved_model_cfg(cfg)
     assert m.type == 'DFINE'
     assert m.backbone.arch == arch
     assert list(m.neck.in_channels) == in_ch
-    # the shared settings as DFINE.__init__ fills them in from their source
-    fill_shared_settings(m.neck, m.decoder, m.bbox_head, m.dn_cfg,
-                         m.feat_strides)
     assert m.decoder.num_layers == layers == m.bbox_head.num_pred_layer
     assert m.decoder.layer_cfg.embed_dims == dims == m.bbox_head.embed_dims
     assert m.bbox_head.bbox_coder.reg_scale == reg_scale

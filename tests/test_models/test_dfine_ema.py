@@ -37,7 +37,8 @@ def test_decay_ramp_values():
 
 
 def test_hand_computed_sequence_params_and_buffers():
-    # EMA copy starts at 0, the model is held at 1: ema_u = 1 - prod_{k<=u} d(k)
+    # EMA copy starts at 0, the model is held at 1: ema_u = 1 - prod_{k<=u}
+    # d(k)
     model = Tiny()
     with torch.no_grad():
         for t in model.state_dict().values():

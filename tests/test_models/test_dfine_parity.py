@@ -2,12 +2,13 @@
 
 For every COCO variant (N, S, M, L, X) the official random weights are
 regenerated (parity README section 1), converted with the checkpoint converter
-(``dfine_mmdet.checkpoint.official.convert_state_dict``), loaded strictly into the model
-built from ``configs/dfine/dfine_hgnetv2_{v}_coco.py`` and run on the fixture
-batch (2 images, 640x640).  Compared (README section 3 tolerances): the query
-selection (top-300 token set), the reference boxes, every decoder layer's
-boxes, the final logits / boxes (= ``mode='tensor'`` last layer) and the
-post-processed detections (original sizes 640x480 and 800x600).
+(``dfine_mmdet.checkpoint.official.convert_state_dict``), loaded strictly into
+the model built from ``configs/dfine/dfine_hgnetv2_{v}_coco.py`` and run on
+the fixture batch (2 images, 640x640).  Compared (README section 3
+tolerances): the query selection (top-300 token set), the reference boxes,
+every decoder layer's boxes, the final logits / boxes (= ``mode='tensor'``
+last layer) and the post-processed detections (original sizes 640x480 and
+800x600).
 
 One forward per variant, shared by its tests (the outputs are cached, the
 models are not, except N); the public ``mode='tensor'`` / ``mode='predict'``

@@ -5,7 +5,9 @@ resolved YAML of every official D-FINE config (Peterande/D-FINE), so this
 test reads the real source, not a snapshot of our own earlier output. Each
 config under ``configs/dfine`` and ``configs/dfine_mixed`` is loaded with
 ``Config.fromfile`` (every ``_base_`` merged), its values are read in the
-official vocabulary by :func:`ours` and compared with the same keys read
+official vocabulary by :func:`ours` (values the detector derives, such as
+the decoder's ``in_channels`` and ``num_levels``, derived by the detector's
+own fill helpers) and compared with the same keys read
 from the official file by :func:`official`:
 
 * ``dfine_hgnetv2_{v}_{coco,obj365,obj2coco,custom}.py``: the official
@@ -25,6 +27,7 @@ import glob
 import os.path as osp
 
 import pytest
+from dfine_model_utils import resolved_model_cfg
 from mmengine.config import Config
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
@@ -144,8 +147,9 @@ def official(off: dict) -> dict:
 
 
 def ours(cfg: Config) -> dict:
-    """The same values read from a resolved plugin config."""
-    m = cfg.model
+    """The same values read from a resolved plugin config (the derived ones
+    as ``DFINE`` derives them, :func:`resolved_model_cfg`)."""
+    m = resolved_model_cfg(cfg)
     bb, neck, dec, head = m.backbone, m.neck, m.decoder, m.bbox_head
     layer = dec.layer_cfg
     hooks = cfg.default_hooks
@@ -177,7 +181,7 @@ def ours(cfg: Config) -> dict:
         decoder_in_channels=list(m.in_channels),
         decoder_strides=list(m.feat_strides),
         decoder_dims=layer.embed_dims,
-        num_levels=len(m.in_channels),
+        num_levels=layer.num_levels,
         num_layers=dec.num_layers,
         eval_idx=dec.eval_idx,
         num_queries=m.num_queries,

@@ -186,6 +186,5 @@ def test_own_match_box_losses_when_union_is_off():
         assert e.cls_normaliser == e.box_normaliser == 3.0
         if e.output.corners is not None:
             own = head.fgl_targets(layers.refs, targets, e.output.indices)
-            assert all(
-                torch.equal(a, b) for a, b in zip(e.fgl_targets, own))
+            assert all(torch.equal(a, b) for a, b in zip(e.fgl_targets, own))
             assert len(e.fgl_targets[0]) == 4 * 3

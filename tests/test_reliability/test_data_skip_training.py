@@ -16,9 +16,10 @@ train_dataloader = dict(
     batch_sampler=None,  # every image drawn once per epoch (no grouping)
     dataset=dict(type='CheckedCocoDataset', data_root=data_root,
                  pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, num_workers=0,
-                      dataset=dict(type='CheckedCocoDataset', data_root=data_root,
-                                   pipeline=test_pipeline))
+val_dataloader = dict(
+    batch_size=4, num_workers=0,
+    dataset=dict(type='CheckedCocoDataset', data_root=data_root,
+                 pipeline=test_pipeline))
 test_dataloader = val_dataloader
 train_cfg = dict(max_epochs=2, val_interval=2)
 custom_hooks = [dict(type='DataSkipReportHook')]

@@ -17,7 +17,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 EXTRA = """
 train_pipeline.insert(3, dict(type='RandomFlip', prob=0.5))
 train_pipeline.insert(3, dict(type='RandomPhotometricDistort', p=0.5))
-train_dataloader = dict(dataset=dict(data_root=data_root, pipeline=train_pipeline))
+train_dataloader = dict(
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
 train_cfg = dict(max_epochs=3, val_interval=100)  # no val between epochs
 default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval=1, max_keep_ckpts=2),

@@ -1,4 +1,5 @@
-"""tools/benchmark/compare.py: one plugin model and one MMDetection model in one run."""
+"""tools/benchmark/compare.py: one plugin model and one MMDetection model in
+one run."""
 import csv
 import importlib.util
 import json
@@ -31,9 +32,9 @@ def _images(ann_file):
 def test_compare_two_models_table_json_csv_png(tiny_config, toy_coco, cli,
                                                tmp_path):
     """README: ``python tools/benchmark/compare.py CFG ... --out-dir DIR`` and
-    ``--toy-minutes M`` (shortened: the tiny D-FINE-N toy config and RTMDet-tiny
-    at 64x64, 1 thread, 2 timed runs, 0.1 min = 6 s of toy training each on the
-    8-image toy set at 64x64)."""
+    ``--toy-minutes M`` (shortened: the tiny D-FINE-N toy config and
+    RTMDet-tiny at 64x64, 1 thread, 2 timed runs, 0.1 min = 6 s of toy
+    training each on the 8-image toy set at 64x64)."""
     out_dir = tmp_path / 'cmp'
     out = cli([
         sys.executable, 'tools/benchmark/compare.py',
@@ -78,7 +79,8 @@ def test_compare_two_models_table_json_csv_png(tiny_config, toy_coco, cli,
         assert acc['eval_images'] == n_val, acc
         assert 0.0 <= acc['map'] <= 1.0 and m['ap'] == acc['map'], acc
         assert 'model.bbox_head.num_classes' in acc['adapted'], acc
-    assert 'wall-clock budget 6 s: trained' not in out  # worker logs stay in the worker
+    # worker logs stay in the worker
+    assert 'wall-clock budget 6 s: trained' not in out
 
     # deformable attention of D-FINE is counted (grid_sample), RTMDet has none
     assert models[0]['grid_sampler_gflops'] > 0
@@ -150,7 +152,8 @@ def test_failing_model_gets_a_row_not_a_crash(tmp_path, cli):
 
 
 def test_grid_sampler_flop_handle_counts_bilinear_taps():
-    """4 multiply-adds per output element of a bilinear grid_sample: ``F.grid_sample``
+    """4 multiply-adds per output element of a bilinear grid_sample:
+    ``F.grid_sample``
     of a [2, 3, 8, 8] map at a [2, 5, 7, 2] grid -> 4 * 2*3*5*7."""
     from dfine_mmdet.benchmark.flops import count_flops
 
@@ -170,7 +173,8 @@ def test_grid_sampler_flop_handle_counts_bilinear_taps():
 @pytest.mark.slow
 def test_coco_root_evaluates_checkpoint_with_mmdet_evaluator(
         tiny_config, toy_coco, cli, tmp_path):
-    """README: ``compare.py LABEL=CFG --coco-root DIR --checkpoints LABEL=CKPT``.
+    """README:
+    ``compare.py LABEL=CFG --coco-root DIR --checkpoints LABEL=CKPT``.
 
     The toy val split laid out as COCO (``val2017/``,
     ``annotations/instances_val2017.json``) under a directory the config does
@@ -190,8 +194,8 @@ def test_coco_root_evaluates_checkpoint_with_mmdet_evaluator(
         "test_dataloader = dict(dataset=dict(data_root='data/coco/', "
         "ann_file='annotations/instances_val2017.json', "
         "data_prefix=dict(img='val2017/')))\n"
-        "test_evaluator = dict(ann_file='data/coco/annotations/instances_val2017.json')\n"
-    )
+        "test_evaluator = "
+        "dict(ann_file='data/coco/annotations/instances_val2017.json')\n")
     compare = _load()
     torch.manual_seed(1)
     model, _ = compare.build_model(str(cfg), 64)
@@ -265,9 +269,9 @@ def test_model_that_cannot_train_on_the_toy_set_gets_a_row(toy_coco, tmp_path):
 
 
 def test_set_num_classes_on_mmdet_configs():
-    """Single-stage, two-stage (RPN left class-agnostic), cascade (a list of heads)
-    and mask heads are adapted; panoptic configs and configs without a class count
-    are refused with a message naming the config and the field."""
+    """Single-stage, two-stage (RPN left class-agnostic), cascade (a list of
+    heads) and mask heads are adapted; panoptic configs and configs without a
+    class count are refused with a message naming the config and the field."""
     from mmengine.config import Config
 
     from dfine_mmdet.benchmark.num_classes import set_num_classes

@@ -1,9 +1,11 @@
-"""``mim train`` / ``mim test`` with the chosen stack (onedl-mim + onedl-mmdetection).
+"""``mim train`` / ``mim test`` with the chosen stack (onedl-mim +
+onedl-mmdetection).
 
-The README's training command is ``mim train mmdetection CONFIG``: with onedl-mim the
-abbreviation ``mmdet`` is ambiguous (``mmdet`` vs ``mmdet3d``), ``mmdetection`` is not.
-The training subprocess that mim starts imports ``dfine_mmdet`` through the config's
-``custom_imports`` (the plugin is pip-installed), which is what these runs prove.
+The README's training command is ``mim train mmdetection CONFIG``: with
+onedl-mim the abbreviation ``mmdet`` is ambiguous (``mmdet`` vs ``mmdet3d``),
+``mmdetection`` is not. The training subprocess that mim starts imports
+``dfine_mmdet`` through the config's ``custom_imports`` (the plugin is
+pip-installed), which is what these runs prove.
 """
 import os.path as osp
 import re

@@ -1,4 +1,5 @@
-"""MMDetection's own analysis tools (``mim run mmdetection ...``) on a plugin config.
+"""MMDetection's own analysis tools (``mim run mmdetection ...``) on a plugin
+config.
 
 Each test runs one command of README "Benchmark against MMDetection detectors"
 on the tiny D-FINE-N toy config (tests/test_tools/conftest.py), from an
@@ -24,7 +25,8 @@ def test_get_flops(mim_bin, tiny_config, cli, tmp_path):
     params = re.search(r'^Params: ([\d.]+)M', out, re.M)
     assert flops and params, out[-3000:]
     assert float(flops.group(1)) > 0
-    # the parameter count is the model's sum(p.numel()) (the tool prints 3 decimals in M)
+    # the parameter count is the model's sum(p.numel()) (the tool prints 3
+    # decimals in M)
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
     from mmengine.config import Config
@@ -35,13 +37,15 @@ def test_get_flops(mim_bin, tiny_config, cli, tmp_path):
     assert params.group(
         1
     ) == f'{sum(p.numel() for p in model.parameters()) / 1e6:.3f}', out[-500:]
-    # the tool has no handle for grid_sample: the README says so, compare.py counts it
+    # the tool has no handle for grid_sample: the README says so, compare.py
+    # counts it
     assert 'Unsupported operator aten::grid_sampler' in out
 
 
 @pytest.mark.slow
 def test_browse_dataset(mim_bin, tiny_config, cli, tmp_path):
-    """README: ``mim run mmdetection browse_dataset CFG --not-show --output-dir DIR``."""
+    """README:
+    ``mim run mmdetection browse_dataset CFG --not-show --output-dir DIR``."""
     out_dir = tmp_path / 'browse'
     cli([
         mim_bin, 'run', 'mmdetection', 'browse_dataset', tiny_config,
@@ -57,8 +61,9 @@ def test_browse_dataset(mim_bin, tiny_config, cli, tmp_path):
 @pytest.mark.slow
 def test_analyze_logs_plot_curve_by_dfine_loss_names(mim_bin, mim_trained, cli,
                                                      tmp_path):
-    """README: ``mim run mmdetection analyze_logs plot_curve LOG.json --keys loss_vfl
-    loss_fgl loss_ddf_aux_0 --style default --backend Agg --out curve.png``."""
+    """README: ``mim run mmdetection analyze_logs plot_curve LOG.json
+    --keys loss_vfl loss_fgl loss_ddf_aux_0 --style default --backend Agg
+    --out curve.png``."""
     import glob
     import os.path as osp
     work_dir, _, _ = mim_trained
@@ -87,9 +92,10 @@ def test_analyze_logs_plot_curve_by_dfine_loss_names(mim_bin, mim_trained, cli,
 @pytest.mark.slow
 def test_benchmark_inference_runs_or_fails_for_the_stated_reason(
         mim_bin, mim_trained, tmp_path):
-    """README: ``mim run mmdetection benchmark CFG --checkpoint CKPT --task inference
-    --cfg-options test_dataloader.num_workers=0``: FPS on a CUDA machine with ``psutil``;
-    elsewhere it fails for the reason the README gives (no ``psutil`` / no CUDA)."""
+    """README: ``mim run mmdetection benchmark CFG --checkpoint CKPT
+    --task inference --cfg-options test_dataloader.num_workers=0``: FPS on a
+    CUDA machine with ``psutil``; elsewhere it fails for the reason the README
+    gives (no ``psutil`` / no CUDA)."""
     import importlib.util
     import os.path as osp
     import subprocess

@@ -1,8 +1,10 @@
-"""``setup.py`` packages every plugin module, and a regular (non-editable) install works.
+"""``setup.py`` packages every plugin module, and a regular (non-editable)
+install works.
 
-Builds a wheel from this checkout (no network: ``--no-build-isolation --no-deps``),
-checks that it contains every ``.py`` file of ``dfine_mmdet``, installs it into a
-scratch ``--target`` directory and imports the plugin from there in a subprocess.
+Builds a wheel from this checkout (no network:
+``--no-build-isolation --no-deps``), checks that it contains every ``.py``
+file of ``dfine_mmdet``, installs it into a scratch ``--target`` directory and
+imports the plugin from there in a subprocess.
 """
 import os
 import os.path as osp
@@ -32,12 +34,14 @@ def test_every_package_dir_has_init():
         dirnames[:] = [d for d in dirnames if d != '__pycache__']
         if any(f.endswith('.py') for f in files):
             assert '__init__.py' in files, (
-                f'{osp.relpath(dirpath, ROOT)} has modules but no __init__.py, so '
-                'setuptools.find_packages() leaves it out of the wheel')
+                f'{osp.relpath(dirpath, ROOT)} has modules but no '
+                '__init__.py, so setuptools.find_packages() leaves it out of '
+                'the wheel')
 
 
 def test_wheel_contains_plugin_and_regular_install_imports(tmp_path):
-    # build from a copy: an in-tree build would leave build/ and a stale build/lib behind
+    # build from a copy: an in-tree build would leave build/ and a stale
+    # build/lib behind
     src, wheel_dir = tmp_path / 'src', tmp_path / 'wheel'
     shutil.copytree(
         PKG,
@@ -92,8 +96,9 @@ def test_wheel_contains_plugin_and_regular_install_imports(tmp_path):
 
 
 def test_plugin_does_not_depend_on_distribution_names():
-    """The plugin imports ``mmdet``/``mmcv``/``mmengine`` modules only; it never asks which
-    distribution provides them (onedl-* forks or OpenMMLab's packages)."""
+    """The plugin imports ``mmdet``/``mmcv``/``mmengine`` modules only; it
+    never asks which distribution provides them (onedl-* forks or OpenMMLab's
+    packages)."""
     import re
     forbidden = re.compile(
         r'importlib[._]metadata|pkg_resources|get_distribution|'

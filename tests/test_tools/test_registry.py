@@ -1,9 +1,9 @@
-"""``import dfine_mmdet`` registers the plugin into MMDetection's registries, and the
-docs/components.md's table lists exactly what is registered.
+"""``import dfine_mmdet`` registers the plugin into MMDetection's registries,
+and the docs/components.md's table lists exactly what is registered.
 
-Everything is collected in a fresh interpreter that only runs ``import dfine_mmdet``,
-so modules imported by other tests cannot hide a missing import line in a
-subpackage ``__init__.py``.
+Everything is collected in a fresh interpreter that only runs
+``import dfine_mmdet``, so modules imported by other tests cannot hide a
+missing import line in a subpackage ``__init__.py``.
 """
 import json
 import os.path as osp
@@ -40,7 +40,8 @@ def walk(module):
 
 print(json.dumps(dict(
     mmdet=walk(mmdet_reg), mmengine=walk(mme_reg),
-    modules=sorted(m for m in sys.modules if m.split('.')[0] == 'dfine_mmdet'))))
+    modules=sorted(m for m in sys.modules
+                   if m.split('.')[0] == 'dfine_mmdet'))))
 '''
 
 
@@ -51,12 +52,14 @@ def collected():
                           text=True,
                           cwd=ROOT,
                           timeout=300)
-    assert proc.returncode == 0, f'import dfine_mmdet failed:\n{proc.stderr[-3000:]}'
+    assert proc.returncode == 0, (
+        f'import dfine_mmdet failed:\n{proc.stderr[-3000:]}')
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def readme_table():
-    """Rows ``(registry, name, module)`` of README's registered-components table."""
+    """Rows ``(registry, name, module)`` of README's registered-components
+    table."""
     with open(README, encoding='utf-8') as f:
         text = f.read()
     assert TABLE_START in text and TABLE_END in text, (
@@ -90,11 +93,12 @@ def test_every_readme_component_is_registered(collected):
     missing = [(r, n) for r, n, _ in readme_table()
                if (r, n) not in registered]
     assert not missing, (
-        f'README.md lists components that `import dfine_mmdet` does not register in '
-        f'mmdet.registry: {missing}')
+        'README.md lists components that `import dfine_mmdet` does not '
+        f'register in mmdet.registry: {missing}')
     wrong_module = [(r, n, m, registered[(r, n)])
                     for r, n, m in readme_table() if registered[(r, n)] != m]
-    assert not wrong_module, f'README module column differs from the class module: {wrong_module}'
+    assert not wrong_module, (
+        f'README module column differs from the class module: {wrong_module}')
 
 
 def test_every_registered_component_is_in_readme(collected):
@@ -109,14 +113,16 @@ def test_every_registered_component_is_in_readme(collected):
 def test_components_use_the_mmdet_scope(collected):
     for reg, scope, name, module in collected['mmdet']:
         assert scope == 'mmdet', (reg, name, scope)
-    # registering into mmengine's root registries would bypass default_scope='mmdet'
+    # registering into mmengine's root registries would bypass
+    # default_scope='mmdet'
     assert not collected['mmengine'], (
         'register plugin classes with mmdet.registry, not mmengine.registry: '
         f'{collected["mmengine"]}')
 
 
 def _registering_modules():
-    """Plugin modules whose source registers something (mmdet registries or mmdeploy rewriters)."""
+    """Plugin modules whose source registers something (mmdet registries or
+    mmdeploy rewriters)."""
     pattern = re.compile(
         r'\.register_module\(|register_rewriter\(|register_symbolic\(')
     found = []
@@ -144,5 +150,6 @@ def test_import_dfine_mmdet_imports_every_registering_module(collected):
     ]
     not_imported = [m for m in expected if m not in imported]
     assert not not_imported, (
-        'these modules register components but `import dfine_mmdet` never imports them; '
-        f'add an import line to their package __init__.py: {not_imported}')
+        'these modules register components but `import dfine_mmdet` never '
+        'imports them; add an import line to their package __init__.py: '
+        f'{not_imported}')

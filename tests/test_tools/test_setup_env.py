@@ -1,10 +1,11 @@
 """``tools/setup_env.sh`` (the README's setup command) and ``.ci/run``.
 
-* ``--check`` against the project venv: everything the script installs is importable and
-  the compiled MMCV ops run (the script's own final check).
-* Failure paths, driven by a stand-in interpreter that prints the state the script probes
-  (a shell script, so no venv is touched): wrong Python, torch too new for MMCV's C++17
-  build, no C++ compiler. Each must stop with exit code 1 and say what to do.
+* ``--check`` against the project venv: everything the script installs is
+  importable and the compiled MMCV ops run (the script's own final check).
+* Failure paths, driven by a stand-in interpreter that prints the state the
+  script probes (a shell script, so no venv is touched): wrong Python, torch
+  too new for MMCV's C++17 build, no C++ compiler. Each must stop with exit
+  code 1 and say what to do.
 * ``.ci/run`` runs exactly the README's setup and test commands.
 """
 import os
@@ -27,7 +28,8 @@ def run_setup(*args, env=None, timeout=300):
 
 
 def fake_python(path, lines):
-    """An executable that ignores its arguments and prints ``lines`` (the probe's output)."""
+    """An executable that ignores its arguments and prints ``lines`` (the
+    probe's output)."""
     path.write_text('#!/bin/sh\ncat >/dev/null 2>&1\nprintf "%s\\n" ' +
                     ' '.join(f"'{ln}'" for ln in lines) + '\n')
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -63,8 +65,10 @@ def test_wrong_python_is_refused(tmp_path):
     py = fake_python(tmp_path / 'python3.9', ['3.9'])
     proc = run_setup(env=dict(PYTHON=py, DFINE_VENV=str(tmp_path / 'venv')))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "Python '3.9'" in proc.stderr and 'Python 3.10-3.12' in proc.stderr, proc.stderr
-    assert 'PYTHON=python3.11 bash tools/setup_env.sh' in proc.stderr, proc.stderr
+    assert ("Python '3.9'" in proc.stderr
+            and 'Python 3.10-3.12' in proc.stderr), proc.stderr
+    assert 'PYTHON=python3.11 bash tools/setup_env.sh' in proc.stderr, (
+        proc.stderr)
     assert not (tmp_path / 'venv').exists()
 
 
@@ -73,7 +77,8 @@ def test_missing_python_is_refused(tmp_path):
         env=dict(
             PYTHON=str(tmp_path / 'nope'), DFINE_VENV=str(tmp_path / 'v')))
     assert proc.returncode == 1
-    assert 'interpreter found' in proc.stderr and 'Python 3.11' in proc.stderr, proc.stderr
+    assert ('interpreter found' in proc.stderr
+            and 'Python 3.11' in proc.stderr), proc.stderr
 
 
 def test_torch_too_new_is_refused(tmp_path):
@@ -86,7 +91,8 @@ def test_torch_too_new_is_refused(tmp_path):
     err = proc.stderr
     assert 'torch 2.14.1+cpu is too new' in err, err
     assert 'C++20' in err and 'c++17' in err and 'torch==2.13.0' in err, err
-    assert 'pip install' not in proc.stdout  # refused before installing anything
+    # refused before installing anything
+    assert 'pip install' not in proc.stdout
 
 
 def test_torch_too_old_is_refused(tmp_path):
@@ -104,7 +110,8 @@ def test_missing_compiler_is_reported(tmp_path):
     ])
     proc = run_setup(env=dict(DFINE_VENV=venv, CXX=str(tmp_path / 'no-g++')))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert 'ERROR (MMCV (compiled ops)): no C/C++ compiler found' in proc.stderr, proc.stderr
+    assert ('ERROR (MMCV (compiled ops)): no C/C++ compiler found'
+            in proc.stderr), proc.stderr
     assert 'build-essential' in proc.stderr
     assert 'pip install' not in proc.stdout
 
@@ -123,4 +130,5 @@ def test_ci_runs_exactly_the_readme_commands():
     with open(osp.join(ROOT, 'README.md'), encoding='utf-8') as f:
         readme_lines = [ln.strip() for ln in f]
     for line in ci:
-        assert line in readme_lines, f'README.md must show the line {line!r} on its own'
+        assert line in readme_lines, (
+            f'README.md must show the line {line!r} on its own')

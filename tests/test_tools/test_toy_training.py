@@ -1,10 +1,12 @@
-"""D-FINE end to end through the tools: toy data, train.py + resume, CPU DDP, mim, benchmarks.
+"""D-FINE end to end through the tools: toy data, train.py + resume, CPU DDP,
+mim, benchmarks.
 
-All runs use D-FINE-N at 64x64 on an 8-image toy set (``tools/make_toy_dataset.py``)
+All runs use D-FINE-N at 64x64 on an 8-image toy set
+(``tools/make_toy_dataset.py``)
 so that each command takes well under a minute on 2 CPU cores.  The tiny config
-inherits ``configs/dfine/toy/dfine_hgnetv2_n_toy.py`` and puts the official strong
-augmentation and a batch multi-scale augment back in, so the stop-epoch switch has
-something to switch off.
+inherits ``configs/dfine/toy/dfine_hgnetv2_n_toy.py`` and puts the official
+strong augmentation and a batch multi-scale augment back in, so the stop-epoch
+switch has something to switch off.
 """
 import json
 import os.path as osp
@@ -21,7 +23,8 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 from dfine_mmdet.benchmark.toy_data import make_toy_dataset  # noqa: E402
 
 TINY_DFINE = """\
-# D-FINE-N at 64x64 on the 8-image toy set (written by tests/test_tools/test_toy_training.py)
+# D-FINE-N at 64x64 on the 8-image toy set
+# (written by tests/test_tools/test_toy_training.py)
 _base_ = {toy_cfg!r}
 data_root = {data_root!r}
 img = 64
@@ -36,7 +39,8 @@ train_pipeline = [
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='SanitizeBoundingBoxes', min_size=1, drop_ignored=True),
     dict(type='RandomPhotometricDistort', p=0.5),
-    dict(type='Expand', mean=(0, 0, 0), to_rgb=False, ratio_range=(1, 4), prob=0.5),
+    dict(type='Expand', mean=(0, 0, 0), to_rgb=False, ratio_range=(1, 4),
+         prob=0.5),
     dict(type='RandomIoUCrop', p=0.8),
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='RandomFlip', prob=0.5),
@@ -49,25 +53,31 @@ test_pipeline = [
     dict(type='Resize', scale=(img, img), keep_ratio=False, backend='pillow'),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor')),
 ]
-train_dataloader = dict(batch_size={batch_size}, dataset=dict(data_root=data_root,
-                                                   pipeline=train_pipeline))
-val_dataloader = dict(batch_size=4, dataset=dict(data_root=data_root, pipeline=test_pipeline))
+train_dataloader = dict(
+    batch_size={batch_size},
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 train_cfg = dict(max_epochs=1, val_interval=1)
 default_hooks = dict(
     logger=dict(interval=1),
-    checkpoint=dict(interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP', rule='greater'),
+    checkpoint=dict(interval=1, max_keep_ckpts=3, save_best='coco/bbox_mAP',
+                    rule='greater'),
     ema=dict(decay=0.998, warmups=100),
     stop_aug=dict(stop_epoch=1, reload_best_stage1=True))
 custom_hooks = [dict(type='ClassHeadAdaptHook')]
 """
 
 # one OpenMP thread per process: on a shared 2-core machine oversubscribed
-# threads make a D-FINE step up to ~20x slower (tools/experiments/train_step.py)
+# threads make a D-FINE step up to ~20x slower
+# (tools/experiments/train_step.py)
 ONE_THREAD = dict(OMP_NUM_THREADS='1')
 
 
@@ -128,14 +138,17 @@ def test_make_toy_dataset_is_deterministic_and_varied(tmp_path):
     for a in anns:
         x, y, w, h = a['bbox']
         W, H = sizes[a['image_id']]
-        assert 0 <= x and 0 <= y and x + w <= W and y + h <= H and w >= 4 and h >= 4
+        assert 0 <= x and 0 <= y and x + w <= W and y + h <= H
+        assert w >= 4 and h >= 4
     overlaps = 0
     for i, p in enumerate(anns):
         for q in anns[i + 1:]:
             if p['image_id'] == q['image_id']:
-                ix = min(p['bbox'][0] + p['bbox'][2], q['bbox'][0] + q['bbox'][2]) - \
+                ix = min(p['bbox'][0] + p['bbox'][2],
+                         q['bbox'][0] + q['bbox'][2]) - \
                     max(p['bbox'][0], q['bbox'][0])
-                iy = min(p['bbox'][1] + p['bbox'][3], q['bbox'][1] + q['bbox'][3]) - \
+                iy = min(p['bbox'][1] + p['bbox'][3],
+                         q['bbox'][1] + q['bbox'][3]) - \
                     max(p['bbox'][1], q['bbox'][1])
                 overlaps += ix > 0 and iy > 0
     assert overlaps > 0
@@ -181,13 +194,14 @@ def test_make_toy_dataset_command_line(tmp_path, cli):
     assert bad.returncode == 2 and '--category-ids' in bad.stderr
 
 
-# ------------------------------------------- train.py, stop epoch, resume, finetune
+# ------------------------------ train.py, stop epoch, resume, finetune
 @pytest.mark.slow
 def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data,
                                                      tmp_path, cli):
-    """Epoch 1 fine-tunes from an 80-class checkpoint (class layers re-initialised);
-    the run then resumes into epoch 2, where the strong augs and multi-scale stop and
-    the best stage-1 checkpoint is reloaded; the counters continue from the checkpoint."""
+    """Epoch 1 fine-tunes from an 80-class checkpoint (class layers
+    re-initialised); the run then resumes into epoch 2, where the strong augs
+    and multi-scale stop and the best stage-1 checkpoint is reloaded; the
+    counters continue from the checkpoint."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
@@ -225,7 +239,8 @@ def test_train_py_toy_finetune_stop_epoch_and_resume(tiny_dfine_cfg, toy_data,
     assert re.search(r'Epoch\(train\) \[2\]\[2/2\]', out2), out2[-3000:]
     assert re.search(
         r"DFINEStopAugHook: epoch 1 >= stop_epoch 1: removed "
-        r"\['RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'\] transforms, "
+        r"\['RandomPhotometricDistort', 'Expand', 'RandomIoUCrop'\] "
+        r"transforms, "
         r"disabled 1 batch multi-scale augment", out2), out2[-3000:]
     assert re.search(
         r'reloaded model, EMA and optimizer from the best stage-1 checkpoint '

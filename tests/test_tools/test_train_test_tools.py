@@ -1,9 +1,10 @@
-"""``python tools/test.py``, ``bash tools/dist_train.sh`` (CPU DDP over gloo) and
-``tools/train.py --resume`` after a killed run, on the tiny
+"""``python tools/test.py``, ``bash tools/dist_train.sh`` (CPU DDP over gloo)
+and ``tools/train.py --resume`` after a killed run, on the tiny
 D-FINE-N config of ``conftest.py``.
 
-The wrappers run MMDetection's own scripts; without CUDA they initialise a gloo process
-group themselves and drop DDP's ``device_ids`` (see ``dfine_mmdet/launch.py``).
+The wrappers run MMDetection's own scripts; without CUDA they initialise a
+gloo process group themselves and drop DDP's ``device_ids`` (see
+``dfine_mmdet/launch.py``).
 """
 import os.path as osp
 import re
@@ -43,15 +44,18 @@ def test_dist_train_sh_runs_two_cpu_processes(tiny_config, tmp_path, cli):
               env=dict(PORT=str(_free_port()), PYTHON=sys.executable))
     assert 'Distributed training: True' in out and 'GPU number: 2' in out, out[
         -3000:]
-    # 8 training images, batch 4 per process, 2 processes -> 1 iteration per epoch
+    # 8 training images, batch 4 per process, 2 processes -> 1 iteration per
+    # epoch
     assert re.search(r'Epoch\(train\) \[1\]\[1/1\]', out), out[-3000:]
     assert osp.isfile(tmp_path / 'wd' / 'epoch_1.pth')
 
 
 def test_resume_after_a_killed_run(tiny_config, tmp_path, cli):
-    """``python tools/train.py CFG --resume`` after the first run was killed (SIGKILL)
-    in the middle of training: it continues from the checkpoint ``last_checkpoint``
-    names, with the epoch counter of that checkpoint, and finishes the schedule."""
+    """``python tools/train.py CFG --resume`` after the first run was killed
+    (SIGKILL) in the middle of training: it continues from the checkpoint
+    ``last_checkpoint`` names, with the epoch counter of that checkpoint, and
+    finishes the
+    schedule."""
     import os
     import subprocess
     import time
@@ -73,8 +77,8 @@ def test_resume_after_a_killed_run(tiny_config, tmp_path, cli):
     deadline = time.monotonic() + 600
     try:
         while not last.exists():
-            assert proc.poll(
-            ) is None, f'training exited ({proc.returncode}) before a checkpoint'
+            assert proc.poll() is None, (
+                f'training exited ({proc.returncode}) before a checkpoint')
             assert time.monotonic() < deadline, 'no checkpoint after 600 s'
             time.sleep(0.05)
     finally:

@@ -1,4 +1,5 @@
-"""tools/analysis/vis_fdr.py: per-layer FDR edge distributions drawn to a PNG."""
+"""tools/analysis/vis_fdr.py: per-layer FDR edge distributions drawn to a
+PNG."""
 import importlib.util
 import os.path as osp
 import sys

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Draw D-FINE's Fine-grained Distribution Refinement (FDR) for chosen detections.
+"""Draw D-FINE's Fine-grained Distribution Refinement (FDR) for chosen
+detections.
 
 Usage::
 
@@ -68,7 +69,8 @@ class DecoderRecorder:
     def _hook(self, module, args, output):
         if not isinstance(output, dict) or 'pred_corners' not in output:
             raise TypeError(
-                f'{type(module).__name__} returned {type(output).__name__} without '
+                f'{type(module).__name__} returned {type(output).__name__} '
+                'without '
                 "'pred_corners'; vis_fdr.py needs D-FINE's FDR decoder")
         self.output = {
             k: v.detach().cpu() if torch.is_tensor(v) else v
@@ -80,7 +82,8 @@ class DecoderRecorder:
 
 
 def fdr_distributions(model, img: str) -> Dict[str, Any]:
-    """Run ``inference_detector`` on ``img`` and return the FDR state of every query.
+    """Run ``inference_detector`` on ``img`` and return the FDR state of every
+    query.
 
     Returns:
         dict:
@@ -95,8 +98,8 @@ def fdr_distributions(model, img: str) -> Dict[str, Any]:
     from mmdet.apis import inference_detector
     if not hasattr(model, 'decoder'):
         raise TypeError(
-            f'{type(model).__name__} has no decoder; vis_fdr.py needs a D-FINE model'
-        )
+            f'{type(model).__name__} has no decoder; vis_fdr.py needs a '
+            'D-FINE model')
     rec = DecoderRecorder(model.decoder)
     try:
         result = inference_detector(model, img)
@@ -110,8 +113,8 @@ def fdr_distributions(model, img: str) -> Dict[str, Any]:
     corners = dec_out['pred_corners'][:, 0]  # [L, Q, 4 * num_bins]
     if corners.shape[-1] != 4 * num_bins:
         raise ValueError(
-            f'pred_corners has {corners.shape[-1]} channels, expected 4 * {num_bins}'
-        )
+            f'pred_corners has {corners.shape[-1]} channels, expected 4 * '
+            f'{num_bins}')
     probs = torch.softmax(
         corners.reshape(*corners.shape[:2], 4, num_bins).float(), -1)
     return dict(
@@ -127,7 +130,8 @@ def match_queries(bboxes: torch.Tensor, boxes_last: torch.Tensor,
     """Query of each detection: the nearest last-layer box (L1, pixels).
 
     Args:
-        bboxes (Tensor): ``[K, 4]`` detections, xyxy pixels of the image of size ``hw``.
+        bboxes (Tensor): ``[K, 4]`` detections, xyxy pixels of the image of
+        size ``hw``.
         boxes_last (Tensor): ``[Q, 4]`` last-layer boxes, normalised cxcywh.
         hw (tuple): ``(H, W)`` the boxes are normalised by.
     """
@@ -239,7 +243,8 @@ def draw(data: Dict[str, Any], out: str) -> None:
     if dets:
         fig.legend(loc='upper right', fontsize=7, ncol=min(num_layers, 8))
     fig.suptitle(
-        'D-FINE FDR: edge distributions per decoder layer (light: first, dark: last)',
+        'D-FINE FDR: edge distributions per decoder layer '
+        '(light: first, dark: last)',
         fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
@@ -264,9 +269,9 @@ def main(argv=None) -> int:
     if args.dump_json:
         with open(args.dump_json, 'w') as f:
             json.dump(data, f)
-    print(
-        f'{len(data["detections"])} detection(s), {data["num_layers"]} decoder layers, '
-        f'queries from {data["query_from"]}; written {args.out}')
+    print(f'{len(data["detections"])} detection(s), {data["num_layers"]} '
+          f'decoder layers, queries from {data["query_from"]}; written '
+          f'{args.out}')
     return 0
 
 

@@ -1,15 +1,21 @@
-"""D-FINE beside MMDetection's detectors, measured in one run: params, FLOPs, latency.
+"""D-FINE beside MMDetection's detectors, measured in one run: params, FLOPs,
+latency.
 
 Usage::
 
-    python tools/benchmark/compare.py                       # default set, 640x640
+    # default set, 640x640
+    python tools/benchmark/compare.py
     python tools/benchmark/compare.py configs/dfine/dfine_hgnetv2_n_coco.py \\
         mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --threads 2 --runs 10 \\
         --out-dir work_dirs/compare
-    python tools/benchmark/compare.py --toy-minutes 2     # + toy mAP, equal training time
-    python tools/benchmark/compare.py D-FINE-N=configs/dfine/dfine_hgnetv2_n_coco.py \\
-        RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py --coco-root data/coco \\
-        --checkpoints D-FINE-N=dfine_n.pth RTMDet-tiny=rtmdet_tiny.pth   # + COCO box AP
+    # + toy mAP, equal training time
+    python tools/benchmark/compare.py --toy-minutes 2
+    # + COCO box AP
+    python tools/benchmark/compare.py \\
+        D-FINE-N=configs/dfine/dfine_hgnetv2_n_coco.py \\
+        RTMDet-tiny=mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py \\
+        --coco-root data/coco \\
+        --checkpoints D-FINE-N=dfine_n.pth RTMDet-tiny=rtmdet_tiny.pth
 
 Configs are plugin config files or MMDetection's own, written ``mmdet::<path
 under mmdet's configs>`` (resolved in the installed package). Every model is
@@ -20,18 +26,20 @@ and measured in its own subprocess (``--timeout`` seconds each; a model that
 fails or times out gets a row saying why) with the same input, thread count
 and process settings:
 
-* ``params``: ``sum(p.numel() for p in model.parameters())`` of the built model;
+* ``params``: ``sum(p.numel() for p in model.parameters())`` of the built
+  model;
 * ``GFLOPs``: MMEngine's ``FlopAnalyzer`` on ``model._forward`` (the
   ``mode='tensor'`` graph, as MMDetection's ``get_flops`` does), multiply-adds
   counted as one, plus a handle for ``aten::grid_sampler`` so deformable
-  attention is counted (see :mod:`dfine_mmdet.benchmark.flops`); element-wise ops are not
-  counted (MMEngine's convention);
+  attention is counted (see :mod:`dfine_mmdet.benchmark.flops`); element-wise
+  ops are not counted (MMEngine's convention);
 * ``eager``: ``model(x, samples, mode='predict')`` under ``no_grad`` (backbone
   to post-processed boxes, the data preprocessor excluded), batch 1;
 * ``ort``: ONNX Runtime (CPU, same threads, ``ORT_ENABLE_ALL``) on the
-  MMDeploy end-to-end graph (``configs/deploy/detection_onnxruntime_static-640x640.py``
-  at the benchmark's input size; MMDeploy's rewriters for MMDetection's models,
-  the plugin's for D-FINE), outputs ``dets``/``labels``; export time excluded;
+  MMDeploy end-to-end graph
+  (``configs/deploy/detection_onnxruntime_static-640x640.py`` at the
+  benchmark's input size; MMDeploy's rewriters for MMDetection's models, the
+  plugin's for D-FINE), outputs ``dets``/``labels``; export time excluded;
 * ``fp16`` (only with ``--device cuda``): eager under ``torch.autocast`` fp16.
 
 Latency: ``--warmup`` untimed calls then ``--runs`` timed calls; the table
@@ -109,7 +117,8 @@ def build_model(cfg: str, size: Optional[int] = None):
 
 
 class TensorForward:
-    """``model._forward(x, samples)`` as a callable module for tracing (FLOPs)."""
+    """``model._forward(x, samples)`` as a callable module for tracing
+    (FLOPs)."""
 
     def __new__(cls, model, samples):
         import torch.nn as nn
@@ -140,8 +149,9 @@ def export_ort_session(model, inputs, tmp: str):
 
 def measure(cfg: str, args, result: Dict[str, Any],
             save: Callable[[], None]) -> None:
-    """Fill ``result`` stage by stage (``save()`` after each, so a timeout keeps
-    what was measured). Stage errors are recorded in ``result['errors']``."""
+    """Fill ``result`` stage by stage (``save()`` after each, so a timeout
+    keeps what was measured). Stage errors are recorded in
+    ``result['errors']``."""
     import torch
     model, _ = build_model(cfg, args.size)
     device = torch.device(args.device)
@@ -202,8 +212,8 @@ def measure(cfg: str, args, result: Dict[str, Any],
             result['ort'] = summarize(
                 time_calls(run_ort, args.warmup, args.runs))
         except Exception as e:  # noqa: BLE001
-            errors[
-                'ort'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            errors['ort'] = (f'{type(e).__name__}: '
+                             f'{str(e).splitlines()[0] if str(e) else ""}')
             if args.verbose:
                 traceback.print_exc()
         save()
@@ -213,14 +223,16 @@ def measure(cfg: str, args, result: Dict[str, Any],
         try:
             measure_accuracy(cfg, args, result)
         except Exception as e:  # noqa: BLE001 (recorded in the row)
-            errors[
-                'accuracy'] = f'{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+            errors['accuracy'] = (
+                f'{type(e).__name__}: '
+                f'{str(e).splitlines()[0] if str(e) else ""}')
             traceback.print_exc()
         save()
 
 
 def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
-    """Toy mAP after ``--toy-minutes`` of training, or COCO AP of ``--checkpoint``."""
+    """Toy mAP after ``--toy-minutes`` of training, or COCO AP of
+    ``--checkpoint``."""
     import torch
 
     from dfine_mmdet.benchmark import accuracy
@@ -240,8 +252,8 @@ def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
                 accuracy.train_and_evaluate(toy_cfg, args.toy_minutes * 60))
         else:
             if not args.checkpoint:
-                result['errors'][
-                    'accuracy'] = 'no checkpoint given (--checkpoints LABEL=PATH)'
+                result['errors']['accuracy'] = (
+                    'no checkpoint given (--checkpoints LABEL=PATH)')
                 return
             coco_cfg = accuracy.coco_config(
                 resolve_config(cfg), args.coco_root, args.checkpoint, work_dir)
@@ -251,14 +263,16 @@ def measure_accuracy(cfg: str, args, result: Dict[str, Any]) -> None:
             acc = result['accuracy']
             if acc['ckpt_covered'] < acc['ckpt_total']:
                 result['errors']['accuracy'] = (
-                    f'checkpoint covers {acc["ckpt_covered"]}/{acc["ckpt_total"]} model tensors '
+                    'checkpoint covers '
+                    f'{acc["ckpt_covered"]}/{acc["ckpt_total"]} model tensors '
                     f'(e.g. {", ".join(acc["ckpt_missing"][:2])})')
     result['ap'] = result['accuracy']['map']
     torch.set_num_threads(args.threads)  # the runner may have changed it
 
 
 def worker_main(args) -> int:
-    """Measure one model (``--worker CFG``) and write its JSON to ``--result``."""
+    """Measure one model (``--worker CFG``) and write its JSON to
+    ``--result``."""
     import torch
     torch.set_num_threads(args.threads)
     result: Dict[str, Any] = dict(config=args.worker, status='running')
@@ -271,8 +285,8 @@ def worker_main(args) -> int:
         measure(args.worker, args, result, save)
         result['status'] = 'ok'
     except Exception as e:  # noqa: BLE001 (the parent writes the row)
-        result[
-            'status'] = f'failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}'
+        result['status'] = (f'failed: {type(e).__name__}: '
+                            f'{str(e).splitlines()[0] if str(e) else ""}')
         traceback.print_exc()
     save()
     return 0
@@ -310,7 +324,8 @@ def run_one(label: str, cfg: str, args, tmp: str, idx: int) -> Dict[str, Any]:
         OMP_NUM_THREADS=str(args.threads),
         MKL_NUM_THREADS=str(args.threads))
     if args.device == 'cpu':
-        env['CUDA_VISIBLE_DEVICES'] = ''  # the runner of the accuracy stage would pick CUDA
+        # the runner of the accuracy stage would pick CUDA
+        env['CUDA_VISIBLE_DEVICES'] = ''
     start = time.perf_counter()
     status = None
     try:
@@ -374,18 +389,19 @@ def markdown_table(results: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         head.append('iters')
     head.append('note')
     lines = [
-        f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, device '
-        f'{meta["device"]}, median of {meta["runs"]} runs after {meta["warmup"]} warm-up; '
-        f'{meta["date"]}, {meta["machine"]}, load average before/after: '
-        f'{meta["load_before"]} / {meta.get("load_after", "?")}.'
+        f'Input 1x3x{meta["size"]}x{meta["size"]}, {meta["threads"]} threads, '
+        f'device {meta["device"]}, median of {meta["runs"]} runs after '
+        f'{meta["warmup"]} warm-up; {meta["date"]}, {meta["machine"]}, load '
+        f'average before/after: {meta["load_before"]} / '
+        f'{meta.get("load_after", "?")}.'
     ]
     if acc.get('kind') == 'toy mAP':
         lines.append(
-            f'toy mAP: bbox mAP (COCO-style, 0-1) on the toy val split ({acc["val_images"]} '
-            f'images) after {acc["minutes"]:g} min of training from scratch per model '
-            f'({acc["train_images"]} train images, {acc["size"]}x{acc["size"]}, batch '
-            f'{acc["batch"]}, seed {acc["seed"]}); iters: iterations the budget allowed.'
-        )
+            'toy mAP: bbox mAP (COCO-style, 0-1) on the toy val split '
+            f'({acc["val_images"]} images) after {acc["minutes"]:g} min of '
+            f'training from scratch per model ({acc["train_images"]} train '
+            f'images, {acc["size"]}x{acc["size"]}, batch {acc["batch"]}, seed '
+            f'{acc["seed"]}); iters: iterations the budget allowed.')
     elif acc.get('kind') == 'COCO AP':
         lines.append(
             f'COCO AP: box mAP (0-1) of the given checkpoints, MMDetection\'s '
@@ -481,8 +497,8 @@ def plot(results: List[Dict[str, Any]], path: str, meta: Dict[str,
                 left_out.append(r['label'])
         if xs:  # zip below: xs, ys, labels are appended together
             ax.scatter(xs, ys, marker=marker, label=f'{backend} latency')
-            # labels staggered in height: equal accuracies (e.g. 0 after a short
-            # toy run) would otherwise print them on top of each other
+            # labels staggered in height: equal accuracies (e.g. 0 after a
+            # short toy run) would otherwise print them on top of each other
             rank = {
                 i: r
                 for r, i in enumerate(
@@ -554,8 +570,8 @@ def _plot_speed_accuracy(results: List[Dict[str, Any]], path: str,
     )
     footnote = (
         f'latency measured {meta["date"]} on {meta["machine"]}, median of '
-        f'{meta["runs"]} runs, load average before/after {meta["load_before"]} / '
-        f'{meta.get("load_after", "?")}')
+        f'{meta["runs"]} runs, load average before/after '
+        f'{meta["load_before"]} / {meta.get("load_after", "?")}')
     if meta.get('ap_sources'):
         footnote += '; AP: ' + '; '.join(
             sorted(set(meta['ap_sources'].values())))
@@ -690,7 +706,8 @@ def model_list(configs: List[str]):
 
 
 def _checkpoint_map(args, models) -> Dict[str, str]:
-    """``--checkpoints LABEL=CKPT`` as a dict (absolute paths); checks the labels."""
+    """``--checkpoints LABEL=CKPT`` as a dict (absolute paths); checks the
+    labels."""
     ckpts = {}
     for item in args.checkpoints:
         if '=' not in item:
@@ -708,7 +725,8 @@ def _checkpoint_map(args, models) -> Dict[str, str]:
 
 
 def toy_meta(args) -> Dict[str, Any]:
-    """Writes the toy set when ``--toy-data`` holds none; its settings for the JSON."""
+    """Writes the toy set when ``--toy-data`` holds none; its settings for the
+    JSON."""
     args.toy_data = osp.abspath(
         args.toy_data or osp.join(args.out_dir, 'toy_data'))
     counts = {}

@@ -5,8 +5,10 @@ latency, timed alternately in one run.
 
 Example::
 
-    python tools/benchmark/compile_speed.py --config configs/dfine/dfine_hgnetv2_n_coco.py
-    python tools/benchmark/compile_speed.py --size 64 --batch-size 1 --iters 1 \\
+    python tools/benchmark/compile_speed.py \\
+        --config configs/dfine/dfine_hgnetv2_n_coco.py
+    python tools/benchmark/compile_speed.py --size 64 --batch-size 1 \\
+        --iters 1 \\
         --cfg-options model.num_queries=10 model.dn_cfg.num_denoising=10
 """
 import argparse

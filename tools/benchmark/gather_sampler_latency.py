@@ -14,7 +14,8 @@ and index arithmetic, :func:`dfine_mmdet.models.layers.ms_deform_attn.
 grid_sample_gather`). Both graphs run in ONNX Runtime (``ORT_ENABLE_ALL``)
 and, when installed, OpenVINO (FP32, LATENCY hint) on the same
 ``1x3xSxS`` input with the same thread count, interleaved in rounds (see
-``dfine_mmdet.benchmark.timing.time_interleaved``) so that load changes affect all paths alike.
+``dfine_mmdet.benchmark.timing.time_interleaved``) so that load changes affect
+all paths alike.
 
 Printed per variant: the node counts of both graphs, how far their
 detections are apart (same model: paired by label and score, boxes within

@@ -5,8 +5,9 @@ Python overhead), optimizer, top ATen ops.  Prints Markdown tables.
 
 Example::
 
-    python tools/benchmark/profile_step.py                          # N, batch 4, 640
-    python tools/benchmark/profile_step.py --config configs/dfine/dfine_hgnetv2_s_coco.py
+    python tools/benchmark/profile_step.py          # N, batch 4, 640
+    python tools/benchmark/profile_step.py \\
+        --config configs/dfine/dfine_hgnetv2_s_coco.py
     python tools/benchmark/profile_step.py --size 64 --batch-size 1 --depth 2 \
         --cfg-options model.num_queries=10 model.dn_cfg.num_denoising=10
 """

@@ -10,7 +10,8 @@ Needs a checkout of the official repository (Peterande/D-FINE at 4a1f73a,
 
 Example::
 
-    python tools/benchmark/train_step_vs_official.py --dfine-root /tmp/D-FINE --variant n --rounds 3
+    python tools/benchmark/train_step_vs_official.py \\
+        --dfine-root /tmp/D-FINE --variant n --rounds 3
 """
 import argparse
 import os

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Cost of the data checks (CheckedCocoDataset + CheckedLoadImageFromFile) per training iteration.
+"""Cost of the data checks (CheckedCocoDataset + CheckedLoadImageFromFile) per
+training iteration.
 
 Builds the toy config twice: without the checks (``CocoDataset`` + MMCV's
 ``LoadImageFromFile`` with Pillow, what the training configs used before the

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""DEIM recipe vs D-FINE recipe on the toy set, and DEIM-D-FINE-N vs RTMDet-tiny: every number from one run.
+"""DEIM recipe vs D-FINE recipe on the toy set, and DEIM-D-FINE-N vs
+RTMDet-tiny: every number from one run.
 
 (a) **Equal iterations.** D-FINE-N is trained from scratch on the synthetic toy
     set (``tools/make_toy_dataset.py``) with the D-FINE toy recipe
@@ -7,18 +8,19 @@
     (``configs/deim_dfine/toy/deim_hgnetv2_n_toy.py``: MAL, SiLU decoder, Dense
     O2O Mosaic + batch MixUp under the epoch policy, quadratic warmup) for the
     same number of epochs (so the same iterations, batch and data), for every
-    ``--seeds`` value (model init, data order and augmentation); ``--jobs`` runs
-    several trainings at once (separate processes, ``--threads`` each).  Both run as
-    epoch-based training so that the DEIM policy hook sees real epochs; DEIM's
-    policy epochs are placed at DEIM-N's proportions (4 / 78 / 148 of 160) of
-    ``--epochs``.  The EMA weights are evaluated on the toy val split.  The two
-    recipes of one seed run back to back, their order alternating between
-    seeds (the machine load drifts).
+    ``--seeds`` value (model init, data order and augmentation); ``--jobs``
+    runs several trainings at once (separate processes, ``--threads`` each).
+    Both run as epoch-based training so that the DEIM policy hook sees real
+    epochs; DEIM's policy epochs are placed at DEIM-N's proportions (4 / 78 /
+    148 of 160) of ``--epochs``.  The EMA weights are evaluated on the toy val
+    split.  The two recipes of one seed run back to back, their order
+    alternating between seeds (the machine load drifts).
 (b) **Equal CPU budget.** ``tools/benchmark/compare.py --toy-minutes M`` on
     DEIM-D-FINE-N (``configs/deim_dfine/deim_hgnetv2_n_coco.py``) and
-    RTMDet-tiny (MMDetection's config) on the same toy set: the same wall-clock training
-    budget, data, seed and common toy pipeline for both (compare.py's rules: its own pipeline, no batch
-    augments, linear warmup; so for DEIM this measures MAL + SiLU + unfrozen
+    RTMDet-tiny (MMDetection's config) on the same toy set: the same
+    wall-clock training budget, data, seed and common toy pipeline for both
+    (compare.py's rules: its own pipeline, no batch augments, linear warmup;
+    so for DEIM this measures MAL + SiLU + unfrozen
     BN, not Dense O2O).  ``--compare-minutes 0`` skips it.
 
 Printed: per run the iterations, seconds per iteration, first / last loss
@@ -29,7 +31,8 @@ one-line summary.  Use one thread (default) on a shared machine.
 
 Example::
 
-    python tools/experiments/deim_toy.py --epochs 8 --seeds 0 1 --compare-minutes 5
+    python tools/experiments/deim_toy.py --epochs 8 --seeds 0 1 \\
+        --compare-minutes 5
 """
 import argparse
 import json
@@ -86,8 +89,8 @@ def parse_args(argv=None):
         default=256,
         help='(b) compare.py --toy-size')
     help_text = (
-        '(a) runs trained at the same time, each in its own process with --threads '
-        'threads (default 1: one after the other)')
+        '(a) runs trained at the same time, each in its own process with '
+        '--threads threads (default 1: one after the other)')
     p.add_argument('--jobs', type=int, default=1, help=help_text)
     p.add_argument('--work-dir', default=None)
     p.add_argument(
@@ -216,8 +219,8 @@ def run_compare(args, data_dir, work_root):
 
 
 def run_all(todo, args, data_dir, work_root, argv):
-    """Train every (recipe, seed) of ``todo``: in this process, or ``--jobs`` at a
-    time in subprocesses (same arguments, one run each)."""
+    """Train every (recipe, seed) of ``todo``: in this process, or ``--jobs``
+    at a time in subprocesses (same arguments, one run each)."""
     if args.jobs <= 1:
         return [
             train_one(recipe, args, data_dir, work_root, seed)
@@ -247,8 +250,8 @@ def run_all(todo, args, data_dir, work_root, argv):
             err = proc.stderr.read()
             if proc.returncode != 0 or not osp.isfile(out):
                 raise SystemExit(
-                    f'{recipe} seed {seed} failed ({proc.returncode}):\n{err[-3000:]}'
-                )
+                    f'{recipe} seed {seed} failed ({proc.returncode}):\n'
+                    f'{err[-3000:]}')
             with open(out) as f:
                 results[(recipe, seed)] = json.load(f)
     return [results[k] for k in todo]
@@ -275,9 +278,10 @@ def main(argv=None):
             num_train=args.toy_images[0],
             num_val=args.toy_images[1])
     print(
-        f'deim_toy: {args.epochs} epochs per run, seeds {args.seeds}, threads {args.threads}, '
-        f'DEIM policy epochs {policy_epochs(args.epochs)}, data {data_dir}, '
-        f'{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}',
+        f'deim_toy: {args.epochs} epochs per run, seeds {args.seeds}, threads '
+        f'{args.threads}, DEIM policy epochs {policy_epochs(args.epochs)}, '
+        f'data {data_dir}, {os.cpu_count()} CPUs, load average '
+        f'{os.getloadavg()[0]:.1f}',
         flush=True)
     print('(a) equal iterations, EMA weights on the toy val split', flush=True)
     todo = []
@@ -287,9 +291,11 @@ def main(argv=None):
     runs = run_all(todo, args, data_dir, work_root, argv)
     for r in runs:
         print(
-            f'  {r["recipe"]:6s} seed {r["seed"]}: {r["iters"]} iters, {r["s_per_iter"]:.2f} s/iter, '
-            f'loss {r["loss_first"]:.2f} -> {r["loss_last"]:.2f}, bbox mAP {r["map"]:.3f}, '
-            f'mAP@0.5 {r["map50"]:.3f} (load {r["load_before"]:.1f} -> {r["load_after"]:.1f})',
+            f'  {r["recipe"]:6s} seed {r["seed"]}: {r["iters"]} iters, '
+            f'{r["s_per_iter"]:.2f} s/iter, loss {r["loss_first"]:.2f} -> '
+            f'{r["loss_last"]:.2f}, bbox mAP {r["map"]:.3f}, mAP@0.5 '
+            f'{r["map50"]:.3f} (load {r["load_before"]:.1f} -> '
+            f'{r["load_after"]:.1f})',
             flush=True)
     ratios = []
     for seed in args.seeds:
@@ -299,10 +305,9 @@ def main(argv=None):
                  if r['seed'] == seed and r['recipe'] == 'DEIM')
         ratio = e['map'] / d['map'] if d['map'] > 0 else float('nan')
         ratios.append(ratio)
-        print(
-            f'  seed {seed}: DEIM / D-FINE mAP {e["map"]:.3f} / {d["map"]:.3f} = {ratio:.2f}x '
-            f'(mAP@0.5 {e["map50"]:.3f} / {d["map50"]:.3f}; iterations {e["iters"]} / {d["iters"]})'
-        )
+        print(f'  seed {seed}: DEIM / D-FINE mAP {e["map"]:.3f} / '
+              f'{d["map"]:.3f} = {ratio:.2f}x (mAP@0.5 {e["map50"]:.3f} / '
+              f'{d["map50"]:.3f}; iterations {e["iters"]} / {d["iters"]})')
     mean = {
         rec: sum(r['map']
                  for r in runs if r['recipe'] == rec) / len(args.seeds)
@@ -311,15 +316,15 @@ def main(argv=None):
     mean_ratio = mean['DEIM'] / mean['D-FINE'] if mean[
         'D-FINE'] > 0 else float('nan')
     print(
-        f'  mean over {len(args.seeds)} seeds: DEIM {mean["DEIM"]:.3f}, D-FINE {mean["D-FINE"]:.3f}, '
-        f'ratio {mean_ratio:.2f}x',
+        f'  mean over {len(args.seeds)} seeds: DEIM {mean["DEIM"]:.3f}, '
+        f'D-FINE {mean["D-FINE"]:.3f}, ratio {mean_ratio:.2f}x',
         flush=True)
-    summary = (
-        f'(a) DEIM/D-FINE toy mAP at equal iterations: {mean["DEIM"]:.3f}/{mean["D-FINE"]:.3f} '
-        f'= {mean_ratio:.2f}x')
+    summary = ('(a) DEIM/D-FINE toy mAP at equal iterations: '
+               f'{mean["DEIM"]:.3f}/{mean["D-FINE"]:.3f} = {mean_ratio:.2f}x')
     if args.compare_minutes > 0:
         print(
-            f'(b) equal CPU budget: compare.py --toy-minutes {args.compare_minutes:g}',
+            '(b) equal CPU budget: compare.py --toy-minutes '
+            f'{args.compare_minutes:g}',
             flush=True)
         rows, l0, l1, cmd = run_compare(args, data_dir, work_root)
         print(f'  command: {cmd}')
@@ -329,15 +334,16 @@ def main(argv=None):
             acc = r.get('accuracy') or {}
             maps[label] = r.get('ap')
             print(
-                f'  {label:13s}: toy mAP {maps[label] if maps[label] is not None else "n/a"}, '
-                f'iters {acc.get("iters", "n/a")}, status {r.get("status")}, '
-                f'errors {r.get("errors") or "-"}')
+                f'  {label:13s}: toy mAP '
+                f'{maps[label] if maps[label] is not None else "n/a"}, iters '
+                f'{acc.get("iters", "n/a")}, status {r.get("status")}, errors '
+                f'{r.get("errors") or "-"}')
         d, t = maps['DEIM-D-FINE-N'], maps['RTMDet-tiny']
         ratio = d / t if d is not None and t else float('nan')
-        print(
-            f'  DEIM-D-FINE-N / RTMDet-tiny toy mAP = {ratio:.2f}x (load {l0:.1f} -> {l1:.1f})'
-        )
-        summary += f'; (b) DEIM-D-FINE-N/RTMDet-tiny at equal CPU time: {ratio:.2f}x'
+        print(f'  DEIM-D-FINE-N / RTMDet-tiny toy mAP = {ratio:.2f}x (load '
+              f'{l0:.1f} -> {l1:.1f})')
+        summary += ('; (b) DEIM-D-FINE-N/RTMDet-tiny at equal CPU time: '
+                    f'{ratio:.2f}x')
     print(summary, flush=True)
     return runs
 

@@ -3,8 +3,9 @@ latency at 640 next to the official export recipe, in one run.
 
 Usage::
 
-    # accuracy: a D-FINE-N trained on the toy set (tools/experiments/toy_train.py
-    # --iters N --work-dir W writes W/iter_N.pth), evaluated on its val split
+    # accuracy: a D-FINE-N trained on the toy set
+    # (tools/experiments/toy_train.py --iters N --work-dir W writes
+    # W/iter_N.pth), evaluated on its val split
     python tools/experiments/int8_toy.py --checkpoint W/iter_1300.pth \
         --data W/toy_data --skip-latency
     # latency: N and S at 640, random weights, 2 threads
@@ -19,14 +20,14 @@ per ``--scopes`` entry, and every graph is evaluated on the toy *val* split
 with the config's ``CocoMetric`` through MMDeploy's ``End2EndModel``: FP32
 in ONNX Runtime and OpenVINO, each INT8 graph in ONNX Runtime and OpenVINO.
 
-Latency part: the paths of :mod:`dfine_mmdet.benchmark.inference_paths` (plugin FP32
-graph and the official exporter's recipe, each in ORT and OpenVINO; eager
-PyTorch with ``--eager``) plus ``plugin-int8-ort`` / ``plugin-int8-openvino``
-(the plugin graph quantised with scope ``--latency-scopes``, calibrated on
-``--num-calib`` toy images resized to 640 by the COCO config's test
-pipeline), timed interleaved with the same thread count. Printed: the table
-with ratios to the fastest, then ``int8 / fp32`` of the same runtime and
-``best int8 / best official``.
+Latency part: the paths of :mod:`dfine_mmdet.benchmark.inference_paths`
+(plugin FP32 graph and the official exporter's recipe, each in ORT and
+OpenVINO; eager PyTorch with ``--eager``) plus ``plugin-int8-ort`` /
+``plugin-int8-openvino`` (the plugin graph quantised with scope
+``--latency-scopes``, calibrated on ``--num-calib`` toy images resized to 640
+by the COCO config's test pipeline), timed interleaved with the same thread
+count. Printed: the table with ratios to the fastest, then ``int8 / fp32`` of
+the same runtime and ``best int8 / best official``.
 """
 import argparse
 import glob

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train D-FINE-N on the synthetic toy set on CPU for a fixed budget and report bbox mAP.
+"""Train D-FINE-N on the synthetic toy set on CPU for a fixed budget and
+report bbox mAP.
 
 This is a learning benchmark, not a unit test: it shows that the whole recipe
 (model, criterion with GO-LSD/FGL/DDF, denoising, AdamW param groups, warmup,
@@ -115,9 +116,11 @@ def main(argv=None):
     if budget_s is not None:
         budget = WallClockBudgetHook(budget_s)
         runner.register_hook(budget)
+    budget_text = ('%.1f min' % minutes if budget_s else '%d iters' %
+                   args.iters)
     print(
         f'toy_train: {osp.relpath(args.config, PROJECT_ROOT)} on {data_dir}, '
-        f'budget {"%.1f min" % minutes if budget_s else "%d iters" % args.iters}, '
+        f'budget {budget_text}, '
         f'batch {cfg.train_dataloader.batch_size}, '
         f'threads {torch.get_num_threads()}, work dir {work_dir}',
         flush=True)

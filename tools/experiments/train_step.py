@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""CPU time of one D-FINE training iteration (forward, criterion + matching, backward, AdamW).
+"""CPU time of one D-FINE training iteration (forward, criterion + matching,
+backward, AdamW).
 
 Builds a COCO config (default D-FINE-N, 80 classes), feeds a fixed synthetic
 batch (random images, ``--gt`` random boxes per image, default 7 ~ the COCO
@@ -11,7 +12,7 @@ GO-LSD matching) and backward + step.  The last line is the summary.
 
 Example::
 
-    python tools/experiments/train_step.py                       # N, batch 4, 640x640
+    python tools/experiments/train_step.py    # N, batch 4, 640x640
     python tools/experiments/train_step.py --threads 2 --iters 5
 """
 import argparse
@@ -107,8 +108,9 @@ def main(argv=None):
                       torch.Generator().manual_seed(args.seed))
     name = osp.splitext(osp.basename(args.config))[0]
     print(
-        f'train_step: {name}, batch {args.batch_size}, {args.size}x{args.size}, '
-        f'{args.gt} GT/image, {num_classes} classes, threads {torch.get_num_threads()}',
+        f'train_step: {name}, batch {args.batch_size}, '
+        f'{args.size}x{args.size}, {args.gt} GT/image, {num_classes} classes, '
+        f'threads {torch.get_num_threads()}',
         flush=True)
 
     fwd, bwd, total = [], [], []
@@ -123,18 +125,19 @@ def main(argv=None):
         t2 = time.perf_counter()
         tag = 'warmup' if it < args.warmup else 'iter'
         print(
-            f'  {tag} {it + 1}: fwd+loss {t1 - t0:.3f} s  bwd+step {t2 - t1:.3f} s  '
-            f'total {t2 - t0:.3f} s  (loss {float(loss.detach()):.2f})',
+            f'  {tag} {it + 1}: fwd+loss {t1 - t0:.3f} s  bwd+step '
+            f'{t2 - t1:.3f} s  total {t2 - t0:.3f} s  (loss '
+            f'{float(loss.detach()):.2f})',
             flush=True)
         if it >= args.warmup:
             fwd.append(t1 - t0)
             bwd.append(t2 - t1)
             total.append(t2 - t0)
-    print(
-        f'{name} batch {args.batch_size} @ {args.size}: median {statistics.median(total):.3f} '
-        f's/iter (fwd+loss {statistics.median(fwd):.3f}, bwd+step '
-        f'{statistics.median(bwd):.3f}; mean {statistics.mean(total):.3f}) over '
-        f'{len(total)} iterations')
+    print(f'{name} batch {args.batch_size} @ {args.size}: median '
+          f'{statistics.median(total):.3f} s/iter (fwd+loss '
+          f'{statistics.median(fwd):.3f}, bwd+step '
+          f'{statistics.median(bwd):.3f}; mean {statistics.mean(total):.3f}) '
+          f'over {len(total)} iterations')
 
 
 if __name__ == '__main__':

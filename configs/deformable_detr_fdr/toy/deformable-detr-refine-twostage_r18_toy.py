@@ -4,7 +4,8 @@
 # against deformable-detr-refine-twostage_r18_fdr_toy.py (same settings +
 # FDR/GO-LSD).  Not a recipe for real data.
 #
-#     python tools/experiments/dino_fdr_toy.py --iters 300 --models DDETR DDETR+FDR
+#     python tools/experiments/dino_fdr_toy.py --iters 300 \
+#         --models DDETR DDETR+FDR
 #
 # Same toy recipe as configs/dino_fdr/toy/dino-4scale_r18_toy.py (ResNet-18
 # at half width from scratch, 2 encoder / 3 decoder layers, 512-d FFN, 60
@@ -14,12 +15,13 @@
 # a fixed 128 features, which pos_trans_fc (embed_dims * 2 inputs) only
 # accepts at 256-d.  Losses, matcher costs, dropout 0.1 and grad clip 0.1
 # are Deformable DETR's.
-_base_ = 'mmdet::deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py'  # noqa: E501
+_base_ = [
+    'mmdet::deformable_detr/'
+    'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+    '../../_base_/datasets/toy.py'
+]
 
-data_root = 'data/toy/'
-classes = ('square', 'circle', 'triangle')
 num_classes = 3
-img_size = 128
 
 model = dict(
     num_queries=60,
@@ -38,67 +40,13 @@ model = dict(
     bbox_head=dict(num_classes=num_classes),
     test_cfg=dict(max_per_img=100))
 
-backend_args = None
-train_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='Resize',
-        scale=(img_size, img_size),
-        keep_ratio=False,
-        backend='pillow',
-        interpolation='bilinear'),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args=backend_args),
-    dict(
-        type='Resize',
-        scale=(img_size, img_size),
-        keep_ratio=False,
-        backend='pillow',
-        interpolation='bilinear'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=False),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    format_only=False)
-test_evaluator = val_evaluator
+# the toy data (configs/_base_/datasets/toy.py, listed beside mmdet's base)
+data_root = _base_.toy_data_root
+train_pipeline = _base_.toy_train_pipeline
+test_pipeline = _base_.toy_test_pipeline
+train_dataloader = _base_.toy_train_dataloader
+val_dataloader = test_dataloader = _base_.toy_val_dataloader
+val_evaluator = test_evaluator = _base_.toy_val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4),

@@ -7,21 +7,25 @@
 #
 # DEIM (deim.yml)                            -> here
 #   DEIMCriterion losses mal/boxes/local,    -> bbox_head.loss_cls =
-#     gamma 1.5, loss_mal weight 1              MatchabilityAwareLoss (loss_mal)
+#     gamma 1.5, loss_mal weight 1              MatchabilityAwareLoss
+#                                               (loss_mal)
 #   DFINETransformer activation / mlp_act    -> decoder.activation / mlp_act
 #     silu                                      'silu'
-#   HGNetv2 freeze_at -1, freeze_norm False  -> backbone frozen_stem / freeze_norm
-#                                               False (L/X froze them in D-FINE)
-#   Mosaic(output_size 320, rotation 10,     -> DEIMMosaic(prob=0.5) before the
-#     translate 0.1, scale 0.5-1.5, fill 0,     photometric distortion; zoom-out
-#     use_cache False), mosaic_prob 0.5         and IoU crop in SkipAfterMosaic
+#   HGNetv2 freeze_at -1, freeze_norm False  -> backbone frozen_stem /
+#                                               freeze_norm False (L/X froze
+#                                               them in D-FINE)
+#   Mosaic(output_size 320, rotation 10,     -> DEIMMosaic(prob=0.5) before
+#     translate 0.1, scale 0.5-1.5, fill 0,     the photometric distortion;
+#     use_cache False), mosaic_prob 0.5         zoom-out and IoU crop in
+#                                               SkipAfterMosaic
 #   collate_fn mixup_prob 0.5                -> DEIMBatchMixUp in the data
 #                                               preprocessor's batch_augments
 #   policy epoch [e0, e1, e2] + mixup_epochs -> DenseO2OPolicyHook (size file)
-#   lrsheduler flatcosine, warmup_iter 2000  -> QuadraticWarmupLR(2000 iters) +
-#     (quadratic), flat_epoch, no_aug_epoch,    CosineAnnealingLR(flat_epoch ->
-#     lr_gamma 0.5                              max_epochs - no_aug_epoch,
-#                                               eta_min_ratio=lr_gamma) (size file)
+#   lrsheduler flatcosine, warmup_iter 2000  -> QuadraticWarmupLR(2000 iters)
+#     (quadratic), flat_epoch, no_aug_epoch,    + CosineAnnealingLR(flat_epoch
+#     lr_gamma 0.5                              -> max_epochs - no_aug_epoch,
+#                                               eta_min_ratio=lr_gamma)
+#                                               (size file)
 deim_backbone = dict(frozen_stem=False, freeze_norm=False)
 deim_decoder = dict(activation='silu', mlp_act='silu')
 deim_bbox_head = dict(

@@ -7,20 +7,28 @@
 #
 # Architecture = D-FINE-N (HGNetV2-B0 from scratch, 128-d encoder/decoder,
 # 3 decoder layers).  What differs from the official N recipe, and why
-# (the official settings learn too slowly from scratch for a CPU budget of minutes):
-#   input 128x128 (official 640)            the toy images are 128-192 px; CPU time
-#   num_queries 60, 30 denoising queries    128 px gives only 80 memory tokens at
-#     (official 300 / 100)                  strides 16/32 (300 cannot be selected)
-#   backbone from scratch (official:        no download at run time, and the toy
-#     ImageNet-pretrained B0)               shapes need no ImageNet features
-#   lr 1e-3 everywhere (official 8e-4,      no ImageNet-pretrained backbone here, so
-#     backbone 4e-4), batch 8 (off. 128)    the backbone gets the full lr
-#   LR warmup 50 iterations (official 500)  a run is only a few hundred iterations
-#   EMA decay 0.998, ramp 100 updates       an EMA window of ~10k updates would still
-#     (official 0.9999 / 1000)              average the untrained start after 15 min
-#   strong augs: flip only, no photometric  a short run learns the shapes/colours
-#     distort / zoom-out / IoU crop         faster without them (the stop-epoch switch
-#                                           is kept to exercise the mechanism)
+# (the official settings learn too slowly from scratch for a CPU budget of
+# minutes):
+#   input 128x128 (official 640)            the toy images are 128-192 px;
+#                                           CPU time
+#   num_queries 60, 30 denoising queries    128 px gives only 80 memory
+#     (official 300 / 100)                  tokens at strides 16/32 (300
+#                                           cannot be selected)
+#   backbone from scratch (official:        no download at run time, and the
+#     ImageNet-pretrained B0)               toy shapes need no ImageNet
+#                                           features
+#   lr 1e-3 everywhere (official 8e-4,      no ImageNet-pretrained backbone
+#     backbone 4e-4), batch 8 (off. 128)    here, so the backbone gets the
+#                                           full lr
+#   LR warmup 50 iterations (official 500)  a run is only a few hundred
+#                                           iterations
+#   EMA decay 0.998, ramp 100 updates       an EMA window of ~10k updates
+#     (official 0.9999 / 1000)              would still average the
+#                                           untrained start after 15 min
+#   strong augs: flip only, no photometric  a short run learns the
+#     distort / zoom-out / IoU crop         shapes/colours faster without
+#                                           them (the stop-epoch switch is
+#                                           kept to exercise the mechanism)
 #   no batch multi-scale                    as the official N
 # Everything else (losses and their weights, matcher, GO-LSD, FDR, AdamW betas,
 # weight decay 1e-4, grad clip 0.1, no-decay groups) is the official recipe.

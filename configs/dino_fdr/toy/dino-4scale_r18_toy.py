@@ -19,12 +19,12 @@
 #   AdamW lr 5e-4 everywhere, 50 iters     from scratch, budget of minutes
 #     warmup (1e-4, backbone x0.1)
 # Losses, matcher costs, denoising, grad clip 0.1 are DINO's.
-_base_ = 'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py'
+_base_ = [
+    'mmdet::dino/dino-4scale_r50_8xb2-12e_coco.py',
+    '../../_base_/datasets/toy.py'
+]
 
-data_root = 'data/toy/'
-classes = ('square', 'circle', 'triangle')
 num_classes = 3
-img_size = 128
 embed_dims = 128
 
 model = dict(
@@ -56,67 +56,13 @@ model = dict(
     dn_cfg=dict(group_cfg=dict(num_dn_queries=30)),
     test_cfg=dict(max_per_img=100))
 
-backend_args = None
-train_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args=backend_args),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='Resize',
-        scale=(img_size, img_size),
-        keep_ratio=False,
-        backend='pillow',
-        interpolation='bilinear'),
-    dict(type='PackDetInputs'),
-]
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args=backend_args),
-    dict(
-        type='Resize',
-        scale=(img_size, img_size),
-        keep_ratio=False,
-        backend='pillow',
-        interpolation='bilinear'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=False),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    format_only=False)
-test_evaluator = val_evaluator
+# the toy data (configs/_base_/datasets/toy.py, listed beside mmdet's base)
+data_root = _base_.toy_data_root
+train_pipeline = _base_.toy_train_pipeline
+test_pipeline = _base_.toy_test_pipeline
+train_dataloader = _base_.toy_train_dataloader
+val_dataloader = test_dataloader = _base_.toy_val_dataloader
+val_evaluator = test_evaluator = _base_.toy_val_evaluator
 
 optim_wrapper = dict(
     optimizer=dict(type='AdamW', lr=5e-4, weight_decay=1e-4),

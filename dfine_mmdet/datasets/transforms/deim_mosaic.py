@@ -1,4 +1,5 @@
-"""Mosaic of DEIM's Dense O2O (four images on a 2x2 grid, then a random affine).
+"""Mosaic of DEIM's Dense O2O (four images on a 2x2 grid, then a random
+affine).
 
 DEIM (Huang et al., CVPR 2025, https://github.com/ShihuaHuang95/DEIM,
 ``engine/data/transforms/mosaic.py``, Apache-2.0) raises the number of targets

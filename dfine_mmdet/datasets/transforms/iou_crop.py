@@ -1,4 +1,5 @@
-"""RandomIoUCrop of the D-FINE training recipe (SSD-style crop, stage-1 strong aug).
+"""RandomIoUCrop of the D-FINE training recipe (SSD-style crop, stage-1 strong
+aug).
 
 The official pipeline uses ``torchvision.transforms.v2.RandomIoUCrop`` (SSD,
 arXiv 1512.02325) wrapped with an extra apply-probability ``p=0.8``.  One call:

@@ -101,10 +101,11 @@ def compile_ir(model_file: str,
 class OpenVINOWrapper2024(BaseWrapper):
     """Runs an OpenVINO IR on the CPU with the ``openvino`` >= 2024 API.
 
-    MMDeploy's ``BaseWrapper`` interface: ``forward(dict(input=Tensor[B, 3, H, W]))``
-    returns ``{name: Tensor}`` for every ``output_names`` entry (for D-FINE
-    ``dets [B, K, 5]`` and ``labels [B, K]``). Any batch size works when the
-    IR was converted with a dynamic batch axis.
+    MMDeploy's ``BaseWrapper`` interface:
+    ``forward(dict(input=Tensor[B, 3, H, W]))`` returns ``{name: Tensor}`` for
+    every ``output_names`` entry (for D-FINE ``dets [B, K, 5]`` and
+    ``labels [B, K]``). Any batch size works when the IR was converted with a
+    dynamic batch axis.
 
     Args:
         ir_model_file (str): the ``.xml`` file.

@@ -1,4 +1,5 @@
-"""Fine-tuning onto a different class set: adapt the class-dependent weights on load.
+"""Fine-tuning onto a different class set: adapt the class-dependent weights
+on load.
 
 Official behaviour (``BaseSolver.load_tuning_state``, ``-t ckpt``): load the
 checkpoint's EMA weights, keep every key whose shape matches, drop

@@ -1,4 +1,5 @@
-"""D-FINE's two-stage schedule: strong augmentation and multi-scale stop at ``stop_epoch``.
+"""D-FINE's two-stage schedule: strong augmentation and multi-scale stop at
+``stop_epoch``.
 
 Official behaviour (``Compose`` policy ``stop_epoch`` + ``BatchImageCollate
 Function`` + ``DetSolver.fit``):

@@ -1,15 +1,16 @@
 """An MMEngine hook that ends training when a wall-clock budget is spent.
 
-Equal-budget comparisons (``tools/benchmark/compare.py --toy-minutes``) give every model the
-same seconds of training instead of the same number of iterations: a model
-whose step is 10x slower gets 10x fewer iterations, which is the trade a user
-with a fixed compute budget faces. The clock starts at ``before_train`` (model
-built, weights initialised; data loading of the first batch is counted), and
-after every iteration whose end is past the budget the hook sets
-``runner.train_loop.stop_training``, which MMEngine's ``IterBasedTrainLoop``
-and ``EpochBasedTrainLoop`` check before the next iteration (the epoch loop
-only between epochs, so use the iteration loop). Training therefore always
-runs at least one iteration and overruns the budget by at most one step.
+Equal-budget comparisons (``tools/benchmark/compare.py --toy-minutes``) give
+every model the same seconds of training instead of the same number of
+iterations: a model whose step is 10x slower gets 10x fewer iterations, which
+is the trade a user with a fixed compute budget faces. The clock starts at
+``before_train`` (model built, weights initialised; data loading of the first
+batch is counted), and after every iteration whose end is past the budget the
+hook sets ``runner.train_loop.stop_training``, which MMEngine's
+``IterBasedTrainLoop`` and ``EpochBasedTrainLoop`` check before the next
+iteration (the epoch loop only between epochs, so use the iteration loop).
+Training therefore always runs at least one iteration and overruns the budget
+by at most one step.
 """
 import time
 

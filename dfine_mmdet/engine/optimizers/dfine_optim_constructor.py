@@ -1,4 +1,5 @@
-"""AdamW parameter groups of the D-FINE recipe (backbone lr, no decay on norms/biases).
+"""AdamW parameter groups of the D-FINE recipe (backbone lr, no decay on
+norms/biases).
 
 The official recipe (``configs/dfine/include/optimizer.yml`` and the per-size
 overrides) builds AdamW param groups from regexes over the *official*
@@ -7,7 +8,8 @@ parameter names (``backbone.*``, ``encoder.*``, ``decoder.*``):
 * N/S/M (three groups)::
 
       '^(?=.*backbone)(?!.*norm|bn).*$'                       lr = backbone_lr
-      '^(?=.*backbone)(?=.*norm|bn).*$'                       lr = backbone_lr, wd = 0
+      '^(?=.*backbone)(?=.*norm|bn).*$'                       lr = backbone_lr,
+                                                              wd = 0
       '^(?=.*(?:encoder|decoder))(?=.*(?:norm|bn|bias)).*$'   wd = 0
       (everything else)                                       default lr / wd
 
@@ -208,13 +210,14 @@ class DFINEOptimWrapperConstructor:
             if key.endswith('no_decay'):
                 group['weight_decay'] = 0.0
             param_groups.append(group)
+            weight_decay = group.get('weight_decay',
+                                     self.optimizer_cfg.get('weight_decay'))
             print_log(
                 f'DFINEOptimWrapperConstructor: group {key!r}: '
                 f'{len(members)} tensors, '
                 f'{sum(p.numel() for _, p in members)} params, '
                 f'lr={group.get("lr", self.optimizer_cfg.get("lr"))}, '
-                f'weight_decay='
-                f'{group.get("weight_decay", self.optimizer_cfg.get("weight_decay"))}',
+                f'weight_decay={weight_decay}',
                 logger='current',
                 level=logging.DEBUG)
         return param_groups

@@ -1,4 +1,5 @@
-"""Batch multi-scale training of the D-FINE recipe (``BatchImageCollateFunction``).
+"""Batch multi-scale training of the D-FINE recipe
+(``BatchImageCollateFunction``).
 
 In the official recipe the collate function resizes the **whole batch** to a
 size drawn per batch (``random.choice``) from::

@@ -126,6 +126,23 @@ def fill_shared_settings(neck: Optional[dict], decoder: Optional[dict],
     assert_fill(fills)
 
 
+def fill_in_channels(in_channels: Optional[Sequence[int]],
+                     neck: Optional[nn.Module]) -> List[int]:
+    """The decoder input channels: the built neck's ``out_channels``
+    (assert-and-fill against a stated ``model.in_channels``); a neck without
+    ``out_channels`` needs ``model.in_channels`` stated."""
+    neck_channels = getattr(neck, 'out_channels', None)
+    if neck_channels is not None:
+        cfg = {} if in_channels is None else dict(in_channels=in_channels)
+        assert_fill([(cfg, 'model.in_channels', list(neck_channels),
+                      'model.neck.out_channels')])
+        in_channels = cfg['in_channels']
+    if in_channels is None:
+        raise ValueError('model.in_channels is needed: the neck has no '
+                         'out_channels to derive it from')
+    return list(in_channels)
+
+
 @MODELS.register_module()
 class DFINE(DetectionTransformer):
     """D-FINE: DETR with Fine-grained Distribution Refinement and GO-LSD.
@@ -162,7 +179,8 @@ class DFINE(DetectionTransformer):
 
     Settings shared by several parts are set in ONE place and filled in here
     (as mmdet's ``DeformableDETR`` / ``DINO`` do), see
-    :func:`fill_shared_settings`: ``num_classes`` (``bbox_head``) -> ``dn_cfg``;
+    :func:`fill_shared_settings` and :func:`fill_in_channels`:
+    ``num_classes`` (``bbox_head``) -> ``dn_cfg``;
     ``embed_dims`` (``decoder.layer_cfg``) -> ``bbox_head``, ``dn_cfg``;
     ``num_layers`` (``decoder``) -> ``bbox_head.num_pred_layer``;
     ``activation`` / ``mlp_act`` (``decoder``) -> ``bbox_head``;
@@ -207,19 +225,8 @@ class DFINE(DetectionTransformer):
         self.decoder = DFINETransformerDecoder(
             bbox_coder=self.bbox_head.bbox_coder, **self.decoder)
         self.embed_dims = self.decoder.embed_dims
-        # in_channels follow the neck (assert-and-fill)
-        neck_channels = getattr(
-            getattr(self, 'neck', None), 'out_channels', None)
-        if neck_channels is not None:
-            cfg = {} if self.in_channels is None else dict(
-                in_channels=self.in_channels)
-            assert_fill([(cfg, 'model.in_channels', list(neck_channels),
-                          'model.neck.out_channels')])
-            self.in_channels = cfg['in_channels']
-        if self.in_channels is None:
-            raise ValueError('model.in_channels is needed: the neck has no '
-                             'out_channels to derive it from')
-        self.in_channels = list(self.in_channels)
+        self.in_channels = fill_in_channels(self.in_channels,
+                                            getattr(self, 'neck', None))
         self.num_levels = len(self.in_channels)
         if len(self.feat_strides) != self.num_levels:
             raise ValueError(f'feat_strides {self.feat_strides} and '

@@ -1,12 +1,13 @@
-"""D-FINE's model EMA: exponential moving average with an exponential decay ramp.
+"""D-FINE's model EMA: exponential moving average with an exponential decay
+ramp.
 
 The official recipe (``src/optim/ema.py``, ``ModelEMA``) keeps an EMA of
 **every floating-point entry of the model's state_dict** (parameters *and*
 buffers: BN running stats, the decoder's ``anchors``/``up``, ...) and ramps
 the decay up over the first updates::
 
-    d(u) = decay * (1 - exp(-u / warmups))      u = 1, 2, ... (number of updates)
-    ema  = d(u) * ema + (1 - d(u)) * model       (floating-point entries only)
+    d(u) = decay * (1 - exp(-u / warmups))   u = 1, 2, ... (number of updates)
+    ema  = d(u) * ema + (1 - d(u)) * model    (floating-point entries only)
 
 with ``decay=0.9999`` and ``warmups=1000`` (``warmups=0`` means a constant
 ``decay``, used by the Objects365->COCO fine-tuning configs).  Integer

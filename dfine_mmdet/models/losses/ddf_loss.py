@@ -116,9 +116,10 @@ class DecoupledDistillationFocalLoss(nn.Module):
             pos_mask (Tensor): Bool (N,), True for matched entries.
             num_pos, num_neg (float | Tensor, optional): Balance factors.
                 The D-FINE head (:class:`GOLSDLossMixin`) passes
-                ``ddf_balance_factors`` of the GO-LSD matched set (also to the denoising layers, as the
-                official code does); if omitted, the square roots of the
-                matched / unmatched entry counts of ``pos_mask``.
+                ``ddf_balance_factors`` of the GO-LSD matched set (also to the
+                denoising layers, as the official code does); if omitted, the
+                square roots of the matched / unmatched entry counts of
+                ``pos_mask``.
 
         Returns:
             Tensor: Scalar loss.

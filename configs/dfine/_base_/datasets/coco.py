@@ -1,15 +1,23 @@
 # COCO 2017 detection with the D-FINE pipelines: the official train
 # augmentation (configs/dfine/include/dataloader.yml) and eval preprocessing.
 # Official -> here:
-#   RandomPhotometricDistort(p=0.5)    -> RandomPhotometricDistort (plugin, torchvision-v2 semantics)
-#   RandomZoomOut(fill=0)              -> mmdet Expand(mean=0, ratio_range=(1, 4), prob=0.5)
-#   RandomIoUCrop(p=0.8)               -> RandomIoUCrop (plugin, torchvision-v2 semantics + p)
-#   SanitizeBoundingBoxes(min_size=1)  -> SanitizeBoundingBoxes (plugin)
-#   RandomHorizontalFlip()             -> mmdet RandomFlip(prob=0.5)
-#   Resize([640, 640]) (PIL bilinear)  -> mmdet Resize(keep_ratio=False, backend='pillow')
-#   ConvertPILImage / ConvertBoxes     -> PackDetInputs + DetDataPreprocessor (RGB, /255)
-#                                         + DFINEHead (boxes normalised by the input size)
-#   policy stop_epoch + collate stop   -> DFINEStopAugHook(stop_epoch) (schedule)
+#   RandomPhotometricDistort(p=0.5)
+#     -> RandomPhotometricDistort (plugin, torchvision-v2 semantics)
+#   RandomZoomOut(fill=0)
+#     -> mmdet Expand(mean=0, ratio_range=(1, 4), prob=0.5)
+#   RandomIoUCrop(p=0.8)
+#     -> RandomIoUCrop (plugin, torchvision-v2 semantics + p)
+#   SanitizeBoundingBoxes(min_size=1)
+#     -> SanitizeBoundingBoxes (plugin)
+#   RandomHorizontalFlip()
+#     -> mmdet RandomFlip(prob=0.5)
+#   Resize([640, 640]) (PIL bilinear)
+#     -> mmdet Resize(keep_ratio=False, backend='pillow')
+#   ConvertPILImage / ConvertBoxes
+#     -> PackDetInputs + DetDataPreprocessor (RGB, /255)
+#        + DFINEHead (boxes normalised by the input size)
+#   policy stop_epoch + collate stop
+#     -> DFINEStopAugHook(stop_epoch) (schedule)
 _base_ = 'mmdet::_base_/datasets/coco_detection.py'
 
 # Official eval preprocessing: PIL decode, Resize((640, 640)) bilinear without

@@ -1,25 +1,12 @@
-# The synthetic toy set of tools/make_toy_dataset.py (3 classes: square /
-# circle / triangle, 128-192 px images) at `img_size` x `img_size`, for CPU
-# smoke tests and learning benchmarks (configs/dfine/toy/):
-#
-#     python tools/make_toy_dataset.py --out data/toy
-#
-# Training augmentation: flip only (a short run learns the shapes / colours
-# faster without photometric distortion, zoom-out or IoU crop); no worker
-# processes (CPU runs of a few minutes).
-_base_ = './coco.py'
+# D-FINE's toy dataset base: the toy set of `configs/_base_/datasets/toy.py`
+# (its one source) with the checked loading and box sanitising of
+# `./coco.py`, for CPU smoke tests and learning benchmarks
+# (configs/dfine/toy/).
+_base_ = ['./coco.py', '../../../_base_/datasets/toy.py']
 
-data_root = 'data/toy/'
-classes = ('square', 'circle', 'triangle')
-num_dataset_classes = len(classes)  # the toy configs' num_classes
-img_size = 128
-
-backend_args = None
+data_root = _base_.toy_data_root
 train_pipeline = [
-    dict(
-        type='CheckedLoadImageFromFile',
-        on_error='skip',
-        backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', on_error='skip', backend_args=None),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(
         type='SanitizeBoundingBoxes',
@@ -27,57 +14,13 @@ train_pipeline = [
         drop_ignored=True,
         log_dropped=True),
     dict(type='RandomFlip', prob=0.5),
-    dict(
-        type='Resize',
-        scale=(img_size, img_size),
-        keep_ratio=False,
-        backend='pillow',
-        interpolation='bilinear'),
+    _base_.toy_resize,
     dict(type='SanitizeBoundingBoxes', min_size=1),
     dict(type='PackDetInputs'),
 ]
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        imdecode_backend='pillow',
-        backend_args=backend_args),
-    dict(
-        type='Resize',
-        scale=(img_size, img_size),
-        keep_ratio=False,
-        backend='pillow',
-        interpolation='bilinear'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor')),
-]
+test_pipeline = _base_.toy_test_pipeline
 train_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=False),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=0,
-    persistent_workers=False,
-    dataset=dict(
-        data_root=data_root,
-        metainfo=dict(classes=classes),
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(
-    type='CocoMetric',
-    ann_file=data_root + 'annotations/instances_val.json',
-    metric='bbox',
-    format_only=False)
-test_evaluator = val_evaluator
+    _base_.toy_train_dataloader,
+    dataset=dict(_base_.toy_train_dataloader.dataset, pipeline=train_pipeline))
+val_dataloader = test_dataloader = _base_.toy_val_dataloader
+val_evaluator = test_evaluator = _base_.toy_val_evaluator

@@ -37,17 +37,17 @@ model = dict(
         expansion=1.0,
         depth_mult=1.0,
         act='silu'),
-    # decoder input levels = neck outputs (1x1 conv + BN where != 256)
-    in_channels=[256, 256, 256],
     # strides of the decoder levels; filled into neck.feat_strides
     feat_strides=[8, 16, 32],
     # shape of the official `anchors` / `valid_mask` buffers; other input
     # sizes get anchors generated for their actual feature shapes
     eval_spatial_size=(640, 640),
-    # Filled in by DFINE.__init__ from one place: embed_dims (from
-    # decoder.layer_cfg) and num_pred_layer (= decoder.num_layers) into the
-    # head and dn_cfg, num_classes (from bbox_head) into dn_cfg; the decoder
-    # decodes with the head's bbox_coder (reg_max, reg_scale, up).
+    # Filled in by DFINE from one place: embed_dims (from decoder.layer_cfg)
+    # and num_pred_layer (= decoder.num_layers) into the head and dn_cfg,
+    # num_classes (from bbox_head) into dn_cfg, decoder.layer_cfg.num_levels
+    # (= len(feat_strides)), in_channels (= neck.out_channels; 1x1 conv + BN
+    # where != the decoder width); the decoder decodes with the head's
+    # bbox_coder (reg_max, reg_scale, up).
     decoder=dict(
         num_layers=6,
         eval_idx=-1,
@@ -56,7 +56,6 @@ model = dict(
             num_heads=8,
             feedforward_channels=1024,
             dropout=0.0,
-            num_levels=3,
             num_points=[3, 6, 3])),
     dn_cfg=dict(num_denoising=100, label_noise_ratio=0.5, box_noise_scale=1.0),
     bbox_head=dict(

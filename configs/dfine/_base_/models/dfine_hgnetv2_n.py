@@ -16,12 +16,8 @@ model = dict(
         feedforward_channels=512,
         expansion=0.34,
         depth_mult=0.5),
-    in_channels=[128, 128],
     feat_strides=[16, 32],
     decoder=dict(
         num_layers=3,
         layer_cfg=dict(
-            embed_dims=128,
-            feedforward_channels=512,
-            num_levels=2,
-            num_points=[6, 6])))
+            embed_dims=128, feedforward_channels=512, num_points=[6, 6])))

@@ -13,5 +13,4 @@ model = dict(
     ]),
     backbone=dict(arch='B5'),
     neck=dict(embed_dims=384, feedforward_channels=2048),
-    in_channels=[384, 384, 384],
     bbox_head=dict(bbox_coder=dict(reg_scale=8.0)))

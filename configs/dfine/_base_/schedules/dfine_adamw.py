@@ -4,10 +4,14 @@
 # stop epoch 72). Size groups: dfine_adamw_n.py (N), dfine_adamw_sm.py (S, M),
 # this file (L, X); a config states only what differs from its group (backbone
 # lr, or epochs of another recipe).
-#   AdamW param-group regexes          -> DFINEOptimWrapperConstructor (regex bug fixed by default)
-#   LinearWarmup(500) + MultiStepLR([500 epochs], never reached) -> LinearLR over 500 iterations
-#   ModelEMA(decay 0.9999, warmups 1000) -> EMAHook(ema_type='DFINEModelEMA')
-#   clip_max_norm 0.1, use_amp True    -> optim_wrapper clip_grad / AmpOptimWrapper
+#   AdamW param-group regexes
+#     -> DFINEOptimWrapperConstructor (regex bug fixed by default)
+#   LinearWarmup(500) + MultiStepLR([500 epochs], never reached)
+#     -> LinearLR over 500 iterations
+#   ModelEMA(decay 0.9999, warmups 1000)
+#     -> EMAHook(ema_type='DFINEModelEMA')
+#   clip_max_norm 0.1, use_amp True
+#     -> optim_wrapper clip_grad / AmpOptimWrapper
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 # optimizer: AdamW, grad-norm clip 0.1, AMP (CUDA).  On CPU use

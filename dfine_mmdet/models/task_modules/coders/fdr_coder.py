@@ -55,7 +55,8 @@ def weighting_function(reg_max: int, up: Tensor, reg_scale: Number) -> Tensor:
     With ``a = |up|`` and ``c = |reg_scale|``::
 
         W = [-2ac, 1 - s^(reg_max/2 - 1), ..., 1 - s, 0,
-             s - 1, ..., s^(reg_max/2 - 1) - 1, 2ac],   s = (ac + 1)^(2/(reg_max-2))
+             s - 1, ..., s^(reg_max/2 - 1) - 1, 2ac],
+        s = (ac + 1)^(2/(reg_max-2))
 
     Args:
         reg_max (int): Number of bin intervals (32 in every official config).
