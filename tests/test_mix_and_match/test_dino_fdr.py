@@ -117,6 +117,15 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
 
     from dfine_mmdet.models.layers import FDRDinoTransformerDecoder
     cfg = _with_pre(fdr_cfg, pre_refine)
+    # DINO's FocalLoss here: this checks the FDR regression path on a fixed
+    # batch, and the total of a focal class loss falls monotonically there,
+    # while VFL's targets (the IoUs) rise as the boxes improve
+    cfg.model.bbox_head.loss_cls = dict(
+        type='FocalLoss',
+        use_sigmoid=True,
+        gamma=2.0,
+        alpha=0.25,
+        loss_weight=1.0)
     model = build_detector(cfg)
     assert type(model).__name__ == 'DINOFDR'
     assert isinstance(model.decoder, FDRDinoTransformerDecoder)
@@ -157,28 +166,38 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
     assert float(losses['loss_ddf_aux_0']) > 0, losses
 
 
-def test_varifocal_classification_loss(fdr_cfg):
-    """``loss_cls=DFINEVarifocalLoss`` (D-FINE's) instead of DINO's focal
-    loss: term ``loss_vfl`` on every output, finite, and predict runs."""
-    cfg = copy.deepcopy(fdr_cfg)
-    cfg.model.bbox_head.loss_cls = dict(
-        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
-    model = build_detector(cfg)
-    batch = first_batch(cfg.train_dataloader)
-    data = model.data_preprocessor(batch, True)
-    model.train()
-    losses = model.loss(data['inputs'], data['data_samples'])
-    vfl = {k for k in losses if k.startswith('loss_vfl')}
-    assert vfl == {
-        'loss_vfl', 'loss_vfl_aux_0', 'loss_vfl_aux_1', 'loss_vfl_enc_0',
-        'loss_vfl_dn_0', 'loss_vfl_dn_1', 'loss_vfl_dn_2'
-    }, sorted(losses)
-    assert not any(k.startswith('loss_cls') for k in losses)
-    assert all(math.isfinite(float(v.detach())) for v in losses.values())
-    model.eval()
-    with torch.no_grad():
-        results = model.predict(data['inputs'], data['data_samples'])
-    assert all((r.pred_instances.scores <= 1).all() for r in results)
+def test_classification_loss_vfl_by_config_focal_on_request(fdr_cfg):
+    """The FDR configs' class loss is D-FINE's DFINEVarifocalLoss (terms
+    ``loss_vfl*`` on every output; docs/fdr_in_detrs.md says why); DINO's
+    FocalLoss still works when a config asks for it (``loss_cls*``)."""
+    for loss_cls, key in ((None, 'loss_vfl'), (dict(
+            type='FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=1.0), 'loss_cls')):
+        cfg = copy.deepcopy(fdr_cfg)
+        if loss_cls is not None:
+            cfg.model.bbox_head.loss_cls = loss_cls
+        model = build_detector(cfg)
+        batch = first_batch(cfg.train_dataloader)
+        data = model.data_preprocessor(batch, True)
+        model.train()
+        losses = model.loss(data['inputs'], data['data_samples'])
+        cls_terms = {
+            k
+            for k in losses if k.startswith(('loss_vfl', 'loss_cls'))
+        }
+        assert cls_terms == {
+            key + s
+            for s in ('', '_aux_0', '_aux_1', '_enc_0', '_dn_0', '_dn_1',
+                      '_dn_2')
+        }, sorted(losses)
+        assert all(math.isfinite(float(v.detach())) for v in losses.values())
+        model.eval()
+        with torch.no_grad():
+            results = model.predict(data['inputs'], data['data_samples'])
+        assert all((r.pred_instances.scores <= 1).all() for r in results)
 
 
 def test_predict_boxes_inside_image(fdr_cfg):
@@ -479,6 +498,10 @@ def test_coco_config_builds_with_fdr_parts():
     assert set(oh) - set(th) == {
         'bbox_coder', 'go_lsd_assigner', 'loss_fgl', 'loss_ddf'
     }
+    # class loss: D-FINE's IoU-aware VFL instead of DINO's FocalLoss
+    assert th.pop('loss_cls')['type'] == 'FocalLoss'
+    assert oh.pop('loss_cls') == dict(
+        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
     assert {k: oh[k] for k in th} == th
     assert om.pop('train_cfg')['assigner']['type'] == 'DFINEHungarianAssigner'
     tm.pop('train_cfg')
@@ -528,6 +551,10 @@ def test_toy_configs_differ_only_by_fdr_deltas():
     pm.pop('train_cfg')
     ph, fh = pm.pop('bbox_head'), fm.pop('bbox_head')
     assert (ph.pop('type'), fh.pop('type')) == ('DINOHead', 'DINOFDRHead')
+    # class loss: D-FINE's IoU-aware VFL instead of DINO's FocalLoss
+    assert ph.pop('loss_cls')['type'] == 'FocalLoss'
+    assert fh.pop('loss_cls') == dict(
+        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
     assert ph == fh
     assert pm == fm
     # same head / matcher settings as the COCO config
