@@ -15,7 +15,8 @@ long enough) and prints, from this one run:
   ``ratio <model>/<reference>: mAP r  AP50 r  AP75 r  s/iter r``.
 
 Built-in models (configs in ``configs/dino_fdr/toy/`` and
-``configs/deformable_detr_fdr/toy/``): ``DINO``, ``DINO+FDR``,
+``configs/deformable_detr_fdr/toy/``): ``DINO``, ``DINO+FDR`` (D-FINE's
+VFL class loss since 2026-12-07; before, DINO's FocalLoss),
 ``DINO+FDR+pre`` (D-FINE's layer-0 pre head makes the FDR reference),
 ``DDETR`` (mmdet's two-stage Deformable DETR with box refinement) and
 ``DDETR+FDR``.  An ablation is a built-in model plus config overrides::
