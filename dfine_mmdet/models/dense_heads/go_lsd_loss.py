@@ -113,8 +113,9 @@ class GOLSDLossMixin:
         ``sqrt(count * ref / B)`` (official 8).  ``union_box_losses=False``
         supervises the boxes (L1, GIoU, FGL) of every output on its own
         Hungarian match over ``num_boxes`` instead of the GO-LSD union (the
-        official ``use_uni_set=False``); the union still selects DDF's
-        matched queries.
+        official ``use_uni_set=False``); DDF then also takes that match as
+        its matched queries, while its balance factors still come from the
+        union.
         """
         self.union_box_losses = union_box_losses
         self.go_lsd_assigner = TASK_UTILS.build(go_lsd_assigner)
