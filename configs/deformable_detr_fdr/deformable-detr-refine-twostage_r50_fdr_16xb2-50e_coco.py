@@ -5,9 +5,11 @@
 #     (residual edge distributions over reg_max + 1 bins, decoded around the
 #     two-stage proposal with the head's FDRBBoxCoder) instead of box deltas
 #   - head: DeformableDETRHead with corner reg branches (4 * (reg_max + 1)
-#     outputs), losses FocalLoss (weight 2, Deformable DETR's) + L1 + GIoU +
-#     FGL + DDF over the GO-LSD union of the matches of all layers and of the
-#     (class-agnostic, top-k) encoder proposals
+#     outputs), losses D-FINE's IoU-aware VFL + L1 + GIoU + FGL + DDF over
+#     the GO-LSD union of the matches of all layers and of the
+#     (class-agnostic, top-k) encoder proposals.  VFL, not Deformable DETR's
+#     FocalLoss: a label-only class loss does not tell the scorer which of the
+#     union's well-localised queries is best (docs/fdr_in_detrs.md, 2b and 3)
 # Everything else (data, schedule, optimizer, 300 queries) is mmdet's
 # deformable-detr-refine-twostage_r50_16xb2-50e_coco.py.
 # Fine-tune from a plain mmdet checkpoint of that config with
@@ -25,6 +27,12 @@ model = dict(
         bbox_coder=dict(
             type='FDRBBoxCoder', reg_max=32, reg_scale=4.0, up=0.5),
         go_lsd_assigner=dict(type='GOLSDAssigner'),
+        loss_cls=dict(
+            _delete_=True,
+            type='DFINEVarifocalLoss',
+            alpha=0.75,
+            gamma=2.0,
+            loss_weight=1.0),
         loss_fgl=dict(type='FineGrainedLocalizationLoss', loss_weight=0.15),
         loss_ddf=dict(
             type='DecoupledDistillationFocalLoss',

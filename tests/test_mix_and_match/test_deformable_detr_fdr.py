@@ -9,6 +9,8 @@ proposal embedding fixes it) is
   layer, DDF on the non-final ones) and the class-agnostic top-k encoder
   terms present and finite, total loss and the last layer's L1 box loss
   decreasing;
+* trained with the configs' class loss, D-FINE's VFL (``loss_vfl*`` on
+  every output, the encoder's included) and with FocalLoss on request;
 * run through ``predict``: boxes inside the image; ``mode='tensor'`` returns
   the decoder's FDR boxes;
 * checked in the decoder: layer k's corner logits are layer k-1's plus its
@@ -19,8 +21,8 @@ proposal embedding fixes it) is
   non-strict ``load_checkpoint``: the reported mismatches are exactly the
   last Linear of the decoder's reg branches.
 
-Also: the COCO config builds with the FDR parts, the toy FDR config differs
-from the plain one only by the FDR deltas, misconfigurations name the field.
+Also: the COCO config builds with the FDR parts and VFL, the toy FDR config
+differs from the plain one only by the FDR deltas and VFL, misconfigurations name the field.
 """
 import copy
 import logging
@@ -71,10 +73,21 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg):
     from mmengine.optim import OptimWrapper
 
     from dfine_mmdet.models.layers import FDRDeformableDetrTransformerDecoder
-    model = build_detector(fdr_cfg)
+    cfg = copy.deepcopy(fdr_cfg)
+    # Deformable DETR's FocalLoss here: this checks the FDR regression path
+    # on a fixed batch, where a focal class loss falls monotonically while
+    # VFL's targets (the IoUs) rise as the boxes improve (the config's VFL:
+    # test_classification_loss_vfl_by_config_focal_on_request)
+    cfg.model.bbox_head.loss_cls = dict(
+        type='FocalLoss',
+        use_sigmoid=True,
+        gamma=2.0,
+        alpha=0.25,
+        loss_weight=2.0)
+    model = build_detector(cfg)
     assert type(model).__name__ == 'DeformableDETRFDR'
     assert isinstance(model.decoder, FDRDeformableDetrTransformerDecoder)
-    batch = first_batch(fdr_cfg.train_dataloader)
+    batch = first_batch(cfg.train_dataloader)
     optim = OptimWrapper(
         torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4),
         clip_grad=dict(max_norm=0.1))
@@ -107,6 +120,40 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg):
     assert last < 0.85 * first, totals
     assert sum(l1[-5:]) / 5 < 0.8 * sum(l1[:5]) / 5, l1
     assert float(losses['loss_ddf_aux_0']) > 0, losses
+
+
+def test_classification_loss_vfl_by_config_focal_on_request(fdr_cfg):
+    """The FDR configs' class loss is D-FINE's DFINEVarifocalLoss (terms
+    ``loss_vfl*`` on every output, the encoder's class-agnostic proposals
+    included; docs/fdr_in_detrs.md says why); Deformable DETR's FocalLoss
+    still works when a config asks for it (``loss_cls*``)."""
+    for loss_cls, key in ((None, 'loss_vfl'), (dict(
+            type='FocalLoss',
+            use_sigmoid=True,
+            gamma=2.0,
+            alpha=0.25,
+            loss_weight=2.0), 'loss_cls')):
+        cfg = copy.deepcopy(fdr_cfg)
+        if loss_cls is not None:
+            cfg.model.bbox_head.loss_cls = loss_cls
+        model = build_detector(cfg)
+        batch = first_batch(cfg.train_dataloader)
+        data = model.data_preprocessor(batch, True)
+        model.train()
+        losses = model.loss(data['inputs'], data['data_samples'])
+        cls_terms = {
+            k
+            for k in losses if k.startswith(('loss_vfl', 'loss_cls'))
+        }
+        assert cls_terms == {key, key + '_enc_0'} | {
+            f'{key}_aux_{i}'
+            for i in range(NUM_LAYERS - 1)
+        }, sorted(losses)
+        assert all(math.isfinite(float(v.detach())) for v in losses.values())
+        model.eval()
+        with torch.no_grad():
+            results = model.predict(data['inputs'], data['data_samples'])
+        assert all((r.pred_instances.scores <= 1).all() for r in results)
 
 
 def _transformer_outputs(model, cfg, training=False):
@@ -235,6 +282,10 @@ def test_configs():
     assert type(model.bbox_head).__name__ == 'DeformableDETRFDRHead'
     assert model.bbox_head.reg_branches[0][-1].out_features == 4 * 33
     assert model.bbox_head.reg_branches[6][-1].out_features == 4
+    # class loss: D-FINE's IoU-aware VFL instead of Deformable DETR's focal
+    assert cfg.model.bbox_head.loss_cls == dict(
+        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
+    assert type(model.bbox_head.loss_cls).__name__ == 'DFINEVarifocalLoss'
     # the toy FDR config differs from the plain one by the FDR deltas only
     plain = Config.fromfile(PLAIN_TOY).to_dict()
     fdr = Config.fromfile(FDR_TOY).to_dict()
@@ -244,6 +295,9 @@ def test_configs():
     assert plain['model'].pop('type') == 'DeformableDETR'
     assert fdr['model']['bbox_head'].pop('type') == 'DeformableDETRFDRHead'
     assert plain['model']['bbox_head'].pop('type') == 'DeformableDETRHead'
+    assert plain['model']['bbox_head'].pop('loss_cls')['type'] == 'FocalLoss'
+    assert fdr['model']['bbox_head'].pop('loss_cls') == dict(
+        type='DFINEVarifocalLoss', alpha=0.75, gamma=2.0, loss_weight=1.0)
     assert fdr['model'].pop('train_cfg') == dict(
         assigner=dict(type='DFINEHungarianAssigner'))
     plain['model'].pop('train_cfg')

@@ -9,6 +9,13 @@ custom_imports = dict(imports=['dfine_mmdet'], allow_failed_imports=False)
 
 model = dict(
     type='DeformableDETRFDR',
-    bbox_head=dict(type='DeformableDETRFDRHead'),
+    bbox_head=dict(
+        type='DeformableDETRFDRHead',
+        loss_cls=dict(
+            _delete_=True,
+            type='DFINEVarifocalLoss',
+            alpha=0.75,
+            gamma=2.0,
+            loss_weight=1.0)),
     train_cfg=dict(
         _delete_=True, assigner=dict(type='DFINEHungarianAssigner')))

@@ -34,7 +34,12 @@ __all__ = [
 
 
 class LearnableAffineBlock(nn.Module):
-    """``scale * x + bias`` with learnable scalars ``scale`` and ``bias``."""
+    """``scale * x + bias`` with learnable scalars ``scale`` and ``bias``.
+
+    The bias is added in place to the fresh product (the same two ATen ops
+    as ``scale * x + bias``, bit-identical values and gradients; one tensor
+    less to allocate and write per call, measured in docs/profiling.md).
+    """
 
     def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
         super().__init__()
@@ -42,7 +47,7 @@ class LearnableAffineBlock(nn.Module):
         self.bias = nn.Parameter(torch.tensor([bias_value]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * x + self.bias
+        return (self.scale * x).add_(self.bias)
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -102,7 +107,10 @@ class ConvBNAct(nn.Module):
 
     ``act`` is ReLU when ``use_act`` else Identity; ``lab`` exists only when
     both ``use_act`` and ``use_lab`` (else Identity, no keys). Padding
-    ``(k - 1) // 2`` (0 for the stem's 2x2 convs).
+    ``(k - 1) // 2`` (0 for the stem's 2x2 convs). The ReLU works in place on
+    the batch norm's output, which nothing else reads (batch norm's backward
+    needs its input, not its output): bit-identical, one full-size tensor
+    less per layer.
     """
 
     def __init__(self,
@@ -123,7 +131,7 @@ class ConvBNAct(nn.Module):
             groups=groups,
             bias=False)
         self.bn = nn.BatchNorm2d(out_chs)
-        self.act = nn.ReLU() if use_act else nn.Identity()
+        self.act = nn.ReLU(inplace=True) if use_act else nn.Identity()
         self.lab = LearnableAffineBlock() if (use_act
                                               and use_lab) else nn.Identity()
 
