@@ -22,7 +22,8 @@ proposal embedding fixes it) is
   last Linear of the decoder's reg branches.
 
 Also: the COCO config builds with the FDR parts and VFL, the toy FDR config
-differs from the plain one only by the FDR deltas and VFL, misconfigurations name the field.
+differs from the plain one only by the FDR deltas and VFL, misconfigurations
+name the field.
 """
 import copy
 import logging
