@@ -9,7 +9,8 @@ follow the tiny backbone's channels (the wiring rule of the configs).
 Also the helpers of the DINO / Deformable-DETR + FDR tests: a shrunk toy
 config on the session toy set (:func:`small_toy_cfg`), a built and
 initialised model (:func:`build_detector`), one fixed batch
-(:func:`first_batch`).
+(:func:`first_batch`), the class-loss check shared by both
+(:func:`check_class_loss_terms`).
 """
 import copy
 import os.path as osp
@@ -124,3 +125,40 @@ def first_batch(cfg_loader):
     from mmengine.runner import Runner, set_random_seed
     set_random_seed(0)
     return next(iter(Runner.build_dataloader(cfg_loader, seed=0)))
+
+
+def check_class_loss_terms(cfg, suffixes, focal_weight):
+    """Train-mode losses of ``cfg`` (the FDR configs' VFL) and of ``cfg``
+    with mmdet's FocalLoss (``loss_weight=focal_weight``): the class terms
+    are ``loss_vfl + s`` and ``loss_cls + s`` for every ``s`` in
+    ``suffixes``, every loss is finite, and ``predict`` scores lie in
+    [0, 1]."""
+    import math
+
+    import torch
+    focal = dict(
+        type='FocalLoss',
+        use_sigmoid=True,
+        gamma=2.0,
+        alpha=0.25,
+        loss_weight=focal_weight)
+    for loss_cls, key in ((None, 'loss_vfl'), (focal, 'loss_cls')):
+        cfg = copy.deepcopy(cfg)
+        if loss_cls is not None:
+            cfg.model.bbox_head.loss_cls = loss_cls
+        model = build_detector(cfg)
+        batch = first_batch(cfg.train_dataloader)
+        data = model.data_preprocessor(batch, True)
+        model.train()
+        losses = model.loss(data['inputs'], data['data_samples'])
+        cls_terms = {
+            k
+            for k in losses if k.startswith(('loss_vfl', 'loss_cls'))
+        }
+        assert cls_terms == {key + s for s in suffixes}, sorted(losses)
+        assert all(math.isfinite(float(v.detach())) for v in losses.values())
+        model.eval()
+        with torch.no_grad():
+            results = model.predict(data['inputs'], data['data_samples'])
+        assert all(((r.pred_instances.scores >= 0)
+                    & (r.pred_instances.scores <= 1)).all() for r in results)

@@ -33,7 +33,8 @@ import re
 
 import pytest
 import torch
-from mixed_fixtures import build_detector, first_batch, small_toy_cfg
+from mixed_fixtures import (build_detector, check_class_loss_terms,
+                            first_batch, small_toy_cfg)
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -127,34 +128,11 @@ def test_classification_loss_vfl_by_config_focal_on_request(fdr_cfg):
     """The FDR configs' class loss is D-FINE's DFINEVarifocalLoss (terms
     ``loss_vfl*`` on every output, the encoder's class-agnostic proposals
     included; docs/fdr_in_detrs.md says why); Deformable DETR's FocalLoss
-    still works when a config asks for it (``loss_cls*``)."""
-    for loss_cls, key in ((None, 'loss_vfl'), (dict(
-            type='FocalLoss',
-            use_sigmoid=True,
-            gamma=2.0,
-            alpha=0.25,
-            loss_weight=2.0), 'loss_cls')):
-        cfg = copy.deepcopy(fdr_cfg)
-        if loss_cls is not None:
-            cfg.model.bbox_head.loss_cls = loss_cls
-        model = build_detector(cfg)
-        batch = first_batch(cfg.train_dataloader)
-        data = model.data_preprocessor(batch, True)
-        model.train()
-        losses = model.loss(data['inputs'], data['data_samples'])
-        cls_terms = {
-            k
-            for k in losses if k.startswith(('loss_vfl', 'loss_cls'))
-        }
-        assert cls_terms == {key, key + '_enc_0'} | {
-            f'{key}_aux_{i}'
-            for i in range(NUM_LAYERS - 1)
-        }, sorted(losses)
-        assert all(math.isfinite(float(v.detach())) for v in losses.values())
-        model.eval()
-        with torch.no_grad():
-            results = model.predict(data['inputs'], data['data_samples'])
-        assert all((r.pred_instances.scores <= 1).all() for r in results)
+    (weight 2) still works when a config asks for it (``loss_cls*``)."""
+    check_class_loss_terms(
+        fdr_cfg,
+        ('', '_enc_0') + tuple(f'_aux_{i}' for i in range(NUM_LAYERS - 1)),
+        focal_weight=2.0)
 
 
 def _transformer_outputs(model, cfg, training=False):

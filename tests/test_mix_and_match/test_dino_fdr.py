@@ -37,7 +37,8 @@ import re
 
 import pytest
 import torch
-from mixed_fixtures import build_detector, first_batch, small_toy_cfg
+from mixed_fixtures import (build_detector, check_class_loss_terms,
+                            first_batch, small_toy_cfg)
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -170,34 +171,9 @@ def test_classification_loss_vfl_by_config_focal_on_request(fdr_cfg):
     """The FDR configs' class loss is D-FINE's DFINEVarifocalLoss (terms
     ``loss_vfl*`` on every output; docs/fdr_in_detrs.md says why); DINO's
     FocalLoss still works when a config asks for it (``loss_cls*``)."""
-    for loss_cls, key in ((None, 'loss_vfl'), (dict(
-            type='FocalLoss',
-            use_sigmoid=True,
-            gamma=2.0,
-            alpha=0.25,
-            loss_weight=1.0), 'loss_cls')):
-        cfg = copy.deepcopy(fdr_cfg)
-        if loss_cls is not None:
-            cfg.model.bbox_head.loss_cls = loss_cls
-        model = build_detector(cfg)
-        batch = first_batch(cfg.train_dataloader)
-        data = model.data_preprocessor(batch, True)
-        model.train()
-        losses = model.loss(data['inputs'], data['data_samples'])
-        cls_terms = {
-            k
-            for k in losses if k.startswith(('loss_vfl', 'loss_cls'))
-        }
-        assert cls_terms == {
-            key + s
-            for s in ('', '_aux_0', '_aux_1', '_enc_0', '_dn_0', '_dn_1',
-                      '_dn_2')
-        }, sorted(losses)
-        assert all(math.isfinite(float(v.detach())) for v in losses.values())
-        model.eval()
-        with torch.no_grad():
-            results = model.predict(data['inputs'], data['data_samples'])
-        assert all((r.pred_instances.scores <= 1).all() for r in results)
+    check_class_loss_terms(
+        fdr_cfg, ('', '_aux_0', '_aux_1', '_enc_0', '_dn_0', '_dn_1', '_dn_2'),
+        focal_weight=1.0)
 
 
 def test_predict_boxes_inside_image(fdr_cfg):
