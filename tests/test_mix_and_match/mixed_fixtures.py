@@ -127,6 +127,17 @@ def first_batch(cfg_loader):
     return next(iter(Runner.build_dataloader(cfg_loader, seed=0)))
 
 
+def focal_loss_cfg(loss_weight):
+    """mmdet's sigmoid FocalLoss as DINO (weight 1) and Deformable DETR
+    (weight 2) configure it."""
+    return dict(
+        type='FocalLoss',
+        use_sigmoid=True,
+        gamma=2.0,
+        alpha=0.25,
+        loss_weight=loss_weight)
+
+
 def check_class_loss_terms(cfg, suffixes, focal_weight):
     """Train-mode losses of ``cfg`` (the FDR configs' VFL) and of ``cfg``
     with mmdet's FocalLoss (``loss_weight=focal_weight``): the class terms
@@ -136,13 +147,8 @@ def check_class_loss_terms(cfg, suffixes, focal_weight):
     import math
 
     import torch
-    focal = dict(
-        type='FocalLoss',
-        use_sigmoid=True,
-        gamma=2.0,
-        alpha=0.25,
-        loss_weight=focal_weight)
-    for loss_cls, key in ((None, 'loss_vfl'), (focal, 'loss_cls')):
+    for loss_cls, key in ((None, 'loss_vfl'), (focal_loss_cfg(focal_weight),
+                                               'loss_cls')):
         cfg = copy.deepcopy(cfg)
         if loss_cls is not None:
             cfg.model.bbox_head.loss_cls = loss_cls

@@ -34,7 +34,7 @@ import re
 import pytest
 import torch
 from mixed_fixtures import (build_detector, check_class_loss_terms,
-                            first_batch, small_toy_cfg)
+                            first_batch, focal_loss_cfg, small_toy_cfg)
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -80,12 +80,7 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg):
     # on a fixed batch, where a focal class loss falls monotonically while
     # VFL's targets (the IoUs) rise as the boxes improve (the config's VFL:
     # test_classification_loss_vfl_by_config_focal_on_request)
-    cfg.model.bbox_head.loss_cls = dict(
-        type='FocalLoss',
-        use_sigmoid=True,
-        gamma=2.0,
-        alpha=0.25,
-        loss_weight=2.0)
+    cfg.model.bbox_head.loss_cls = focal_loss_cfg(2.0)
     model = build_detector(cfg)
     assert type(model).__name__ == 'DeformableDETRFDR'
     assert isinstance(model.decoder, FDRDeformableDetrTransformerDecoder)

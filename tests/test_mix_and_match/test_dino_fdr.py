@@ -38,7 +38,7 @@ import re
 import pytest
 import torch
 from mixed_fixtures import (build_detector, check_class_loss_terms,
-                            first_batch, small_toy_cfg)
+                            first_batch, focal_loss_cfg, small_toy_cfg)
 from mmengine.config import Config
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -121,12 +121,7 @@ def test_train_fixed_batch_loss_decreases(fdr_cfg, pre_refine):
     # DINO's FocalLoss here: this checks the FDR regression path on a fixed
     # batch, and the total of a focal class loss falls monotonically there,
     # while VFL's targets (the IoUs) rise as the boxes improve
-    cfg.model.bbox_head.loss_cls = dict(
-        type='FocalLoss',
-        use_sigmoid=True,
-        gamma=2.0,
-        alpha=0.25,
-        loss_weight=1.0)
+    cfg.model.bbox_head.loss_cls = focal_loss_cfg(1.0)
     model = build_detector(cfg)
     assert type(model).__name__ == 'DINOFDR'
     assert isinstance(model.decoder, FDRDinoTransformerDecoder)
