@@ -590,6 +590,48 @@ def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
         'model.bbox_head.bbox_coder.up=1.0'
 
 
+def test_benchmark_resume_continues_the_runs(toy_coco, tmp_path, capsys):
+    """``dino_fdr_toy.py --resume``: a 2-iteration run continued to 4 starts
+    from its checkpoint (iteration 2), keeps the earlier curve point from
+    the --json file, evaluates at 4 and leaves a checkpoint at 4; a budget
+    that the checkpoint already reached is refused by name."""
+    import json
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
+    try:
+        from dino_fdr_toy import main
+    finally:
+        sys.path.pop(0)
+    opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+    out_json = str(tmp_path / 'results.json')
+    common = [
+        '--seeds', '0', '--data', toy_coco, '--val-every', '2', '--jobs', '1',
+        '--work-dir',
+        str(tmp_path), '--json', out_json, '--models', 'DINO+FDR',
+        '--cfg-options'
+    ] + opts
+    main(['--iters', '2'] + common)
+    with open(out_json) as f:
+        first = json.load(f)['runs']['DINO+FDR']['0']
+    assert first['start_iter'] == 0 and [p[0] for p in first['curve']] == [2]
+    capsys.readouterr()
+    main(['--iters', '4', '--resume'] + common)
+    out = capsys.readouterr().out
+    assert 'continued from iteration 2' in out, out
+    with open(out_json) as f:
+        second = json.load(f)['runs']['DINO+FDR']['0']
+    assert second['start_iter'] == 2
+    assert [p[0] for p in second['curve']] == [2, 4]
+    assert second['curve'][0] == first['curve'][0]
+    run_dir = tmp_path / 'DINO_FDR_s0'
+    with open(run_dir / 'last_checkpoint') as f:
+        assert f.read().strip().endswith('iter_4.pth')
+    with pytest.raises(ValueError, match='iter_4.pth is at iteration 4'):
+        main(['--iters', '4', '--resume'] + common)
+    with pytest.raises(ValueError, match='--work-dir'):
+        main(['--iters', '4', '--resume', '--models', 'DINO'])
+
+
 def test_benchmark_edge_offsets_invert_the_coder():
     """The offset statistics use Eq. 2 inverted: decoding the offsets
     ``edge_offsets`` returns around the reference gives the GT box back."""

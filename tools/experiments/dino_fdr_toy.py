@@ -39,7 +39,20 @@ beyond ``2 a c`` (out of reach: clipped); ``d / c`` is the edge shift in
 reference widths.  The same numbers for the positive denoising queries of
 DINO (noised ground truth references, mmdet's ``CdnQueryGenerator``).
 Each run's final weights are saved as ``<work-dir>/<model>_s<seed>/final.pth``
-and ``--json`` is rewritten after every run.
+(and MMEngine's resumable ``iter_<N>.pth``) and ``--json`` is rewritten after
+every run.
+
+**Longer budgets without starting over** (``--resume``): every run whose work
+dir holds an MMEngine checkpoint (``last_checkpoint``) continues from it to
+``--iters`` (model, optimizer and scheduler state; the data order continues
+where it stopped, since the sampler is advanced without loading images).  The
+random generators are re-seeded with ``seed + start iteration``, so the
+continuation draws fresh noise rather than replaying the first iterations'.
+The earlier points of each learning curve are taken from the ``--json`` file
+of the earlier run (read before it is rewritten); a run's ``s_per_iter`` and
+losses then cover only the continued part.  A continued run is not bitwise an
+uninterrupted one (the generator streams differ); it is an equally valid
+sample of the same training.
 
 This is a learning comparison on synthetic data at toy size from scratch,
 not a COCO result; one seed is one sample (use >= 3).  Measured runs,
@@ -49,7 +62,12 @@ Examples::
 
     python tools/experiments/dino_fdr_toy.py --iters 300
     python tools/experiments/dino_fdr_toy.py --iters 1200 --seeds 0 1 2 \\
-        --models DINO DINO+FDR --val-every 300 --jobs 2
+        --models DINO DINO+FDR --val-every 300 --jobs 2 --work-dir runs \\
+        --json runs/results.json
+    # the same runs, continued to 2400 iterations
+    python tools/experiments/dino_fdr_toy.py --iters 2400 --seeds 0 1 2 \\
+        --models DINO DINO+FDR --val-every 300 --jobs 2 --work-dir runs \\
+        --json runs/results.json --resume
 """
 import argparse
 import json
@@ -184,6 +202,12 @@ def parse_args(argv=None):
         '--json',
         default=None,
         help='also write every result to this JSON file')
+    parser.add_argument(
+        '--resume',
+        action='store_true',
+        help='continue every run from the checkpoint in its work dir '
+        '(<work-dir>/<model>_s<seed>) to --iters; earlier curve points '
+        'come from the --json file (needs --work-dir)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -347,18 +371,22 @@ def train_and_eval(spec):
         spec (dict): ``name``, ``config``, ``overrides`` (model-specific),
             ``cfg_options`` (common), ``seed``, ``iters``, ``val_every``,
             ``data_dir``, ``work_dir``, ``threads``, ``coder`` (``(reg_scale,
-            up)`` for the offset statistics).
+            up)`` for the offset statistics); optional ``resume`` (continue
+            from the checkpoint in ``work_dir``) and ``earlier`` (the earlier
+            result of this run, whose curve points up to the start iteration
+            are kept).
 
     Returns:
         dict: ``mAP``, ``mAP50``, ``mAP75``, ``s_per_iter``, ``first_loss``,
-        ``last_loss`` (means over the first / last 10 % of iterations),
-        ``curve`` (``[iter, mAP, mAP50, mAP75]`` per evaluation),
-        ``offsets``.
+        ``last_loss`` (means over the first / last 10 % of the iterations
+        trained here), ``curve`` (``[iter, mAP, mAP50, mAP75]`` per
+        evaluation), ``offsets``, ``start_iter`` (0, or the iteration a
+        resumed run continued from).
     """
     import torch
     torch.set_num_threads(spec['threads'])
     from mmengine.hooks import Hook
-    from mmengine.runner import Runner
+    from mmengine.runner import Runner, set_random_seed
 
     class Recorder(Hook):
         """Total loss and wall time of every iteration; every evaluation."""
@@ -367,6 +395,15 @@ def train_and_eval(spec):
         def __init__(self):
             self.losses, self.times, self.curve = [], [], []
             self.tic = None
+            self.start_iter = 0
+
+        def before_train(self, runner):
+            # called after MMEngine has loaded a resumed checkpoint
+            self.start_iter = runner.iter
+            if self.start_iter:
+                # fresh noise for the continuation instead of a replay of
+                # the generator streams of iteration 0
+                set_random_seed(spec['seed'] + self.start_iter)
 
         def before_train_iter(self, runner, batch_idx, data_batch=None):
             self.tic = time.perf_counter()
@@ -405,10 +442,23 @@ def train_and_eval(spec):
     cfg = build_cfg(args, spec['data_dir'], spec['work_dir'])
     every = spec['val_every'] or spec['iters']
     cfg.train_cfg.val_interval = min(every, spec['iters'])
+    if spec.get('checkpoint'):
+        cfg.resume = True
+        cfg.load_from = spec['checkpoint']
     runner = Runner.from_cfg(cfg)
     rec = Recorder()
     runner.register_hook(rec)
     runner.train()
+    if rec.start_iter:
+        earlier = (spec.get('earlier') or {}).get('curve', [])
+        kept = [p for p in earlier if p[0] <= rec.start_iter]
+        if not kept:
+            print(
+                f'    [{spec["name"]} seed {spec["seed"]}] resumed at '
+                f'{rec.start_iter}: no earlier curve points (not in the '
+                '--json file)',
+                flush=True)
+        rec.curve = kept + rec.curve
     if not rec.curve or rec.curve[-1][0] != spec['iters']:
         metrics = runner.val_loop.run()
         rec.after_val_epoch(runner, metrics)
@@ -433,7 +483,35 @@ def train_and_eval(spec):
         first_loss=sum(rec.losses[:k]) / k,
         last_loss=sum(rec.losses[-k:]) / k,
         curve=rec.curve,
-        offsets=offsets)
+        offsets=offsets,
+        start_iter=rec.start_iter)
+
+
+def resume_checkpoint(work_dir, iters):
+    """The MMEngine checkpoint a ``--resume`` run continues from.
+
+    Args:
+        work_dir (str): the run's work dir.
+        iters (int): the run's new budget.
+
+    Returns:
+        str | None: the latest checkpoint in ``work_dir`` (None: none, the
+        run starts from iteration 0).
+
+    Raises:
+        ValueError: the checkpoint is already at ``iters`` or beyond.
+    """
+    import torch
+    from mmengine.runner import find_latest_checkpoint
+    checkpoint = find_latest_checkpoint(work_dir)
+    if checkpoint is None:
+        return None
+    start = torch.load(
+        checkpoint, map_location='cpu', weights_only=False)['meta']['iter']
+    if start >= iters:
+        raise ValueError(f'--resume: {checkpoint} is at iteration {start}, '
+                         f'not before --iters {iters}; nothing to train')
+    return checkpoint
 
 
 def _ratio(a, b):
@@ -473,7 +551,17 @@ def _run_all(specs, jobs):
                 yield futures[fut], err
 
 
-def _dump_json(args, coder, means, results):
+def _dump_json(args, coder, means, results, earlier=None):
+    """Write ``--json``; runs of ``earlier`` (a resumed invocation's
+    earlier file) that are not redone yet are kept as they were."""
+    merged = {}
+    for name, runs in results.items():
+        merged[name] = {
+            int(s): r
+            for s, r in (earlier or {}).get(name, {}).items()
+        }
+        merged[name].update(runs)
+    results = merged
     with open(args.json, 'w') as f:
         json.dump(
             dict(
@@ -521,6 +609,12 @@ def main(argv=None):
             coder = fdr_coder_settings(cfg)
             break
 
+    if args.resume and not args.work_dir:
+        raise ValueError('--resume continues the runs in --work-dir: give it')
+    earlier_runs = {}
+    if args.resume and args.json and osp.exists(args.json):
+        with open(args.json) as f:
+            earlier_runs = json.load(f).get('runs', {})
     work_dir = args.work_dir or tempfile.mkdtemp(prefix='dino_fdr_toy_')
     os.makedirs(work_dir, exist_ok=True)
     data_seed = args.seeds[0] if args.data_seed is None else args.data_seed
@@ -554,7 +648,17 @@ def main(argv=None):
                     work_dir=osp.join(work_dir, f'{tag}_s{seed}'),
                     threads=args.threads,
                     coder=coder,
-                    progress=args.progress))
+                    progress=args.progress,
+                    earlier=earlier_runs.get(name, {}).get(str(seed))))
+            if args.resume:
+                specs[-1]['checkpoint'] = resume_checkpoint(
+                    specs[-1]['work_dir'], args.iters)
+                print(
+                    f'  {name} seed {seed}: ' +
+                    (f'continues {specs[-1]["checkpoint"]}'
+                     if specs[-1]['checkpoint'] else
+                     'no checkpoint to resume, starts at iteration 0'),
+                    flush=True)
     results = {name: {} for name in models}
     t0 = time.time()
     failed = []
@@ -567,6 +671,11 @@ def main(argv=None):
                 flush=True)
             continue
         results[spec['name']][spec['seed']] = r
+        if r['start_iter']:
+            print(
+                f'  seed {spec["seed"]} {spec["name"]:16s} continued from '
+                f'iteration {r["start_iter"]}',
+                flush=True)
         print(
             f'  seed {spec["seed"]} {spec["name"]:16s} bbox mAP '
             f'{r["mAP"]:.3f}  AP50 {r["mAP50"]:.3f}  AP75 '
@@ -588,7 +697,7 @@ def main(argv=None):
                 f'references[0] {o["ceiling_iou75"]:.0%}',
                 flush=True)
         if args.json:  # partial results survive an interrupted run
-            _dump_json(args, coder, {}, results)
+            _dump_json(args, coder, {}, results, earlier_runs)
 
     # a model with a failed run is left out of the summary (reported above)
     results = {n: r for n, r in results.items() if n not in failed}
@@ -644,7 +753,7 @@ def main(argv=None):
             print(f'{"DN positives":16s} from noised GT: {_fmt_stats(st)}')
             dn_done = True
     if args.json:
-        _dump_json(args, coder, means, results)
+        _dump_json(args, coder, means, results, earlier_runs)
     print()
     ref = means[reference]
     for name, m in means.items():
