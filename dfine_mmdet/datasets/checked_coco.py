@@ -22,8 +22,13 @@ and logs a per-cause summary once the file is parsed (the
 ``DataSkipReportHook`` repeats the totals at each epoch end). It raises
 ``ValueError`` naming the file (and field) for: a missing or empty (0 byte)
 annotation file, a file that is not JSON, an annotation without
-``bbox``/``category_id`` or with a ``bbox`` that is not 4 numbers, and a
-split left with no image (``'every image of <file> was dropped: ...'``).
+``bbox``/``category_id`` or with a ``bbox`` that is not 4 numbers, a split
+left with no image (``'every image of <file> was dropped: ...'``), and a file
+whose categories would give labels that are not ``metainfo.classes``'s
+indices: ``CocoDataset`` numbers the labels in the file's category order
+(``get_cat_ids`` keeps it), so with another order, or a class missing before
+the last one, label ``i`` is not ``metainfo.classes[i]`` and every name a
+visualiser or a class-aware checkpoint attaches to it is wrong, silently.
 """
 import json
 import logging
@@ -51,6 +56,7 @@ class CheckedCocoDataset(CocoDataset):
         if osp.getsize(ann_file) == 0:
             raise ValueError(f'{ann_file}: empty annotation file (0 bytes)')
         self._drops = Counter()
+        self._order_checked = False
         try:
             data_list = super().load_data_list()
         except json.JSONDecodeError as err:
@@ -97,7 +103,29 @@ class CheckedCocoDataset(CocoDataset):
             return 'category id not in metainfo.classes'
         return None
 
+    def _check_label_order(self) -> None:
+        """Raise if label ``i`` (the ``i``-th of the file's categories named
+        in ``metainfo.classes``, in the file's order) is not
+        ``metainfo.classes[i]``; needs ``self.coco`` (alive while the parent
+        parses)."""
+        classes = list(self.metainfo['classes'])
+        names = [c['name'] for c in self.coco.load_cats(self.cat_ids)]
+        if names != classes[:len(names)]:
+            missing = [c for c in classes if c not in names]
+            raise ValueError(
+                f'{self.ann_file}: the labels would not match '
+                'metainfo.classes: CocoDataset numbers them in the file\'s '
+                f'category order, which gives {names} for metainfo.classes '
+                f'{classes}' +
+                (f' ({missing} are not category names of the file)'
+                 if missing else '') +
+                '; list metainfo.classes in the order of the file\'s '
+                '"categories" (or reorder the file)')
+
     def parse_data_info(self, raw_data_info: dict) -> Union[dict, List[dict]]:
+        if not self._order_checked:
+            self._check_label_order()
+            self._order_checked = True
         img_info = raw_data_info['raw_img_info']
         kept = []
         for ann in raw_data_info['raw_ann_info']:

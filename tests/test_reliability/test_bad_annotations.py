@@ -34,12 +34,12 @@ def _build(ann_file, filter_empty_gt=False, test_mode=False):
             pipeline=[]))
 
 
-def _coco(tmp_path, anns, images=None, name='ann.json'):
+def _coco(tmp_path, anns, images=None, name='ann.json', cats=None):
     images = images if images is not None else [
         dict(id=1, file_name='a.jpg', width=100, height=80),
         dict(id=2, file_name='b.jpg', width=100, height=80),
     ]
-    cats = [
+    cats = cats if cats is not None else [
         dict(id=1, name='square'),
         dict(id=2, name='circle'),
         dict(id=7, name='other')
@@ -162,3 +162,28 @@ def test_split_whose_every_image_is_dropped(tmp_path):
     msg = str(info.value)
     assert 'ann.json: every image of the split was dropped' in msg
     assert "'category id not in metainfo.classes': 2" in msg
+
+
+@pytest.mark.parametrize(
+    'cats', [
+        [dict(id=2, name='circle'),
+         dict(id=1, name='square')],
+        [dict(id=2, name='circle')],
+    ],
+    ids=['other order', 'first class missing'])
+def test_labels_that_would_not_match_the_classes(tmp_path, cats):
+    """CocoDataset numbers labels in the file's category order: a file
+    listing 'circle' first (or lacking 'square') would make label 0 a circle
+    while metainfo.classes[0] is 'square' -> an error naming the file and
+    both orders; the file's own order in metainfo.classes loads."""
+    anns = [dict(bbox=[10, 10, 20, 20], category_id=2)]
+    path = _coco(tmp_path, anns, cats=cats)
+    with pytest.raises(ValueError) as info:
+        _build(path)
+    msg = str(info.value)
+    assert 'ann.json: the labels would not match metainfo.classes' in msg
+    assert "gives ['circle'" in msg and "['square', 'circle']" in msg
+    assert ("['square'] are not category names" in msg) == (len(cats) == 1)
+    # trailing classes absent from the file keep labels aligned
+    ok = _build(_coco(tmp_path, anns, cats=[dict(id=1, name='square')]))
+    assert len(ok) == 2
