@@ -371,10 +371,10 @@ def train_and_eval(spec):
         spec (dict): ``name``, ``config``, ``overrides`` (model-specific),
             ``cfg_options`` (common), ``seed``, ``iters``, ``val_every``,
             ``data_dir``, ``work_dir``, ``threads``, ``coder`` (``(reg_scale,
-            up)`` for the offset statistics); optional ``resume`` (continue
-            from the checkpoint in ``work_dir``) and ``earlier`` (the earlier
-            result of this run, whose curve points up to the start iteration
-            are kept).
+            up)`` for the offset statistics); optional ``checkpoint`` (an
+            MMEngine checkpoint to resume from, see ``resume_checkpoint``)
+            and ``earlier`` (the earlier result of this run, whose curve
+            points up to the start iteration are kept).
 
     Returns:
         dict: ``mAP``, ``mAP50``, ``mAP75``, ``s_per_iter``, ``first_loss``,
