@@ -548,18 +548,25 @@ def test_toy_configs_differ_only_by_fdr_deltas():
     assert pre == fdr
 
 
+def _toy_tool():
+    """``tools/experiments/dino_fdr_toy.py`` as a module, and ``TINY`` as its
+    ``--cfg-options`` arguments."""
+    import sys
+    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
+    try:
+        import dino_fdr_toy
+    finally:
+        sys.path.pop(0)
+    return dino_fdr_toy, [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+
+
 def test_benchmark_command_runs(toy_coco, tmp_path, capsys):
     """README: ``python tools/experiments/dino_fdr_toy.py --iters 300 --seeds
     0 1`` (here 2 iterations, one seed, tiny size), plus one ablation (a
     built-in model with a config override) and the JSON output."""
     import json
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
-    try:
-        from dino_fdr_toy import main
-    finally:
-        sys.path.pop(0)
-    opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+    tool, opts = _toy_tool()
+    main = tool.main
     out_json = str(tmp_path / 'results.json')
     means = main([
         '--iters', '2', '--seeds', '0', '--data', toy_coco, '--val-every', '2',
@@ -596,13 +603,8 @@ def test_benchmark_resume_continues_the_runs(toy_coco, tmp_path, capsys):
     the --json file, evaluates at 4 and leaves a checkpoint at 4; a budget
     that the checkpoint already reached is refused by name."""
     import json
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
-    try:
-        from dino_fdr_toy import main
-    finally:
-        sys.path.pop(0)
-    opts = [f'{k}={v}'.replace(' ', '') for k, v in TINY.items()]
+    tool, opts = _toy_tool()
+    main = tool.main
     out_json = str(tmp_path / 'results.json')
     common = [
         '--seeds', '0', '--data', toy_coco, '--val-every', '2', '--jobs', '1',
@@ -635,16 +637,12 @@ def test_benchmark_resume_continues_the_runs(toy_coco, tmp_path, capsys):
 def test_benchmark_edge_offsets_invert_the_coder():
     """The offset statistics use Eq. 2 inverted: decoding the offsets
     ``edge_offsets`` returns around the reference gives the GT box back."""
-    import sys
-
     from mmdet.structures.bbox import bbox_cxcywh_to_xyxy
 
     from dfine_mmdet.models.task_modules.coders.fdr_coder import distance2bbox
-    sys.path.insert(0, osp.join(ROOT, 'tools', 'experiments'))
-    try:
-        from dino_fdr_toy import edge_offsets, offset_stats, reach_ceiling
-    finally:
-        sys.path.pop(0)
+    tool, _ = _toy_tool()
+    edge_offsets, offset_stats = tool.edge_offsets, tool.offset_stats
+    reach_ceiling = tool.reach_ceiling
     gen = torch.Generator().manual_seed(0)
     ref = torch.rand(50, 4, generator=gen) * 0.4 + 0.1
     gt = bbox_cxcywh_to_xyxy(torch.rand(50, 4, generator=gen) * 0.4 + 0.1)
