@@ -175,7 +175,8 @@ def test_labels_that_would_not_match_the_classes(tmp_path, cats):
     """CocoDataset numbers labels in the file's category order: a file
     listing 'circle' first (or lacking 'square') would make label 0 a circle
     while metainfo.classes[0] is 'square' -> an error naming the file and
-    both orders; the file's own order in metainfo.classes loads."""
+    both orders; a file lacking only the last class keeps the labels
+    aligned and loads."""
     anns = [dict(bbox=[10, 10, 20, 20], category_id=2)]
     path = _coco(tmp_path, anns, cats=cats)
     with pytest.raises(ValueError) as info:

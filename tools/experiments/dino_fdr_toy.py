@@ -651,12 +651,12 @@ def main(argv=None):
                     progress=args.progress,
                     earlier=earlier_runs.get(name, {}).get(str(seed))))
             if args.resume:
-                specs[-1]['checkpoint'] = resume_checkpoint(
-                    specs[-1]['work_dir'], args.iters)
+                checkpoint = resume_checkpoint(specs[-1]['work_dir'],
+                                               args.iters)
+                specs[-1]['checkpoint'] = checkpoint
                 print(
                     f'  {name} seed {seed}: ' +
-                    (f'continues {specs[-1]["checkpoint"]}'
-                     if specs[-1]['checkpoint'] else
+                    (f'continues {checkpoint}' if checkpoint else
                      'no checkpoint to resume, starts at iteration 0'),
                     flush=True)
     results = {name: {} for name in models}
